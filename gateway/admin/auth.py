@@ -1,0 +1,428 @@
+"""Who may use the admin endpoint: the admin password, sessions, and login throttling.
+
+- The password is kept as an argon2id hash in ``admin.json`` in the data directory
+  (mode 0600, written atomically). On first start it comes from the environment
+  variable ``SIPSGATE_ADMIN_PASSWORD``, else it is generated and handed back to the
+  caller to print once; it is never logged.
+- API clients use HTTP Basic (user ``admin``) over HTTPS. A successful check is
+  remembered as an HMAC under a per-process random key, so a script making many calls
+  does not pay argon2's deliberate cost on every request.
+- The HTML pages use a login form and a session cookie. A session is created before
+  login only to carry the login form's CSRF token; logging in replaces it with a new
+  session id (no fixation). Every session has a synchronizer CSRF token.
+- Failed logins (form or Basic) are throttled per client address: a few attempts are
+  free, then each failure doubles a lockout window, answered with 429 and Retry-After.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from gateway.errors import GatewayError
+
+ADMIN_USER = "admin"
+PASSWORD_ENV = "SIPSGATE_ADMIN_PASSWORD"
+CREDENTIALS_FILE = "admin.json"
+CREDENTIALS_VERSION = 1
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+GENERATED_PASSWORD_BYTES = 18  # 24 URL-safe characters, 144 bits
+
+SESSION_COOKIE = "__Host-sipsgate-session"
+SESSION_IDLE_SECONDS = 30 * 60
+SESSION_MAX_SECONDS = 12 * 3600
+MAX_SESSIONS = 1000  # authenticated ones; the oldest are dropped beyond this
+MAX_ANONYMOUS_SESSIONS = 2000  # login-form sessions; a flood of GET /login evicts old ones
+
+THROTTLE_FREE_FAILURES = 5
+THROTTLE_BASE_SECONDS = 2.0
+THROTTLE_MAX_SECONDS = 15 * 60.0
+THROTTLE_FORGET_SECONDS = 60 * 60.0
+THROTTLE_MAX_CLIENTS = 10_000
+
+
+class AdminAuthError(GatewayError):
+    """The admin credentials file is missing, unreadable or malformed, or a new password
+    is unacceptable."""
+
+
+def _hasher() -> argon2.PasswordHasher:
+    return argon2.PasswordHasher()  # argon2id, the library's current recommended costs
+
+
+def check_new_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AdminAuthError(
+            f"The admin password must have at least {MIN_PASSWORD_LENGTH} characters; "
+            f"the one given has {len(password)}."
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AdminAuthError(
+            f"The admin password must have at most {MAX_PASSWORD_LENGTH} characters."
+        )
+    if any(ch in password for ch in "\r\n\x00"):
+        raise AdminAuthError("The admin password must not contain line breaks or NUL.")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+
+
+def credentials_path(data_dir: Path) -> Path:
+    return data_dir / CREDENTIALS_FILE
+
+
+def write_password(data_dir: Path, password: str, *, now: datetime | None = None) -> None:
+    """Hash ``password`` and replace ``admin.json`` atomically (mode 0600)."""
+    check_new_password(password)
+    document = {
+        "version": CREDENTIALS_VERSION,
+        "username": ADMIN_USER,
+        "password_hash": _hasher().hash(password),
+        "changed_at": (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    target = credentials_path(data_dir)
+    fd, tmp = tempfile.mkstemp(prefix=".admin-", suffix=".json", dir=data_dir)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(document, fh)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def ensure_password(data_dir: Path, env: Mapping[str, str]) -> str | None:
+    """Create the admin credentials on first start.
+
+    Returns the password when it was *generated* (the caller prints it once, to the
+    console only); None when the credentials already existed or the password came
+    from ``SIPSGATE_ADMIN_PASSWORD``.
+    """
+    if credentials_path(data_dir).exists():
+        return None
+    given = env.get(PASSWORD_ENV)
+    if given:
+        write_password(data_dir, given)
+        return None
+    password = generate_password()
+    write_password(data_dir, password)
+    return password
+
+
+def read_password_hash(data_dir: Path) -> str:
+    path = credentials_path(data_dir)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise AdminAuthError(
+            f"The admin credentials file {path} does not exist; start sipsgate once or run "
+            "`sipsgate admin set-password`."
+        ) from exc
+    except OSError as exc:
+        raise AdminAuthError(f"The admin credentials file {path} cannot be read: {exc}.") from exc
+    try:
+        document = json.loads(raw)
+        value = document["password_hash"]
+        if document.get("version") != CREDENTIALS_VERSION or not isinstance(value, str):
+            raise ValueError("unknown version or bad hash")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AdminAuthError(
+            f"The admin credentials file {path} is damaged; set a new password with "
+            "`sipsgate admin set-password`."
+        ) from exc
+    return value
+
+
+class PasswordVerifier:
+    """Checks the admin password against ``admin.json``; picks up a changed file."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._hash = ""
+        self._cache_key = secrets.token_bytes(32)
+        self._verified: set[bytes] = set()
+        self._load()
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        st = credentials_path(self._data_dir).stat()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self) -> None:
+        try:
+            stamp = self._file_stamp()
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp == self._stamp:
+            return
+        self._hash = read_password_hash(self._data_dir)
+        self._stamp = stamp
+        self._verified.clear()
+
+    def _tag(self, password: str) -> bytes:
+        return hmac.new(self._cache_key, password.encode("utf-8"), hashlib.sha256).digest()
+
+    def verify(self, password: str) -> bool:
+        """True when ``password`` is the admin password. Slow on a miss (argon2): call it
+        from a worker thread."""
+        if len(password) > MAX_PASSWORD_LENGTH:
+            return False
+        with self._lock:
+            self._load()
+            tag = self._tag(password)
+            if any(hmac.compare_digest(tag, known) for known in self._verified):
+                return True
+            current = self._hash
+        try:
+            _hasher().verify(current, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        with self._lock:
+            if self._hash == current:
+                self._verified = {tag}
+        return True
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` from an ``Authorization: Basic`` header, else None."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        return None
+    return user, password
+
+
+def is_admin_user(user: str) -> bool:
+    return hmac.compare_digest(user.encode("utf-8"), ADMIN_USER.encode("utf-8"))
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class Session:
+    id: str = field(repr=False)
+    csrf_token: str = field(repr=False)
+    authenticated: bool
+    created: float
+    last_seen: float
+    # Messages shown once on the next page (after a form's redirect).
+    messages: list[tuple[str, str]] = field(default_factory=list)
+
+    def flash(self, level: str, text: str) -> None:
+        self.messages.append((level, text))
+        del self.messages[:-10]
+
+    def take_messages(self) -> list[tuple[str, str]]:
+        taken, self.messages = self.messages, []
+        return taken
+
+    def csrf_ok(self, token: str | None) -> bool:
+        if not token:
+            return False
+        return hmac.compare_digest(token.encode("utf-8"), self.csrf_token.encode("utf-8"))
+
+
+def _key(session_id: str) -> str:
+    # Sessions are indexed by a hash of their id: the table holds no usable cookie values.
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
+
+
+class SessionTable:
+    """Server-side sessions in memory (a restart logs everyone out)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._anonymous: OrderedDict[str, Session] = OrderedDict()
+
+    def _new(self, authenticated: bool) -> Session:
+        now = self._clock()
+        return Session(
+            id=secrets.token_urlsafe(32),
+            csrf_token=secrets.token_urlsafe(32),
+            authenticated=authenticated,
+            created=now,
+            last_seen=now,
+        )
+
+    def anonymous(self) -> Session:
+        """A session for the login form: it only carries the form's CSRF token."""
+        session = self._new(False)
+        with self._lock:
+            self._anonymous[_key(session.id)] = session
+            while len(self._anonymous) > MAX_ANONYMOUS_SESSIONS:
+                self._anonymous.popitem(last=False)
+        return session
+
+    def get(self, session_id: str | None) -> Session | None:
+        """The live session with that id (authenticated or not), touching its idle timer."""
+        if not session_id or len(session_id) > 128:
+            return None
+        key = _key(session_id)
+        now = self._clock()
+        with self._lock:
+            for table in (self._sessions, self._anonymous):
+                session = table.get(key)
+                if session is None:
+                    continue
+                expired = (
+                    now - session.last_seen > SESSION_IDLE_SECONDS
+                    or now - session.created > SESSION_MAX_SECONDS
+                )
+                if expired:
+                    del table[key]
+                    return None
+                session.last_seen = now
+                table.move_to_end(key)
+                return session
+        return None
+
+    def login(self, previous_id: str | None) -> Session:
+        """A new authenticated session; the previous one (if any) stops existing."""
+        self.drop(previous_id)
+        session = self._new(True)
+        with self._lock:
+            self._sessions[_key(session.id)] = session
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        return session
+
+    def drop(self, session_id: str | None) -> None:
+        if not session_id:
+            return
+        key = _key(session_id)
+        with self._lock:
+            self._sessions.pop(key, None)
+            self._anonymous.pop(key, None)
+
+    def drop_all(self) -> None:
+        """Log everyone out (after a password change)."""
+        with self._lock:
+            self._sessions.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+
+# -- throttling ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Per-client failed-login counter with an exponentially growing lockout."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        free_failures: int = THROTTLE_FREE_FAILURES,
+        base_seconds: float = THROTTLE_BASE_SECONDS,
+        max_seconds: float = THROTTLE_MAX_SECONDS,
+    ) -> None:
+        self._clock = clock
+        self.free_failures = free_failures
+        self.base_seconds = base_seconds
+        self.max_seconds = max_seconds
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[str, _Failures] = OrderedDict()
+
+    def retry_after(self, client: str) -> float | None:
+        """Seconds until ``client`` may try again, or None when it may try now."""
+        now = self._clock()
+        with self._lock:
+            entry = self._clients.get(client)
+            if entry is None:
+                return None
+            if now - entry.last > THROTTLE_FORGET_SECONDS:
+                del self._clients[client]
+                return None
+            if entry.locked_until > now:
+                return entry.locked_until - now
+        return None
+
+    def failure(self, client: str) -> float | None:
+        """Count a failure; returns the lockout it started (seconds) if any."""
+        now = self._clock()
+        with self._lock:
+            entry = self._clients.pop(client, None) or _Failures()
+            if now - entry.last > THROTTLE_FORGET_SECONDS:
+                entry = _Failures()
+            entry.count += 1
+            entry.last = now
+            lockout: float | None = None
+            if entry.count >= self.free_failures:
+                exponent = entry.count - self.free_failures
+                lockout = min(self.base_seconds * (2**exponent), self.max_seconds)
+                entry.locked_until = now + lockout
+            self._clients[client] = entry
+            while len(self._clients) > THROTTLE_MAX_CLIENTS:
+                self._clients.popitem(last=False)
+        return lockout
+
+    def success(self, client: str) -> None:
+        with self._lock:
+            self._clients.pop(client, None)
+
+
+class AdminAuth:
+    """Everything the admin endpoint needs to authenticate a request."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float],
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        self.verifier = PasswordVerifier(data_dir)
+        self.sessions = SessionTable(clock)
+        self.throttle = throttle or LoginThrottle(clock)
+
+    def describe(self) -> dict[str, Any]:
+        return {"user": ADMIN_USER, "sessions": len(self.sessions)}

@@ -1,0 +1,218 @@
+"""Helpers for admin endpoint tests: a device identity, certificates to upload, and an
+admin application served over real HTTPS on 127.0.0.1 (port 0)."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from certstore.model import Actor, Certificate
+from certstore.store import CertStore, DeviceIdentity
+from certstore.x509 import parse_der, to_pem
+from gateway.admin.app import create_app
+from gateway.admin.auth import AdminAuth, LoginThrottle, write_password
+from gateway.admin.tls import DeviceTls
+from gateway.config import Config, build_config
+from gateway.metrics import Registry
+
+PASSWORD = "correct horse battery staple"
+TEST_ACTOR = Actor(name="test", interface="cli")
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate with its key, and the PEM/DER forms tests upload."""
+
+    certificate: Certificate
+    key: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @property
+    def pem(self) -> bytes:
+        return to_pem(self.certificate)
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.der
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def make_certificate(
+    common_name: str,
+    *,
+    issuer: Issued | None = None,
+    ca: bool = False,
+    dns: Sequence[str] = (),
+    ips: Sequence[str] = (),
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> Issued:
+    """A P-256 certificate: self-signed unless ``issuer`` is given."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_name = issuer.certificate.x509.subject if issuer else subject
+    signing_key = issuer.key if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(days=1))
+        .not_valid_after(not_after or now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    cert = builder.sign(signing_key, hashes.SHA256())
+    return Issued(certificate=parse_der(cert.public_bytes(serialization.Encoding.DER)), key=key)
+
+
+def device_identity(common_name: str = "sipsgate-test") -> DeviceIdentity:
+    issued = make_certificate(common_name, dns=["localhost"], ips=["127.0.0.1"])
+    return DeviceIdentity(
+        kind="standard",
+        chain=(issued.certificate,),
+        private_key_pem=issued.key_pem,
+        created_at=datetime.now(UTC),
+    )
+
+
+def client_context(identity: DeviceIdentity) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=to_pem(identity.chain).decode())
+    return context
+
+
+def admin_config(data_dir: Path, **admin: Any) -> Config:
+    raw: dict[str, Any] = {"gateway": {"data_dir": str(data_dir)}}
+    if admin:
+        raw["admin"] = admin
+    return build_config(raw, env={})
+
+
+@dataclass
+class AdminHarness:
+    """An admin app on real HTTPS, with a Basic-auth API session and a cookie session."""
+
+    store: CertStore
+    app: web.Application
+    server: TestServer
+    device_tls: DeviceTls
+    identity: DeviceIdentity
+    auth: AdminAuth
+    data_dir: Path
+    ssl_context: ssl.SSLContext
+    sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.make_url("/"))
+
+    def client(self, *, basic: bool = False) -> aiohttp.ClientSession:
+        session = aiohttp.ClientSession(
+            base_url=self.base_url,
+            connector=aiohttp.TCPConnector(ssl=self.ssl_context),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            headers={"Authorization": basic_header()} if basic else None,
+        )
+        self.sessions.append(session)
+        return session
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
+        await self.server.close()
+
+
+async def start_admin(
+    store: CertStore,
+    data_dir: Path,
+    *,
+    config: Config | None = None,
+    throttle: LoginThrottle | None = None,
+    registry: Registry | None = None,
+) -> AdminHarness:
+    identity = device_identity()
+    store.set_device_identity(identity, actor=TEST_ACTOR, action="device.create")
+    write_password(data_dir, PASSWORD)
+    auth = AdminAuth(data_dir, clock=time.monotonic, throttle=throttle)
+    device_tls = DeviceTls(store)
+    device_tls.reload()
+    app = create_app(
+        store, config or admin_config(data_dir), auth=auth, device_tls=device_tls, registry=registry
+    )
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server(ssl=device_tls.server_context())
+    return AdminHarness(
+        store=store,
+        app=app,
+        server=server,
+        device_tls=device_tls,
+        identity=identity,
+        auth=auth,
+        data_dir=data_dir,
+        ssl_context=client_context(identity),
+    )
+
+
+def basic_header(user: str = "admin", password: str = PASSWORD) -> str:
+    return aiohttp.encode_basic_auth(user, password)
+
+
+async def login(session: aiohttp.ClientSession, password: str = PASSWORD) -> aiohttp.ClientResponse:
+    """Log in through the form like a browser: GET the form, POST it with its token."""
+    token = await csrf_token(session, "/login")
+    response = await session.post(
+        "/login",
+        data={"csrf_token": token, "password": password, "next": "/trust"},
+        allow_redirects=False,
+    )
+    await response.read()
+    return response
+
+
+async def csrf_token(session: aiohttp.ClientSession, path: str) -> str:
+    async with session.get(path) as response:
+        text = await response.text()
+    marker = 'name="csrf_token" value="'
+    start = text.index(marker) + len(marker)
+    return text[start : text.index('"', start)]
