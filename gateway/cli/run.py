@@ -1,0 +1,35 @@
+"""``sipsgate run``: the gateway, the admin endpoint and (later) the relay and the
+provisioning client, in the foreground until SIGTERM or SIGINT; SIGHUP reloads."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from gateway.config import load_config
+from gateway.log import configure_logging
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "run",
+        parents=[common],
+        help="run the gateway and its admin endpoint",
+        description="Run the gateway in the foreground. On first start it creates the data "
+        "directory, the device identity and the admin password, and prints the admin URL "
+        "and that password once. SIGTERM/SIGINT stop it; SIGHUP reloads the config file.",
+    )
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.runtime import run_gateway
+
+    config = load_config(args.config)
+    configure_logging(config.log.level, config.log.format)
+    return asyncio.run(
+        run_gateway(config, config_path=args.config, env=os.environ, out=sys.stdout)
+    )

@@ -1,0 +1,111 @@
+"""``sipsgate run``: assemble the gateway from its configuration and supervise it.
+
+Start order: the store, the device identity (the standard one is generated on first
+start), the admin password (generated and printed once on first start), then the
+services under :class:`~gateway.supervisor.Supervisor`. SIGTERM and SIGINT stop the
+gateway cleanly; SIGHUP reloads the configuration file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import TextIO
+
+from certstore.device_service import AsyncDeviceService, DeviceService
+from certstore.model import Actor
+from certstore.sqlite import SqliteStore
+from gateway.admin.app import create_app
+from gateway.admin.auth import ADMIN_USER, AdminAuth, ensure_password
+from gateway.admin.server import AdminServer, parse_listen_all
+from gateway.admin.tls import DeviceTls
+from gateway.config import Config, load_config
+from gateway.log import get_logger
+from gateway.metrics import Registry
+from gateway.supervisor import Service, Supervisor
+
+GATEWAY_ACTOR = Actor(name="gateway", interface="gateway")
+
+_log = get_logger(area="gateway")
+
+
+def _say(out: TextIO) -> Callable[[str], None]:
+    def announce(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    return announce
+
+
+def build_services(
+    config: Config, store: SqliteStore, device: AsyncDeviceService, registry: Registry
+) -> list[Service]:
+    """Every long-lived part of the gateway, in start order. New parts go here."""
+    device_tls = DeviceTls(store, min_version=config.tls.min_version)
+    auth = AdminAuth(config.data_dir, clock=time.monotonic)
+    app = create_app(
+        store, config, auth=auth, registry=registry, device_tls=device_tls, device=device
+    )
+    return [AdminServer(app, device_tls, config)]
+
+
+async def run_gateway(
+    config: Config,
+    *,
+    config_path: str | None,
+    env: Mapping[str, str],
+    out: TextIO,
+    ready: Callable[[Supervisor], None] | None = None,
+) -> int:
+    parse_listen_all(config)  # refuse a bad admin.listen before anything is created
+    announce = _say(out)
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+    try:
+        service = DeviceService(
+            store,
+            name=config.gateway.name,
+            host_names=config.gateway.host_names,
+            machine_host_name=socket.gethostname(),
+            allow_weak_keys=config.gateway.allow_weak_keys,
+        )
+        identity = await asyncio.to_thread(service.ensure_standard_identity, actor=GATEWAY_ACTOR)
+        _log.info(
+            "device.identity.ready", kind=identity.kind, fingerprint=identity.certificate.fingerprint
+        )
+        generated = await asyncio.to_thread(ensure_password, data_dir, env)
+        registry = Registry()
+        services = build_services(config, store, AsyncDeviceService(service), registry)
+        supervisor = Supervisor(services, config)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, supervisor.request_stop)
+        loop.add_signal_handler(signal.SIGINT, supervisor.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
+
+        def started() -> None:
+            if generated is not None:
+                announce(f"Admin password (user {ADMIN_USER}), shown only this once: {generated}")
+            if ready is not None:
+                ready(supervisor)
+
+        try:
+            await supervisor.serve(lambda: load_config(config_path, env=env), announce, started)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+    finally:
+        store.close()
+    return 0
+
+
+def main(config_path: str | None, out: TextIO = sys.stdout) -> int:
+    config = load_config(config_path)
+    return asyncio.run(run_gateway(config, config_path=config_path, env=os.environ, out=out))
+
