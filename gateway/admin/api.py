@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
@@ -34,7 +35,9 @@ from gateway.admin.app import (
     MAX_BACKUP_BYTES,
     STATE,
     AdminState,
+    FORM_ERRORS,
     ApiError,
+    bad_form,
     principal_of,
     state_of,
 )
@@ -45,12 +48,18 @@ from gateway.metrics import Gauge
 PEM_TYPE = "application/x-pem-file"
 DER_TYPE = "application/pkix-cert"
 MAX_NOTE_LENGTH = 1000
-MAX_SCOPE_LENGTH = 262  # a DNS name (253) plus ":65535" and brackets
 MAX_LIST_LIMIT = 100_000
 MAX_AUDIT_LIMIT = 500
+MAX_OFFSET = 10**9
+MAX_ID = 2**62
+# Route patterns: a fingerprint (hex, colons allowed) and a numeric id.
+FP_RE = r"[0-9A-Fa-f:]{64,95}"
+ID_RE = r"[0-9]{1,19}"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_SCOPE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+# A pin's destination: host or [v6 address], optional port (docs/openapi.yaml: Scope).
+_SCOPE = re.compile(rf"^([A-Za-z0-9._-]{{1,253}}|\[[0-9A-Fa-f:.]{{2,45}}\])(:{_PORT})?$")
 
 
 # -- request parsing ---------------------------------------------------------------------------
@@ -58,7 +67,7 @@ _SCOPE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
 
 def normalise_fingerprint(text: str, *, field: str = "fingerprint") -> str:
     value = text.strip().lower().replace(":", "")
-    if not _HEX64.match(value):
+    if not _HEX64.fullmatch(value):
         raise ValidationError(
             field,
             f"{text[:80]!r} is not a SHA-256 fingerprint; give 64 hex digits "
@@ -69,7 +78,7 @@ def normalise_fingerprint(text: str, *, field: str = "fingerprint") -> str:
 
 def query_choice(request: web.Request, name: str, choices: Sequence[str]) -> str | None:
     value = request.query.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     if value not in choices:
         raise ValidationError(name, f'"{value[:40]}" is not a valid {name}; use {" or ".join(choices)}.')
@@ -125,8 +134,9 @@ def safe_filename(name: str | None) -> str:
     """A file name that cannot leave a directory or break a header (for display only)."""
     if not name:
         return ""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = _SAFE_NAME.sub("_", base).strip("._")
+    base = unquote(name).replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _SAFE_NAME.sub("_", base)
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip("._")
     return cleaned[:100]
 
 
@@ -135,6 +145,13 @@ async def read_upload(request: web.Request, limit: int) -> list[tuple[str, bytes
     form. File names are only shown, never used as paths."""
     if request.content_type != "multipart/form-data":
         return [("", await read_limited(request, limit, what="upload"))]
+    try:
+        return await _read_multipart(request, limit)
+    except FORM_ERRORS as exc:
+        raise bad_form(exc) from exc
+
+
+async def _read_multipart(request: web.Request, limit: int) -> list[tuple[str, bytes]]:
     reader = await request.multipart()
     files: list[tuple[str, bytes]] = []
     total = 0
@@ -174,17 +191,14 @@ def parse_time(value: object, field: str) -> datetime | None:
 
 
 def parse_scope(value: object) -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
-    if not isinstance(value, str) or len(value) > MAX_SCOPE_LENGTH or not _SCOPE.match(value):
+    if not isinstance(value, str) or not _SCOPE.fullmatch(value):
         raise ValidationError(
             "scope",
-            "scope must be null (any peer) or a destination host or host:port, "
-            f"not {str(value)[:60]!r}.",
+            "scope must be null (any peer) or a destination host or host:port with a port "
+            f"of 1 to 65535, not {str(value)[:60]!r}.",
         )
-    host, _, port = value.rpartition(":") if not value.endswith("]") else (value, "", "")
-    if port and host and not 1 <= int(port) <= 65535:
-        raise ValidationError("scope", f"The port in scope {value!r} is not 1 to 65535.")
     return value.lower()
 
 
@@ -229,14 +243,14 @@ def pin_request(body: Mapping[str, Any], *, max_upload: int) -> PinRequest:
     )
     decision = parse_enum(body.get("decision"), "decision", PinDecision)
     match = parse_enum(body.get("match", "certificate"), "match", PinMatch)
-    fingerprint = body.get("fingerprint")
-    pem = body.get("certificate")
-    if (fingerprint is None) == (pem is None):
+    if ("fingerprint" in body) == ("certificate" in body):
         raise ValidationError(
             "fingerprint", "Give either fingerprint (hex SHA-256) or certificate (PEM), not both."
         )
+    fingerprint = body.get("fingerprint")
+    pem = body.get("certificate")
     certificate: Certificate | None = None
-    if pem is not None:
+    if "certificate" in body:
         if not isinstance(pem, str):
             raise ValidationError("certificate", "certificate must be PEM text.")
         loaded = load_certificates(pem.encode("utf-8"), max_bytes=max_upload, what="certificate")
@@ -334,7 +348,7 @@ def filter_trust(
 
 def paged(request: web.Request, items: Sequence[Any]) -> tuple[Sequence[Any], dict[str, str]]:
     limit = query_int(request, "limit", default=None, low=1, high=MAX_LIST_LIMIT)
-    offset = query_int(request, "offset", default=0, low=0, high=10**9) or 0
+    offset = query_int(request, "offset", default=0, low=0, high=MAX_OFFSET) or 0
     end = None if limit is None else offset + limit
     return items[offset:end], {"X-Total-Count": str(len(items))}
 
@@ -424,7 +438,7 @@ def rejected_id(request: web.Request) -> int:
         value = int(text)
     except ValueError:
         raise ValidationError("id", f'"{text[:40]}" is not a rejected-chain id.') from None
-    if not 1 <= value <= 2**62:
+    if not 1 <= value <= MAX_ID:
         raise ValidationError("id", f"{value} is not a rejected-chain id.")
     return value
 
@@ -499,7 +513,7 @@ def pin_id(request: web.Request) -> int:
         value = int(text)
     except ValueError:
         raise ValidationError("id", f'"{text[:40]}" is not a pin id.') from None
-    if not 1 <= value <= 2**62:
+    if not 1 <= value <= MAX_ID:
         raise ValidationError("id", f"{value} is not a pin id.")
     return value
 
@@ -549,7 +563,7 @@ async def settings_patch(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     state = state_of(request)
     limit = query_int(request, "limit", default=50, low=1, high=MAX_AUDIT_LIMIT) or 50
-    before = query_int(request, "before_id", default=None, low=1, high=2**62)
+    before = query_int(request, "before_id", default=None, low=1, high=MAX_ID)
     events = await state.call(state.store.audit, limit=limit, before_id=before)
     headers: dict[str, str] = {}
     if len(events) == limit:
@@ -636,18 +650,18 @@ def setup(app: web.Application) -> None:
     r.add_delete(f"{v1}/trust", trust_clear)
     r.add_get(f"{v1}/trust/bundle.pem", trust_bundle)
     r.add_post(f"{v1}/trust/restore-defaults", trust_restore_defaults)
-    r.add_get(f"{v1}/trust/{{fingerprint}}", trust_get)
-    r.add_delete(f"{v1}/trust/{{fingerprint}}", trust_remove)
+    r.add_get(f"{v1}/trust/{{fingerprint:{FP_RE}}}", trust_get)
+    r.add_delete(f"{v1}/trust/{{fingerprint:{FP_RE}}}", trust_remove)
     r.add_get(f"{v1}/rejected", rejected_list)
     r.add_delete(f"{v1}/rejected", rejected_clear)
-    r.add_get(f"{v1}/rejected/{{id}}", rejected_get)
-    r.add_delete(f"{v1}/rejected/{{id}}", rejected_remove)
-    r.add_post(f"{v1}/rejected/{{id}}/trust", rejected_trust)
-    r.add_post(f"{v1}/rejected/{{id}}/accept", rejected_accept)
-    r.add_post(f"{v1}/rejected/{{id}}/reject", rejected_reject)
+    r.add_get(f"{v1}/rejected/{{id:{ID_RE}}}", rejected_get)
+    r.add_delete(f"{v1}/rejected/{{id:{ID_RE}}}", rejected_remove)
+    r.add_post(f"{v1}/rejected/{{id:{ID_RE}}}/trust", rejected_trust)
+    r.add_post(f"{v1}/rejected/{{id:{ID_RE}}}/accept", rejected_accept)
+    r.add_post(f"{v1}/rejected/{{id:{ID_RE}}}/reject", rejected_reject)
     r.add_get(f"{v1}/decisions", decisions_list)
     r.add_post(f"{v1}/decisions", decisions_add)
-    r.add_delete(f"{v1}/decisions/{{id}}", decisions_remove)
+    r.add_delete(f"{v1}/decisions/{{id:{ID_RE}}}", decisions_remove)
     r.add_get(f"{v1}/settings", settings_get)
     r.add_patch(f"{v1}/settings", settings_patch)
     r.add_get(f"{v1}/audit", audit)

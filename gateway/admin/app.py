@@ -27,6 +27,8 @@ from urllib.parse import quote
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
 from certstore.errors import (
     CertStoreError,
@@ -357,12 +359,33 @@ def session_of(request: web.Request) -> Session | None:
     return state_of(request).auth.sessions.get(request.cookies.get(SESSION_COOKIE))
 
 
+# What aiohttp's form and multipart parsers raise on a malformed body.
+FORM_ERRORS = (KeyError, ValueError, AssertionError, UnicodeDecodeError, HttpProcessingError)
+
+
+def bad_form(exc: Exception) -> ApiError:
+    return ApiError(
+        400,
+        "bad-form",
+        f"The form data cannot be read ({exc.__class__.__name__}); send multipart/form-data "
+        "with a boundary, or application/x-www-form-urlencoded.",
+    )
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The submitted form; a malformed multipart body is a 400, not a crash."""
+    try:
+        return await request.post()
+    except FORM_ERRORS as exc:
+        raise bad_form(exc) from exc
+
+
 async def _csrf_token_of(request: web.Request) -> str | None:
     header = request.headers.get(CSRF_HEADER)
     if header:
         return header
     if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await read_form(request)
         value = form.get(CSRF_FIELD)
         return value if isinstance(value, str) else None
     return None
@@ -383,6 +406,9 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    unmatched = request.match_info.http_exception
+    if unmatched is not None:
+        raise unmatched  # 404 or 405 (with Allow): nothing is served, so nothing to guard
     if is_public(request):
         return await handler(request)
     header = request.headers.get("Authorization")

@@ -38,6 +38,7 @@ from gateway.admin.app import (
     AdminState,
     client_address,
     principal_of,
+    read_form,
     session_of,
     state_of,
     throttled,
@@ -130,7 +131,7 @@ def local_target(value: str | None, default: str = "/trust") -> str:
 
 
 async def form_of(request: web.Request) -> FormData:
-    return await request.post()
+    return await read_form(request)
 
 
 def form_text(form: FormData, name: str, default: str = "") -> str:
@@ -211,7 +212,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     wait = state.auth.throttle.retry_after(client)
     if wait is not None:
         raise throttled(wait)
-    form = await request.post()
+    form = await read_form(request)
     pre = session_of(request)
     if pre is None or not pre.csrf_ok(form_text(form, CSRF_FIELD) or None):
         _log.warning("admin.csrf.rejected", client=client, path=request.path)
@@ -517,7 +518,7 @@ async def _rejected_pin_form(request: web.Request, decision: PinDecision) -> web
         if not 1 <= days <= 3650:
             raise back(request, f"/rejected/{chain_id}", "error", "Days must be 1 to 3650.")
         expires_at = state.now() + timedelta(days=days)
-    scope_text = form_text(form, "scope")
+    scope_text = form_text(form, "scope").strip()
     try:
         scope = api.parse_scope(scope_text or None)
     except ValidationError as exc:
@@ -695,7 +696,7 @@ async def restore_form(request: web.Request) -> web.StreamResponse:
 
 async def audit_page(request: web.Request) -> web.Response:
     state = state_of(request)
-    before = api.query_int(request, "before_id", default=None, low=1, high=2**62)
+    before = api.query_int(request, "before_id", default=None, low=1, high=api.MAX_ID)
     events = await state.call(state.store.audit, limit=PAGE_SIZE, before_id=before)
     return await page(
         request,
@@ -715,6 +716,7 @@ def _utc(value: datetime) -> datetime:
 
 def setup(app: web.Application) -> None:
     r = app.router
+    ID = f"{{id:{api.ID_RE}}}"  # noqa: N806
     r.add_get("/", index)
     r.add_get("/login", login_form)
     r.add_post("/login", login_submit)
@@ -723,19 +725,20 @@ def setup(app: web.Application) -> None:
     r.add_post("/trust/upload", trust_upload_form)
     r.add_post("/trust/clear", trust_clear_form)
     r.add_post("/trust/restore-defaults", trust_restore_form)
-    r.add_get("/trust/{fingerprint}", trust_detail_page)
-    r.add_post("/trust/{fingerprint}/remove", trust_remove_form)
-    r.add_post("/trust/{fingerprint}/accept", trust_accept_form)
+    fp = f"{{fingerprint:{api.FP_RE}}}"
+    r.add_get(f"/trust/{fp}", trust_detail_page)
+    r.add_post(f"/trust/{fp}/remove", trust_remove_form)
+    r.add_post(f"/trust/{fp}/accept", trust_accept_form)
     r.add_get("/rejected", rejected_page)
     r.add_post("/rejected/clear", rejected_clear_form)
-    r.add_get("/rejected/{id}", rejected_detail_page)
-    r.add_post("/rejected/{id}/trust", rejected_trust_form)
-    r.add_post("/rejected/{id}/accept", rejected_accept_form)
-    r.add_post("/rejected/{id}/reject", rejected_reject_form)
-    r.add_post("/rejected/{id}/remove", rejected_remove_form)
+    r.add_get(f"/rejected/{ID}", rejected_detail_page)
+    r.add_post(f"/rejected/{ID}/trust", rejected_trust_form)
+    r.add_post(f"/rejected/{ID}/accept", rejected_accept_form)
+    r.add_post(f"/rejected/{ID}/reject", rejected_reject_form)
+    r.add_post(f"/rejected/{ID}/remove", rejected_remove_form)
     r.add_get("/pins", pins_page)
     r.add_post("/pins", pins_add_form)
-    r.add_post("/pins/{id}/remove", pins_remove_form)
+    r.add_post(f"/pins/{ID}/remove", pins_remove_form)
     r.add_get("/settings", settings_page)
     r.add_post("/settings", settings_form)
     r.add_post("/settings/restore", restore_form)

@@ -129,9 +129,12 @@ class TestTrustList:
         async with api.get(f"{API}/trust/{'0' * 64}") as response:
             assert response.status == 404
             assert_error(await response.json(), "not-found")
-        async with api.get(f"{API}/trust/not-a-fingerprint") as response:
+        async with api.get(f"{API}/trust/{'ab' * 33}") as response:
             assert response.status == 422
             assert_error(await response.json(), "invalid-value")
+        async with api.get(f"{API}/trust/not-a-fingerprint") as response:
+            assert response.status == 404
+            assert_error(await response.json(), "not-found")
         async with api.get(f"{API}/trust/{fp}", params={"format": "txt"}) as response:
             assert response.status == 422
 
@@ -279,6 +282,8 @@ class TestRejected:
         async with api.delete(f"{API}/rejected") as response:
             assert await response.json() == {"removed": 1}
         async with api.get(f"{API}/rejected/abc") as response:
+            assert response.status == 404
+        async with api.get(f"{API}/rejected/{2**63}") as response:
             assert response.status == 422
 
 
