@@ -144,6 +144,11 @@ class Headers:
         object.__setattr__(self, "_keys", tuple(header_key(f.name) for f in checked))
 
     @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
+        """Build from ``(name, value)`` pairs, checking each."""
+        return cls(fields=tuple(HeaderField(name, value) for name, value in pairs))
+
+    @classmethod
     def _trusted(cls, fields: tuple[HeaderField, ...], keys: tuple[str, ...]) -> Headers:
         """Build from already checked fields and their keys (parser fast path)."""
         self = object.__new__(cls)
@@ -388,9 +393,7 @@ class _MessageMethods:
 
 
 def _headers_from(headers: Headers | Iterable[tuple[str, str]]) -> Headers:
-    if isinstance(headers, Headers):
-        return headers
-    return Headers(fields=tuple(HeaderField(*pair) for pair in headers))
+    return headers if isinstance(headers, Headers) else Headers.from_pairs(headers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -58,7 +58,9 @@ class TestVia:
 
     def test_ipv6_sent_by_and_maddr_ttl(self) -> None:
         """An IPv6 reference keeps its address without brackets; maddr and ttl are read."""
-        via = parse_via("SIP/2.0/UDP [2001:db8::9:1]:5070;maddr=[2001:db8::1];ttl=16;branch=z9hG4bK1")
+        via = parse_via(
+            "SIP/2.0/UDP [2001:db8::9:1]:5070;maddr=[2001:db8::1];ttl=16;branch=z9hG4bK1"
+        )
         assert (via.host, via.port) == ("2001:db8::9:1", 5070)
         assert via.maddr == "[2001:db8::1]" and via.ttl == 16
         assert via.sent_by == "[2001:db8::9:1]:5070"

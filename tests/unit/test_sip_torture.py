@@ -15,6 +15,7 @@ documented per message below:
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -417,7 +418,5 @@ class TestInvalidMessages:
         for path in sorted(FIXTURES.glob("*.dat")):
             data = path.read_bytes()
             for cut in range(0, len(data), 7):
-                try:
+                with contextlib.suppress(RemoteProtocolError):
                     validate(parse_datagram(data[:cut]))
-                except RemoteProtocolError:
-                    pass
