@@ -33,6 +33,7 @@ _DIGITS = re.compile(r"[ \t]*([0-9]+)[ \t]*")
 _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _CALL_ID = re.compile(f"{_WORD}(?:@{_WORD})?")
 _UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_SPLIT_SPECIAL = re.compile(r'[",<>\\]')
 
 #: CSeq numbers are below 2**31 (RFC 3261 §8.1.1.5).
 CSEQ_LIMIT = 2**31
@@ -55,22 +56,25 @@ def split_comma_list(value: str) -> tuple[str, ...]:
         return tuple(part.strip(" \t") for part in value.split(","))
     parts: list[str] = []
     start = 0
-    in_quote = escaped = False
+    in_quote = False
     angle = 0
-    for i, ch in enumerate(value):
+    escaped_at = -1
+    for match in _SPLIT_SPECIAL.finditer(value):
+        i = match.start()
+        ch = value[i]
         if in_quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
+            if i == escaped_at:
+                continue
+            if ch == "\\":
+                escaped_at = i + 1
             elif ch == '"':
                 in_quote = False
         elif ch == '"':
             in_quote = True
         elif ch == "<":
             angle += 1
-        elif ch == ">" and angle:
-            angle -= 1
+        elif ch == ">":
+            angle = max(0, angle - 1)
         elif ch == "," and not angle:
             parts.append(value[start:i].strip(" \t"))
             start = i + 1
