@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from certstore.identity import check_identity, normalize_host
+from certstore.identity import check_identity, identity_matches, normalize_host
 from certstore.model import (
     Certificate,
     Finding,
@@ -160,11 +160,10 @@ def _verify(
     """Path validation plus the peer identity: every finding, or none when trusted."""
     result = validate_path(chain, now, snapshot)
     leaf = chain[0]
-    identity = check_identity(
-        leaf, peer.host, peer.transport, allow_wildcards=settings.allow_wildcards
-    )
-    if identity.matched:
+    wildcards = settings.allow_wildcards
+    if identity_matches(leaf, peer.host, peer.transport, allow_wildcards=wildcards):
         return result, result.findings
+    identity = check_identity(leaf, peer.host, peer.transport, allow_wildcards=wildcards)
     mismatch = Finding(
         reason=Reason.NAME_MISMATCH,
         message=(

@@ -45,6 +45,7 @@ from certstore.model import Certificate, Transport
 __all__ = [
     "IdentityResult",
     "check_identity",
+    "identity_matches",
     "match_dns_pattern",
     "normalize_host",
     "sip_domain_of_uri",
@@ -148,6 +149,26 @@ def sip_domain_of_uri(uri: str) -> str | None:
     return host or None
 
 
+def identity_matches(
+    cert: Certificate, host: str, transport: Transport, *, allow_wildcards: bool
+) -> bool:
+    """Whether ``cert`` names the peer ``host``: the answer of :func:`check_identity`
+    without the explanation (the handshake's fast path)."""
+    expected = normalize_host(host)
+    ip = _parse_ip(expected)
+    if ip is not None:
+        return any(_parse_ip(value) == ip for value in cert.san_ip)
+    wildcards = allow_wildcards or transport is not Transport.SIPS
+    names: list[str] | tuple[str, ...] = cert.san_dns
+    if transport is Transport.SIPS and cert.san_uri:
+        domains = [sip_domain_of_uri(u) for u in cert.san_uri if _is_sip(u)]
+        if domains:
+            names = [d for d in domains if d is not None]
+    if not cert.has_san and cert.common_name is not None:
+        names = (cert.common_name,)
+    return any(match_dns_pattern(n, expected, wildcards=wildcards) for n in names)
+
+
 def check_identity(
     cert: Certificate, host: str, transport: Transport, *, allow_wildcards: bool
 ) -> IdentityResult:
@@ -183,7 +204,7 @@ def check_identity(
     note_list: list[str] = []
     patterns: list[tuple[str, str]] = []  # (label for messages, name to match)
     if transport is Transport.SIPS:
-        sip_uris = [u for u in cert.san_uri if u.partition(":")[0].lower() == "sip"]
+        sip_uris = [u for u in cert.san_uri if _is_sip(u)]
         if sip_uris:
             for uri in sip_uris:
                 domain = sip_domain_of_uri(uri)
@@ -230,6 +251,10 @@ def check_identity(
         considered=tuple(label for label, _ in patterns),
         notes=tuple(note_list),
     )
+
+
+def _is_sip(uri: str) -> bool:
+    return uri[:4].lower() == "sip:"
 
 
 def _presented(cert: Certificate) -> tuple[str, ...]:

@@ -28,7 +28,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PSS, PKCS1v15
 from cryptography.x509.oid import SignatureAlgorithmOID
@@ -141,14 +143,21 @@ def verify_signature(cert: Certificate, issuer: Certificate) -> str | None:
         return f"the issuer's public key cannot be read ({exc})"
     try:
         signature = x.signature
-        tbs = x.tbs_certificate_bytes
+        tbs = _tbs_bytes(cert)
+        known = _COMMON_ALGORITHMS.get(x.signature_algorithm_oid)
         if isinstance(key, rsa.RSAPublicKey):
+            if known is not None and isinstance(known[0], PKCS1v15):
+                key.verify(signature, tbs, known[0], known[1])
+                return None
             params = x.signature_algorithm_parameters
             digest = x.signature_hash_algorithm
             if not isinstance(params, PKCS1v15 | PSS) or digest is None:
                 return _mismatch(cert, "RSA")
             key.verify(signature, tbs, params, digest)
         elif isinstance(key, ec.EllipticCurvePublicKey):
+            if known is not None and isinstance(known[0], ec.ECDSA):
+                key.verify(signature, tbs, known[0])
+                return None
             params = x.signature_algorithm_parameters
             if not isinstance(params, ec.ECDSA):
                 return _mismatch(cert, "EC")
@@ -173,6 +182,51 @@ def verify_signature(cert: Certificate, issuer: Certificate) -> str | None:
     except (UnsupportedAlgorithm, ValueError, TypeError) as exc:
         return f"the signature could not be checked ({exc})"
     return None
+
+
+# The signature algorithms nearly every certificate uses, with their padding and hash
+# made once (cryptography's ``signature_algorithm_parameters`` builds new objects on
+# every call). Anything else (RSA-PSS, Ed25519, ...) takes the general route.
+_COMMON_ALGORITHMS: dict[x509.ObjectIdentifier, tuple[object, hashes.HashAlgorithm]] = {
+    SignatureAlgorithmOID.RSA_WITH_SHA256: (PKCS1v15(), hashes.SHA256()),
+    SignatureAlgorithmOID.RSA_WITH_SHA384: (PKCS1v15(), hashes.SHA384()),
+    SignatureAlgorithmOID.RSA_WITH_SHA512: (PKCS1v15(), hashes.SHA512()),
+    SignatureAlgorithmOID.RSA_WITH_SHA1: (PKCS1v15(), hashes.SHA1()),  # noqa: S303 (verify only)
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: (ec.ECDSA(hashes.SHA256()), hashes.SHA256()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: (ec.ECDSA(hashes.SHA384()), hashes.SHA384()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: (ec.ECDSA(hashes.SHA512()), hashes.SHA512()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1: (ec.ECDSA(hashes.SHA1()), hashes.SHA1()),  # noqa: S303
+}
+
+
+def _tbs_bytes(cert: Certificate) -> bytes:
+    """The signed part (TBSCertificate) of ``cert``, sliced from its DER as received.
+
+    The signature covers exactly these bytes; slicing them is also several times
+    cheaper than cryptography's ``tbs_certificate_bytes``, which re-encodes.
+    """
+    der = cert.der
+    try:
+        start = _header_end(der, 0)  # inside the outer Certificate SEQUENCE
+        end = _header_end(der, start)
+        length_byte = der[start + 1]
+        length = length_byte if length_byte < 128 else int.from_bytes(der[start + 2 : end], "big")
+        if der[0] != 0x30 or der[start] != 0x30 or end + length > len(der):
+            raise IndexError
+        return der[start : end + length]
+    except IndexError:
+        return cert.x509.tbs_certificate_bytes
+
+
+def _header_end(der: bytes, offset: int) -> int:
+    """Offset just past the tag and length octets of the DER element at ``offset``."""
+    length_byte = der[offset + 1]
+    if length_byte < 0x80:
+        return offset + 2
+    count = length_byte & 0x7F
+    if count == 0 or count > 4:
+        raise IndexError
+    return offset + 2 + count
 
 
 def _mismatch(cert: Certificate, key_type: str) -> str:
@@ -220,25 +274,20 @@ def validate_path(
     best_rank: tuple[bool, int] = (False, 0)
     for count, (path, anchor) in enumerate(_paths(leaf, pool, now, snapshot)):
         findings = _check(path, anchor, now, sigs)
-        result = PathResult(
-            path=path,
-            anchor=anchor.certificate if anchor is not None else None,
-            findings=tuple(findings),
-        )
-        if result.valid:
-            return result
+        if anchor is not None and not findings:
+            return PathResult(path=path, anchor=anchor.certificate, findings=())
         rank = (anchor is not None, -len(findings))
         if best is None or rank > best_rank:
-            best, best_rank = result, rank
+            best_rank = rank
+            best = PathResult(
+                path=path,
+                anchor=anchor.certificate if anchor is not None else None,
+                findings=tuple(findings),
+            )
         if count + 1 >= MAX_PATHS:
             break
     assert best is not None  # _paths always yields at least one path
     return best
-
-
-def _key_ids_fit(cert: Certificate, issuer: Certificate) -> bool:
-    aki, ski = cert.authority_key_id, issuer.subject_key_id
-    return aki is None or ski is None or aki == ski
 
 
 def _preference(cert: Certificate, now: datetime) -> tuple[bool, bool]:
@@ -257,25 +306,30 @@ def _paths(
     by_subject = snapshot.anchors_by_subject
 
     def extend(
-        path: tuple[Certificate, ...],
+        path: tuple[Certificate, ...], fingerprints: tuple[str, ...]
     ) -> Iterator[tuple[tuple[Certificate, ...], TrustEntry | None]]:
         cur = path[-1]
-        entry = trusted.get(cur.fingerprint)
+        entry = trusted.get(fingerprints[-1])
         if entry is not None:
             yield path, entry
             return
         if len(path) >= MAX_DEPTH:
             yield path, None
             return
+        issuer_der = cur.issuer_der
+        aki = cur.authority_key_id
         anchors = [
             e
-            for e in by_subject.get(cur.issuer_der, ())
-            if e.certificate not in path and _key_ids_fit(cur, e.certificate)
+            for e in by_subject.get(issuer_der, ())
+            if e.certificate.fingerprint not in fingerprints
+            and (aki is None or e.certificate.subject_key_id in (None, aki))
         ]
         issuers = [
             c
-            for c in pool.get(cur.issuer_der, ())
-            if c not in path and c.fingerprint not in trusted and _key_ids_fit(cur, c)
+            for c in pool.get(issuer_der, ())
+            if c.fingerprint not in fingerprints
+            and c.fingerprint not in trusted
+            and (aki is None or c.subject_key_id in (None, aki))
         ]
         if not anchors and not issuers:
             yield path, None
@@ -294,9 +348,9 @@ def _paths(
             if tried >= MAX_CANDIDATES:
                 return
             tried += 1
-            yield from extend((*path, issuer))
+            yield from extend((*path, issuer), (*fingerprints, issuer.fingerprint))
 
-    return extend((leaf,))
+    return extend((leaf,), (leaf.fingerprint,))
 
 
 def _role(index: int, size: int, anchored: bool, cert: Certificate) -> str:
@@ -331,13 +385,14 @@ def _check(
             )
         )
 
+    def label(depth: int, cert: Certificate) -> str:
+        return f"{_role(depth, size, anchored, cert)} {describe(cert)}"
+
     for depth, cert in enumerate(path):
-        role = _role(depth, size, anchored, cert)
-        name = f"{role} {describe(cert)}"
         is_anchor = anchored and depth == size - 1
         # Validity at `now`.
         if now > cert.not_after:
-            message = f"The {name} expired on {format_time(cert.not_after)}."
+            message = f"The {label(depth, cert)} expired on {format_time(cert.not_after)}."
             if is_anchor:
                 message += (
                     " It is in the trust list, but an expired certificate no longer acts as "
@@ -347,8 +402,9 @@ def _check(
         elif now < cert.not_before:
             add(
                 Reason.NOT_YET_VALID,
-                f"The {name} is not valid before {format_time(cert.not_before)}; if that "
-                "date has passed, check the gateway's clock.",
+                f"The {label(depth, cert)} is not valid before "
+                f"{format_time(cert.not_before)}; if that date has passed, check the "
+                "gateway's clock.",
                 depth,
                 cert,
             )
@@ -359,15 +415,16 @@ def _check(
             if problem is not None:
                 add(
                     Reason.BAD_SIGNATURE,
-                    f"The signature on the {name} does not verify with the key of its "
-                    f"issuer {describe(issuer)}: {problem}.",
+                    f"The signature on the {label(depth, cert)} does not verify with the key "
+                    f"of its issuer {describe(issuer)}: {problem}.",
                     depth,
                     cert,
                 )
             if cert.weak_signature:
                 add(
                     Reason.WEAK_SIGNATURE,
-                    f"The {name} is signed with {cert.signature_hash or 'a broken hash'} "
+                    f"The {label(depth, cert)} is signed with "
+                    f"{cert.signature_hash or 'a broken hash'} "
                     f"({cert.signature_algorithm}), which no longer protects against "
                     "forgery; have it re-issued with SHA-256 or better.",
                     depth,
@@ -375,13 +432,13 @@ def _check(
                 )
         # What an issuer must be.
         if depth > 0:
-            _check_issuer(path, depth, is_anchor, name, add)
+            _check_issuer(path, depth, is_anchor, label, add)
         if cert.weak_key:
             add(
                 Reason.WEAK_KEY,
-                f"The {name} has a {cert.public_key_size}-bit {cert.public_key_type} key; "
-                "sipsgate requires at least 2048 bits for RSA and DSA keys and 224 bits "
-                "for EC keys.",
+                f"The {label(depth, cert)} has a {cert.public_key_size}-bit "
+                f"{cert.public_key_type} key; sipsgate requires at least 2048 bits for RSA "
+                "and DSA keys and 224 bits for EC keys.",
                 depth,
                 cert,
             )
@@ -439,12 +496,25 @@ def _check_issuer(
     path: tuple[Certificate, ...],
     depth: int,
     is_anchor: bool,
-    name: str,
+    label: Callable[[int, Certificate], str],
     add: _AddFinding,
 ) -> None:
     cert = path[depth]
-    child = path[depth - 1]
-    issued = f"issued the certificate {describe(child)}"
+    eku = cert.extended_key_usage
+    below = 0
+    if cert.path_length is not None:
+        below = sum(1 for c in path[1:depth] if c.subject_der != c.issuer_der)
+    if (
+        (cert.version == 1 and is_anchor)
+        or (cert.version != 1 and cert.basic_constraints_present and cert.is_ca)
+    ) and not (
+        (cert.path_length is not None and below > cert.path_length)
+        or (cert.key_usage is not None and "keyCertSign" not in cert.key_usage)
+        or (eku is not None and not _SERVER_AUTH.intersection(eku))
+    ):
+        return  # the usual case: nothing to say, no message to build
+    name = label(depth, cert)
+    issued = f"issued the certificate {describe(path[depth - 1])}"
     if cert.version == 1:
         # OpenSSL's legacy rule: an X.509 v1 certificate (no extensions at all) may act
         # as a CA only when it is itself a trust anchor.
@@ -465,16 +535,14 @@ def _check_issuer(
             depth,
             cert,
         )
-    if cert.path_length is not None:
-        below = sum(1 for c in path[1:depth] if c.subject_der != c.issuer_der)
-        if below > cert.path_length:
-            add(
-                Reason.NOT_A_CA,
-                f"The {name} allows at most {cert.path_length} intermediate CA "
-                f"certificate(s) below it (path length constraint), but this path has {below}.",
-                depth,
-                cert,
-            )
+    if cert.path_length is not None and below > cert.path_length:
+        add(
+            Reason.NOT_A_CA,
+            f"The {name} allows at most {cert.path_length} intermediate CA "
+            f"certificate(s) below it (path length constraint), but this path has {below}.",
+            depth,
+            cert,
+        )
     if cert.key_usage is not None and "keyCertSign" not in cert.key_usage:
         add(
             Reason.BAD_USAGE,
@@ -483,7 +551,6 @@ def _check_issuer(
             depth,
             cert,
         )
-    eku = cert.extended_key_usage
     if eku is not None and not _SERVER_AUTH.intersection(eku):
         add(
             Reason.BAD_USAGE,
