@@ -38,6 +38,7 @@ exactly one non-empty label, and at least two labels must follow it (``*.com`` a
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from dataclasses import dataclass
 
 from certstore.model import Certificate, Transport
@@ -78,8 +79,9 @@ def normalize_host(host: str) -> str:
     """Lowercase A-label form of a host name, or the canonical text of an IP literal.
 
     Brackets around IPv6 literals and one trailing dot are dropped. A Unicode name is
-    converted to A-labels; a name IDNA refuses is returned lowercased (it then matches
-    nothing, since certificate names must be ASCII).
+    converted to A-labels; a name IDNA refuses, or one whose conversion would not be
+    reversible, is returned lowercased (it then matches nothing, since certificate
+    names must be ASCII).
     """
     text = host.strip()
     if text.startswith("[") and text.endswith("]"):
@@ -89,12 +91,21 @@ def normalize_host(host: str) -> str:
     ip = _parse_ip(text)
     if ip is not None:
         return str(ip)
-    if not text.isascii():
-        try:
-            text = text.encode("idna").decode("ascii")
-        except UnicodeError:
-            return text.lower()
-    return text.lower()
+    lowered = text.lower()
+    if lowered.isascii():
+        return lowered
+    # Python's "idna" codec is IDNA 2003: its nameprep silently drops some characters
+    # (zero-width joiners, soft hyphens) and folds others (ß to ss), where IDNA 2008
+    # would refuse or keep them. A name only converts when the A-labels decode back to
+    # the name as given; anything ambiguous stays as it is and so matches nothing.
+    try:
+        a_labels = lowered.encode("idna").decode("ascii")
+        back = a_labels.encode("ascii").decode("idna")
+    except UnicodeError:
+        return lowered
+    if back != unicodedata.normalize("NFC", lowered):
+        return lowered
+    return a_labels
 
 
 def match_dns_pattern(pattern: str, host: str, *, wildcards: bool) -> bool:
