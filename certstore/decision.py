@@ -25,6 +25,7 @@ changing any answer; see :class:`certstore.pathvalidation.SignatureCache`.)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -204,6 +205,7 @@ def _matching_pin(
     return best
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of its argument: memo only
 def parse_scope(scope: str) -> tuple[str, int | None] | None:
     """``(host, port)`` of a pin scope (``host``, ``host:port``, ``[v6]:port``, bare IPv6).
 

@@ -37,6 +37,7 @@ exactly one non-empty label, and at least two labels must follow it (``*.com`` a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import unicodedata
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class IdentityResult:
         return text
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of its argument: memo only
 def normalize_host(host: str) -> str:
     """Lowercase A-label form of a host name, or the canonical text of an IP literal.
 

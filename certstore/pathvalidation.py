@@ -291,7 +291,8 @@ def validate_path(
 
 
 def _preference(cert: Certificate, now: datetime) -> tuple[bool, bool]:
-    # Certificates valid now first, then those whose key identifier is known to fit.
+    # Certificates valid now first, then those that carry a subject key identifier
+    # (which, after the filtering in _paths, equals the authority key identifier sought).
     return (not (cert.not_before <= now <= cert.not_after), cert.subject_key_id is None)
 
 

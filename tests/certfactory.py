@@ -27,7 +27,7 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certstore.model import Certificate
@@ -37,8 +37,16 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NOT_BEFORE = datetime(2020, 1, 1, tzinfo=UTC)
 NOT_AFTER = datetime(2049, 12, 31, tzinfo=UTC)
 
-KeySpec = Literal["ec-p256", "ec-p384", "ec-p192", "rsa-1024", "rsa-2048", "ed25519"]
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+KeySpec = Literal[
+    "ec-p256", "ec-p384", "ec-p192", "rsa-1024", "rsa-2048", "ed25519", "ed448", "dsa-2048"
+]
+PrivateKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+    | dsa.DSAPrivateKey
+)
 
 CA_KEY_USAGE = ("keyCertSign", "cRLSign", "digitalSignature")
 LEAF_KEY_USAGE = ("digitalSignature", "keyEncipherment")
@@ -76,6 +84,10 @@ def private_key(spec: KeySpec = "ec-p256", label: str = "default") -> PrivateKey
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if spec == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
+    if spec == "ed448":
+        return ed448.Ed448PrivateKey.generate()
+    if spec == "dsa-2048":
+        return dsa.generate_private_key(key_size=2048)
     raise ValueError(f"unknown key specification {spec!r}")
 
 
@@ -209,7 +221,7 @@ def issue(
             aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public)
         builder = builder.add_extension(aki, critical=False)
 
-    if isinstance(sign_with, ed25519.Ed25519PrivateKey):
+    if isinstance(sign_with, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
         cert = builder.sign(sign_with, None)
     else:
         algorithm: hashes.HashAlgorithm = {

@@ -23,11 +23,17 @@ from certstore.model import (
     Transport,
     VerdictKind,
 )
-from certstore.pathvalidation import SignatureCache, validate_path, verify_signature
+from certstore.pathvalidation import (
+    SignatureCache,
+    _tbs_bytes,
+    validate_path,
+    verify_signature,
+)
 from certstore.snapshot import TrustSnapshot
 from tests.certfactory import (
     NOW,
     Issued,
+    KeySpec,
     issue,
     make_intermediate,
     make_leaf,
@@ -771,6 +777,32 @@ class TestPathValidation:
         assert cache.check(forged, pki.inter.model) is not None
         cache.clear()
         assert len(cache) == 0
+
+    @pytest.mark.parametrize("spec", ["ed448", "dsa-2048", "rsa-2048", "ec-p384"])
+    def test_other_key_types(self, spec: KeySpec) -> None:
+        """Ed448, DSA, RSA and P-384 chains (intermediate included) validate."""
+        root = once(f"kt-root-{spec}", lambda: make_root(f"KT Root {spec}", key_spec=spec))
+        inter = once(
+            f"kt-inter-{spec}",
+            lambda: make_intermediate(root, f"KT Inter {spec}", key_spec=spec),
+        )
+        leaf = once(f"kt-leaf-{spec}", lambda: make_leaf(inter, HOST, key_spec=spec))
+        v = decide(chain(leaf, inter), peer(), NOW, snapshot(trust=[root]))
+        assert v.rule is Rule.CHAIN_VALID, [f.message for f in v.findings]
+        forged = issue(HOST, issuer=inter, signing_key=private_key(spec, "kt-forger"))
+        assert verify_signature(forged.model, inter.model) is not None
+
+    def test_signed_bytes_are_sliced_exactly(self, pki: Pki, legacy: Legacy) -> None:
+        """The TBS part cut from the DER equals cryptography's, for short and long forms."""
+        certs = [pki.leaf, pki.inter, pki.root, _rsa_pki()[2], _ed_pki()[1]]
+        certs += [legacy.sha1_leaf, legacy.v1_root]
+        for c in certs:
+            assert _tbs_bytes(c.model) == c.cert.tbs_certificate_bytes
+
+    def test_unreadable_der_falls_back(self, pki: Pki) -> None:
+        """A DER header the slicer cannot read falls back to cryptography's TBS bytes."""
+        model = replace(pki.leaf.model, der=b"\x30\x80")
+        assert _tbs_bytes(model) == pki.leaf.cert.tbs_certificate_bytes
 
     def test_verify_signature_wrong_key_type(self, pki: Pki) -> None:
         """An ECDSA-signed certificate checked against an RSA key is a clear failure."""
