@@ -261,39 +261,116 @@ def validate_path(
     sigs = signature_cache if cache is None else cache
     leaf = chain[0]
     pool: dict[bytes, list[Certificate]] = {}
-    seen = {leaf.fingerprint}
-    for cert in chain[1:]:
-        if cert.fingerprint in seen:
-            continue
-        seen.add(cert.fingerprint)
-        if len(seen) > MAX_EXTRA_CERTIFICATES + 1:
-            break
-        pool.setdefault(cert.subject_der, []).append(cert)
+    if len(chain) > 1:
+        seen = {leaf.fingerprint}
+        for cert in chain[1:]:
+            if cert.fingerprint in seen:
+                continue
+            if len(seen) > MAX_EXTRA_CERTIFICATES:
+                break
+            seen.add(cert.fingerprint)
+            pool.setdefault(cert.subject_der, []).append(cert)
 
-    best: PathResult | None = None
-    best_rank: tuple[bool, int] = (False, 0)
+    # The first path of the search, built without the search's machinery: it is the
+    # one that passes in nearly every handshake.
+    path, anchor = _first_path(leaf, pool, now, snapshot)
+    findings = _check(path, anchor, now, sigs)
+    if anchor is not None and not findings:
+        return PathResult(path=path, anchor=anchor.certificate, findings=())
+    best = PathResult(
+        path=path,
+        anchor=anchor.certificate if anchor is not None else None,
+        findings=tuple(findings),
+    )
+    best_rank = (anchor is not None, -len(findings))
     for count, (path, anchor) in enumerate(_paths(leaf, pool, now, snapshot)):
+        if count == 0:
+            continue  # the first path again, checked above
+        if count >= MAX_PATHS:
+            break
         findings = _check(path, anchor, now, sigs)
         if anchor is not None and not findings:
             return PathResult(path=path, anchor=anchor.certificate, findings=())
         rank = (anchor is not None, -len(findings))
-        if best is None or rank > best_rank:
+        if rank > best_rank:
             best_rank = rank
             best = PathResult(
                 path=path,
                 anchor=anchor.certificate if anchor is not None else None,
                 findings=tuple(findings),
             )
-        if count + 1 >= MAX_PATHS:
-            break
-    assert best is not None  # _paths always yields at least one path
     return best
 
 
 def _preference(cert: Certificate, now: datetime) -> tuple[bool, bool]:
     # Certificates valid now first, then those that carry a subject key identifier
-    # (which, after the filtering in _paths, equals the authority key identifier sought).
+    # (which, after the filtering in _candidates, equals the authority key identifier).
     return (not (cert.not_before <= now <= cert.not_after), cert.subject_key_id is None)
+
+
+def _candidates(
+    cur: Certificate,
+    fingerprints: tuple[str, ...],
+    pool: Mapping[bytes, list[Certificate]],
+    now: datetime,
+    snapshot: TrustSnapshot,
+) -> tuple[list[TrustEntry], list[Certificate]]:
+    """Possible issuers of ``cur``, best first: trusted ones, then ones the peer sent.
+
+    Certificates already on the path are left out (no loops), and so are those whose
+    subject key identifier contradicts ``cur``'s authority key identifier.
+    """
+    issuer_der = cur.issuer_der
+    aki = cur.authority_key_id
+    anchors = [
+        e
+        for e in snapshot.anchors_by_subject.get(issuer_der, ())
+        if e.certificate.fingerprint not in fingerprints
+        and (aki is None or e.certificate.subject_key_id in (None, aki))
+    ]
+    issuers = (
+        [
+            c
+            for c in pool[issuer_der]
+            if c.fingerprint not in fingerprints
+            and c.fingerprint not in snapshot.trust_by_fingerprint
+            and (aki is None or c.subject_key_id in (None, aki))
+        ]
+        if issuer_der in pool
+        else []
+    )
+    if len(anchors) > 1:
+        anchors.sort(key=lambda e: _preference(e.certificate, now))
+    if len(issuers) > 1:
+        issuers.sort(key=lambda c: _preference(c, now))
+    return anchors, issuers
+
+
+def _first_path(
+    leaf: Certificate,
+    pool: Mapping[bytes, list[Certificate]],
+    now: datetime,
+    snapshot: TrustSnapshot,
+) -> tuple[tuple[Certificate, ...], TrustEntry | None]:
+    """The first path :func:`_paths` yields, found by a plain loop."""
+    trusted = snapshot.trust_by_fingerprint
+    path: tuple[Certificate, ...] = (leaf,)
+    fingerprints: tuple[str, ...] = (leaf.fingerprint,)
+    cur = leaf
+    while True:
+        entry = trusted.get(cur.fingerprint)
+        if entry is not None:
+            return path, entry
+        if len(path) >= MAX_DEPTH:
+            return path, None
+        anchors, issuers = _candidates(cur, fingerprints, pool, now, snapshot)
+        if anchors:
+            return (*path, anchors[0].certificate), anchors[0]
+        if not issuers:
+            return path, None
+        cur = issuers[0]
+        path = (*path, cur)
+        fingerprints = (*fingerprints, cur.fingerprint)
 
 
 def _paths(
@@ -304,12 +381,10 @@ def _paths(
 ) -> Iterator[tuple[tuple[Certificate, ...], TrustEntry | None]]:
     """Every candidate path from ``leaf`` (depth first), with the anchor it reached."""
     trusted = snapshot.trust_by_fingerprint
-    by_subject = snapshot.anchors_by_subject
 
     def extend(
         path: tuple[Certificate, ...], fingerprints: tuple[str, ...]
     ) -> Iterator[tuple[tuple[Certificate, ...], TrustEntry | None]]:
-        cur = path[-1]
         entry = trusted.get(fingerprints[-1])
         if entry is not None:
             yield path, entry
@@ -317,28 +392,10 @@ def _paths(
         if len(path) >= MAX_DEPTH:
             yield path, None
             return
-        issuer_der = cur.issuer_der
-        aki = cur.authority_key_id
-        anchors = [
-            e
-            for e in by_subject.get(issuer_der, ())
-            if e.certificate.fingerprint not in fingerprints
-            and (aki is None or e.certificate.subject_key_id in (None, aki))
-        ]
-        issuers = [
-            c
-            for c in pool.get(issuer_der, ())
-            if c.fingerprint not in fingerprints
-            and c.fingerprint not in trusted
-            and (aki is None or c.subject_key_id in (None, aki))
-        ]
+        anchors, issuers = _candidates(path[-1], fingerprints, pool, now, snapshot)
         if not anchors and not issuers:
             yield path, None
             return
-        if len(anchors) > 1:
-            anchors.sort(key=lambda e: _preference(e.certificate, now))
-        if len(issuers) > 1:
-            issuers.sort(key=lambda c: _preference(c, now))
         tried = 0
         for anchor in anchors:
             if tried >= MAX_CANDIDATES:

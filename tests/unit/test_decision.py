@@ -602,6 +602,19 @@ class TestPathValidation:
         finally:
             pathvalidation.signature_cache.maxsize = saved
 
+    @pytest.mark.parametrize("verdict_case", CHAIN_CASES)
+    def test_first_path_shortcut_is_the_search_first_path(
+        self, verdict_case: Case, pki: Pki
+    ) -> None:
+        """The quick first attempt is exactly the path the full search starts with."""
+        s = verdict_case.build(pki)
+        pool: dict[bytes, list[Certificate]] = {}
+        for cert in dict.fromkeys(s.chain[1:]):
+            if cert != s.chain[0]:
+                pool.setdefault(cert.subject_der, []).append(cert)
+        first = pathvalidation._first_path(s.chain[0], pool, s.now, s.snapshot)
+        assert first == next(pathvalidation._paths(s.chain[0], pool, s.now, s.snapshot))
+
     def test_valid_path_is_leaf_intermediate_root(self, pki: Pki) -> None:
         """The verdict names the anchor and the validated path, leaf first."""
         v = decide(chain(pki.leaf, pki.inter), peer(), NOW, snapshot(trust=[pki.root]))
