@@ -18,9 +18,14 @@ public key's (``public-key``), it has not expired, and its scope covers the peer
 most specific matching pins decide: scope ``host:port`` equal to the destination beats
 scope ``host``, which beats no scope (any peer); at equal specificity ``reject`` wins.
 
+For a key change, ``Verdict.previous`` stays None: pins hold only fingerprints, so the
+store, which keeps the certificates, supplies the previous one when it records the
+rejection.
+
 No I/O, no clock, no logging: ``now`` is a parameter, and equal inputs give equal
-verdicts. (A bounded memo of signature checks makes repeated chains cheaper without
-changing any answer; see :class:`certstore.pathvalidation.SignatureCache`.)
+verdicts. Bounded memos (of signature checks, see
+:class:`certstore.pathvalidation.SignatureCache`, and of host and scope normalisation)
+make repeated work cheaper without changing any answer.
 """
 
 from __future__ import annotations
