@@ -44,9 +44,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -147,7 +148,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TEXT NOT NULL
         )""",
         """CREATE TABLE trust (
-            fingerprint TEXT PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            fingerprint TEXT NOT NULL UNIQUE,
             der BLOB NOT NULL,
             spki_fingerprint TEXT NOT NULL,
             kind TEXT NOT NULL CHECK (kind IN ('ca', 'server')),
@@ -303,11 +305,17 @@ def _private_key_matches(pem: bytes, public_key_der: bytes, *, field: str) -> No
 
 
 @dataclass(frozen=True, slots=True)
-class _TrustRow:
-    fingerprint: str
-    kind: str
-    source: str
-    added_at: str
+class _Cached:
+    """The cached snapshot and the trust table marks it was built from.
+
+    Trust rows are never updated in place and their ids (AUTOINCREMENT) are never
+    reused, so (row count, highest id) changes whenever the trust list does: a new row
+    raises the highest id, a removal without addition lowers the count.
+    """
+
+    snapshot: TrustSnapshot
+    trust_count: int
+    trust_max_id: int
 
 
 class SqliteStore:
@@ -345,7 +353,7 @@ class SqliteStore:
         self._closed = False
         self._cache: OrderedDict[str, Certificate] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._snapshot: TrustSnapshot | None = None
+        self._cached: _Cached | None = None
         self._rebuild_lock = threading.Lock()
         try:
             self._prepare_files()
@@ -690,48 +698,117 @@ class SqliteStore:
         return int(row[0])
 
     def snapshot(self) -> TrustSnapshot:
-        current = self._snapshot
-        if current is not None and current.generation == self.generation():
-            return current
+        cached = self._cached
+        if cached is not None and cached.snapshot.generation == self.generation():
+            return cached.snapshot
         with self._rebuild_lock:
-            snap = self._read("reading the trust state", self._build_snapshot)
-            if self._snapshot is None or snap.generation >= self._snapshot.generation:
-                self._snapshot = snap
-            return snap
+            fresh = self._read("reading the trust state", self._build_snapshot)
+            if (
+                self._cached is None
+                or fresh.snapshot.generation >= self._cached.snapshot.generation
+            ):
+                self._cached = fresh
+            return fresh.snapshot
 
-    def _build_snapshot(self, conn: sqlite3.Connection) -> TrustSnapshot:
+    def _build_snapshot(self, conn: sqlite3.Connection) -> _Cached:
+        """The current snapshot, built from the previous one where possible.
+
+        Settings and pins are read whole (they are small). The trust list, which may
+        hold 10,000 entries, is only read whole the first time: afterwards new rows are
+        read by id, removals found by fingerprint, and the indexes of the previous
+        snapshot are copied and patched instead of rebuilt.
+        """
         (generation,) = conn.execute("SELECT generation FROM meta WHERE id = 1").fetchone()
-        previous = self._snapshot
-        if previous is not None and previous.generation == generation:
-            return previous
-        return TrustSnapshot.build(
-            generation=generation,
-            settings=self._read_settings(conn),
-            trust=self._read_trust(conn, previous),
-            pins=self._read_pins(conn),
+        cached = self._cached
+        if cached is not None and cached.snapshot.generation == generation:
+            return cached
+        count, max_id = conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM trust").fetchone()
+        settings = self._read_settings(conn)
+        pins = self._read_pins(conn)
+        if cached is None or max_id < cached.trust_max_id:
+            previous = cached.snapshot if cached is not None else None
+            snap = TrustSnapshot.build(
+                generation=generation,
+                settings=settings,
+                trust=self._read_trust(conn, previous),
+                pins=pins,
+            )
+            return _Cached(snapshot=snap, trust_count=count, trust_max_id=max_id)
+        # Pins and their indexes, built the one way TrustSnapshot builds them.
+        pin_part = TrustSnapshot.build(
+            generation=generation, settings=settings, trust=(), pins=pins
         )
+        trust_fields: dict[str, Any] = {}
+        if (count, max_id) != (cached.trust_count, cached.trust_max_id):
+            trust_fields = self._patched_trust(conn, cached, count)
+        snap = replace(
+            cached.snapshot,
+            generation=generation,
+            settings=settings,
+            pins=pin_part.pins,
+            pins_by_fingerprint=pin_part.pins_by_fingerprint,
+            first_use_scopes=pin_part.first_use_scopes,
+            **trust_fields,
+        )
+        return _Cached(snapshot=snap, trust_count=count, trust_max_id=max_id)
+
+    def _patched_trust(
+        self, conn: sqlite3.Connection, cached: _Cached, count: int
+    ) -> dict[str, Any]:
+        """The trust fields of a snapshot: the previous ones with new rows appended and
+        removed rows taken out, in id order like a full build."""
+        previous = cached.snapshot
+        added = [
+            self._trust_entry(row)
+            for row in conn.execute(
+                "SELECT fingerprint, der, kind, source, added_at FROM trust WHERE id > ? "
+                "ORDER BY id",
+                (cached.trust_max_id,),
+            )
+        ]
+        entries = dict(previous.trust_by_fingerprint)
+        added_fps = {e.certificate.fingerprint for e in added}
+        removed = [entries[fp] for fp in added_fps if fp in entries]  # removed, then re-added
+        if cached.trust_count + len(added) - len(removed) != count:
+            present = {fp for (fp,) in conn.execute("SELECT fingerprint FROM trust")}
+            removed.extend(e for fp, e in entries.items() if fp not in present)
+        anchors = dict(previous.anchors_by_subject)
+        for entry in removed:
+            del entries[entry.certificate.fingerprint]
+            subject = entry.certificate.subject_der
+            group = tuple(e for e in anchors[subject] if e is not entry)
+            if group:
+                anchors[subject] = group
+            else:
+                del anchors[subject]
+        for entry in added:
+            entries[entry.certificate.fingerprint] = entry
+            subject = entry.certificate.subject_der
+            anchors[subject] = (*anchors.get(subject, ()), entry)
+        return {
+            "trust": tuple(entries.values()),
+            "trust_by_fingerprint": MappingProxyType(entries),
+            "anchors_by_subject": MappingProxyType(anchors),
+        }
 
     def _read_trust(
         self, conn: sqlite3.Connection, previous: TrustSnapshot | None = None
     ) -> list[TrustEntry]:
-        rows = [
-            _TrustRow(*r)
-            for r in conn.execute(
-                "SELECT fingerprint, kind, source, added_at FROM trust "
-                "ORDER BY added_at, fingerprint"
-            )
-        ]
+        """The whole trust list in id (insertion) order, reusing parsed certificates."""
+        rows = conn.execute(
+            "SELECT fingerprint, kind, source, added_at FROM trust ORDER BY id"
+        ).fetchall()
         known: Mapping[str, TrustEntry] = previous.trust_by_fingerprint if previous else {}
         certs: dict[str, Certificate] = {}
         missing: list[str] = []
         with self._cache_lock:
-            for row in rows:
-                old = known.get(row.fingerprint)
-                cert = old.certificate if old is not None else self._cache.get(row.fingerprint)
+            for fp, *_ in rows:
+                old = known.get(fp)
+                cert = old.certificate if old is not None else self._cache.get(fp)
                 if cert is None:
-                    missing.append(row.fingerprint)
+                    missing.append(fp)
                 else:
-                    certs[row.fingerprint] = cert
+                    certs[fp] = cert
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -740,26 +817,15 @@ class SqliteStore:
                 chunk,
             ):
                 certs[fp] = self._certificate(der, fp)
-        entries: list[TrustEntry] = []
-        for row in rows:
-            old = known.get(row.fingerprint)
-            if (
-                old is not None
-                and old.kind.value == row.kind
-                and old.source.value == row.source
-                and _ts(old.added_at) == row.added_at
-            ):
-                entries.append(old)
-                continue
-            entries.append(
-                TrustEntry(
-                    certificate=certs[row.fingerprint],
-                    kind=TrustKind(row.kind),
-                    source=TrustSource(row.source),
-                    added_at=_dt(row.added_at),
-                )
+        return [
+            TrustEntry(
+                certificate=certs[fp],
+                kind=TrustKind(kind),
+                source=TrustSource(source),
+                added_at=_dt(added_at),
             )
-        return entries
+            for fp, kind, source, added_at in rows
+        ]
 
     @staticmethod
     def _pin(row: Sequence[Any]) -> Pin:
@@ -1801,7 +1867,8 @@ class SqliteStore:
         now = validate_aware(now, field="now")
 
         def body(conn: sqlite3.Connection) -> backup.BackupContents:
-            trust = self._read_trust(conn, self._snapshot)
+            cached = self._cached
+            trust = self._read_trust(conn, cached.snapshot if cached else None)
             pins = self._read_pins(conn)
             certs: dict[int, Certificate] = {}
             for pin_id, der in conn.execute(

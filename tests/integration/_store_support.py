@@ -4,6 +4,8 @@ verdicts as the decision would return them."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -109,3 +111,20 @@ def trust_state(store: SqliteStore) -> tuple[object, ...]:
         snap.settings,
         store.list_rejected(),
     )
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_command(*args: str) -> list[str]:
+    """The command line of a store worker process (tests/integration/_store_worker.py)."""
+    return [sys.executable, "-m", "tests.integration._store_worker", *args]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    env["PYTHONWARNINGS"] = "error"
+    return env
