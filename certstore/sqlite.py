@@ -110,6 +110,7 @@ DEFAULT_REJECTED_LIMIT = 1000
 DEFAULT_AUDIT_LIMIT = 100_000
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds SQLite's busy handler waits for a lock, per attempt
 BUSY_ATTEMPTS = 3
+WAL_SIZE_LIMIT = 8 * 1024 * 1024
 # What one rejected entry may hold, whatever a peer sends: the leaf always, then as many
 # of the following certificates as fit. A hostile peer cannot fill the disk: the list
 # holds at most ``rejected_limit`` entries of at most this size (plus a previous
@@ -422,6 +423,8 @@ class SqliteStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = FULL")
+            # Give the disk back after a big transaction (a restore) has been checkpointed.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         except sqlite3.Error as exc:
             conn.close()
             raise self._storage_error(exc, "opening the store") from exc
