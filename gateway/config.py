@@ -195,15 +195,13 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"Config key {path} must be {_type_name(tp)}, not {value!r}.")
         return tuple(_coerce(f"{path}[{i}]", v, item_tp) for i, v in enumerate(value))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if ok:
+        return value
     raise ConfigError(f"Config key {path} must be {_type_name(tp)}, not {value!r}.")
 
 
