@@ -1,7 +1,8 @@
 """Plain-dict renderings of the device identity and the pending signing request, for the
 JSON API and ``sipsgate device ... --json``. Field names follow DESIGN §7 (certificate
 summary: ``fingerprint``, ``subject``, ``issuer``, ``not_before``, ``not_after``,
-``status``, ``is_ca``, ``self_signed``; details add every field of §3).
+``status``, ``is_ca``, ``self_signed``; details add every field of §3); certificates
+render through :mod:`certstore.render` like everywhere else.
 
 Private keys never appear here; only facts about them (type, size, weak).
 """
@@ -17,60 +18,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certstore.device import load_csr, spki_sha256
-from certstore.model import Certificate
+from certstore.render import certificate_details, iso
 from certstore.store import DeviceIdentity, PendingCsr
 from certstore.x509 import _EKU_NAMES, _OID_SHORT_NAMES, _key_usage_names, _rfc4514
 
 
 def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def certificate_summary(cert: Certificate, now: datetime) -> dict[str, Any]:
-    return {
-        "fingerprint": cert.fingerprint,
-        "subject": cert.subject,
-        "issuer": cert.issuer,
-        "common_name": cert.common_name,
-        "not_before": _iso(cert.not_before),
-        "not_after": _iso(cert.not_after),
-        "status": str(cert.status_at(now)),
-        "is_ca": cert.is_ca,
-        "self_signed": cert.self_signed,
-    }
-
-
-def certificate_details(cert: Certificate, now: datetime) -> dict[str, Any]:
-    return certificate_summary(cert, now) | {
-        "fingerprint_sha1": cert.fingerprint_sha1,
-        "spki_fingerprint": cert.spki_fingerprint,
-        "version": cert.version,
-        "serial": cert.serial,
-        "subject_fields": [list(pair) for pair in cert.subject_fields],
-        "issuer_fields": [list(pair) for pair in cert.issuer_fields],
-        "public_key": {
-            "type": cert.public_key_type,
-            "size": cert.public_key_size,
-            "curve": cert.public_key_curve,
-            "weak": cert.weak_key,
-        },
-        "signature_algorithm": cert.signature_algorithm,
-        "signature_hash": cert.signature_hash,
-        "weak_signature": cert.weak_signature,
-        "san": {
-            "dns": list(cert.san_dns),
-            "ip": list(cert.san_ip),
-            "uri": list(cert.san_uri),
-            "email": list(cert.san_email),
-        },
-        "key_usage": None if cert.key_usage is None else list(cert.key_usage),
-        "extended_key_usage": (
-            None if cert.extended_key_usage is None else list(cert.extended_key_usage)
-        ),
-        "path_length": cert.path_length,
-        "subject_key_id": cert.subject_key_id,
-        "authority_key_id": cert.authority_key_id,
-    }
+    text = iso(value)
+    assert text is not None
+    return text
 
 
 def device_details(identity: DeviceIdentity, now: datetime) -> dict[str, Any]:
@@ -96,7 +52,7 @@ def _csr_key_facts(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
             "size": key.key_size,
             "curve": None,
             "weak": key.key_size < 2048,
-            "spki_fingerprint": spki_sha256(key),
+            "public_key_fingerprint": spki_sha256(key),
         }
     if isinstance(key, ec.EllipticCurvePublicKey):
         return {
@@ -104,7 +60,7 @@ def _csr_key_facts(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
             "size": key.curve.key_size,
             "curve": key.curve.name,
             "weak": key.curve.key_size < 224,
-            "spki_fingerprint": spki_sha256(key),
+            "public_key_fingerprint": spki_sha256(key),
         }
     return {"type": type(key).__name__, "size": 0, "curve": None, "weak": False}
 
@@ -135,7 +91,7 @@ def csr_details(pending: PendingCsr) -> dict[str, Any]:
         "common_name": next((v for k, v in subject_fields if k == "CN"), None),
         "key_spec": pending.key_spec,
         "public_key": _csr_key_facts(csr),
-        "san": san,
+        "subject_alt_names": san,
         "key_usage": key_usage,
         "extended_key_usage": eku,
         "signature_valid": csr.is_signature_valid,

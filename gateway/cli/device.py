@@ -41,8 +41,8 @@ from certstore.device import (
     parse_san_items,
 )
 from certstore.device_service import DeviceService
-from certstore.device_view import certificate_summary
 from certstore.model import Actor
+from certstore.render import add_result
 from certstore.store import CertStore
 from gateway.config import Config, load_config
 from gateway.errors import UsageError
@@ -339,9 +339,9 @@ def _describe_identity(details: dict[str, Any], pending: dict[str, Any] | None) 
     key_text = f"{key['type']} {key['curve'] or ''} ({key['size']} bits)".replace("  ", " ")
     if key["weak"]:
         key_text += "  WEAK"
-    names = [f"DNS:{n}" for n in cert["san"]["dns"]]
-    names += [f"IP:{n}" for n in cert["san"]["ip"]]
-    names += [f"URI:{n}" for n in cert["san"]["uri"]]
+    names = [f"DNS:{n}" for n in cert["subject_alt_names"]["dns"]]
+    names += [f"IP:{n}" for n in cert["subject_alt_names"]["ip"]]
+    names += [f"URI:{n}" for n in cert["subject_alt_names"]["uri"]]
     usage = ", ".join(cert["key_usage"] or ["(any)"])
     if cert["extended_key_usage"] is not None:
         usage += "; " + ", ".join(cert["extended_key_usage"])
@@ -372,9 +372,9 @@ def _describe_identity(details: dict[str, Any], pending: dict[str, Any] | None) 
 
 def _describe_csr(details: dict[str, Any]) -> str:
     key = details["public_key"]
-    names = [f"DNS:{n}" for n in details["san"]["dns"]]
-    names += [f"IP:{n}" for n in details["san"]["ip"]]
-    names += [f"URI:{n}" for n in details["san"]["uri"]]
+    names = [f"DNS:{n}" for n in details["subject_alt_names"]["dns"]]
+    names += [f"IP:{n}" for n in details["subject_alt_names"]["ip"]]
+    names += [f"URI:{n}" for n in details["subject_alt_names"]["uri"]]
     key_text = f"{details['key_spec']} ({key['type']}, {key['size']} bits)"
     if key["weak"]:
         key_text += "  WEAK"
@@ -543,16 +543,8 @@ def _trust(args: argparse.Namespace) -> int:
     with _service(args) as service:
         service.ensure_standard_identity(actor=_actor())
         result = service.trust_device_chain(actor=_actor(), fingerprints=args.fingerprints)
-        now = _now()
         if args.json:
-            _print_json(
-                {
-                    "added": [certificate_summary(c, now) for c in result.added],
-                    "already_present": [
-                        certificate_summary(c, now) for c in result.already_present
-                    ],
-                }
-            )
+            _print_json(add_result(result, _now()))
             return 0
         for cert in result.added:
             print(f"trusted  {cert.fingerprint}  {cert.subject}")
