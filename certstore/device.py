@@ -530,6 +530,13 @@ def validate_sans(
 def parse_san_items(items: Iterable[str]) -> SubjectAltNames:
     """SANs written as ``DNS:name``, ``IP:address``, ``URI:sip:domain`` or bare values
     (an address is an IP SAN, a value with a scheme a URI, anything else a DNS name)."""
+    dns, ips, uris = split_san_items(items)
+    return validate_sans(dns=dns, ip=ips, uri=uris)
+
+
+def split_san_items(items: Iterable[str]) -> tuple[list[str], list[str], list[str]]:
+    """Sort SAN items (as for :func:`parse_san_items`) into DNS, IP and URI lists,
+    unvalidated."""
     dns: list[str] = []
     ips: list[str] = []
     uris: list[str] = []
@@ -549,7 +556,7 @@ def parse_san_items(items: Iterable[str]) -> SubjectAltNames:
                 (uris if _URI_SCHEME.match(item.strip()) else dns).append(item)
             else:
                 ips.append(item)
-    return validate_sans(dns=dns, ip=ips, uri=uris)
+    return dns, ips, uris
 
 
 # -- what to create -----------------------------------------------------------------------

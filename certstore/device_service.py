@@ -138,20 +138,41 @@ class DeviceService:
         """Regenerate the standard identity: new serial and validity, new key unless
         ``reuse_key``. An installed identity is not renewed here (clear it first)."""
         with self._lock:
-            current = self.store.device_identity()
-            if current is not None and current.kind != IdentityKind.STANDARD:
-                raise Conflict(
-                    "The device identity was installed by an admin; renew only regenerates the "
-                    "standard identity. Clear the installed identity to go back to a standard "
-                    "one, or install a renewed certificate."
-                )
-            if reuse_key and current is None:
-                raise Conflict("There is no current device key to reuse; renew with a new key.")
+            current = self.check_renew(reuse_key=reuse_key)
             key_pem = current.private_key_pem if reuse_key and current is not None else None
             material = self._standard(key_pem)
             return self._store_identity(
                 material, IdentityKind.STANDARD, actor=actor, action="device.renew"
             )
+
+    def check_renew(self, *, reuse_key: bool = False) -> DeviceIdentity | None:
+        """Raise :class:`Conflict` when :meth:`renew` would be refused (before a slow key
+        generation starts); return the current identity."""
+        current = self.store.device_identity()
+        if current is not None and current.kind != IdentityKind.STANDARD:
+            raise Conflict(
+                "The device identity was installed by an admin; renew only regenerates the "
+                "standard identity. Clear the installed identity to go back to a standard "
+                "one, or install a renewed certificate."
+            )
+        if reuse_key and current is None:
+            raise Conflict("There is no current device key to reuse; renew with a new key.")
+        return current
+
+    def check_clear(self) -> None:
+        """Raise :class:`Conflict` when :meth:`clear` would be refused."""
+        current = self.store.device_identity()
+        if current is not None and current.kind == IdentityKind.STANDARD:
+            raise Conflict(
+                "The device identity is already the standard one; nothing to clear "
+                "(renew makes a new standard certificate)."
+            )
+
+    def check_spec(self, spec: IdentitySpec) -> None:
+        """Raise when ``spec`` cannot be used here (a weak key where none is allowed, or
+        'reuse' without a current key), before a slow key generation starts."""
+        self._check_spec(spec)
+        self._current_key_pem(spec)
 
     def self_signed(self, spec: IdentitySpec, *, actor: Actor) -> DeviceIdentity:
         """Replace the identity with a new self-signed certificate made from ``spec``."""
@@ -274,12 +295,7 @@ class DeviceService:
     def clear(self, *, actor: Actor) -> DeviceIdentity:
         """Discard an installed identity and restore a fresh standard one."""
         with self._lock:
-            current = self.store.device_identity()
-            if current is not None and current.kind == IdentityKind.STANDARD:
-                raise Conflict(
-                    "The device identity is already the standard one; nothing to clear "
-                    "(renew makes a new standard certificate)."
-                )
+            self.check_clear()
             return self._store_identity(
                 self._standard(), IdentityKind.STANDARD, actor=actor, action="device.clear"
             )

@@ -38,7 +38,7 @@ from certstore.device import (
     IdentitySpec,
     KeySpec,
     build_spec,
-    parse_san_items,
+    split_san_items,
 )
 from certstore.device_service import DeviceService
 from certstore.model import Actor
@@ -233,12 +233,12 @@ def with_progress(label: str, work: Callable[[], T], *, stream: Any = None) -> T
     def spin() -> None:
         frames = "|/-\\"
         tick = 0
-        stream.write(f"{label} ")
+        stream.write(f"{label} " + (frames[0] if tty else ""))
         stream.flush()
         while not done.wait(0.1 if tty else 0.5):
+            tick += 1
             stream.write(("\b" + frames[tick % 4]) if tty else ".")
             stream.flush()
-            tick += 1
 
     spinner = threading.Thread(target=spin, name="progress", daemon=True)
     spinner.start()
@@ -250,7 +250,7 @@ def with_progress(label: str, work: Callable[[], T], *, stream: Any = None) -> T
     finally:
         done.set()
         spinner.join(timeout=5)
-        stream.write(("\b" if tty else "") + f" {outcome}\n")
+        stream.write(("\b" if tty else "") + f"{outcome}\n")
         stream.flush()
 
 
@@ -310,7 +310,7 @@ def _passphrase(args: argparse.Namespace) -> bytes | None:
 
 
 def _spec(args: argparse.Namespace, service: DeviceService) -> IdentitySpec:
-    sans = parse_san_items(args.san)
+    dns, ips, uris = split_san_items(args.san)
     return build_spec(
         subject={
             "CN": args.cn,
@@ -322,9 +322,9 @@ def _spec(args: argparse.Namespace, service: DeviceService) -> IdentitySpec:
             "emailAddress": args.email,
         },
         key=args.key,
-        san_dns=sans.dns,
-        san_ip=sans.ip,
-        san_uri=sans.uri,
+        san_dns=dns,
+        san_ip=ips,
+        san_uri=uris,
         validity_days=getattr(args, "days", STANDARD_VALIDITY_DAYS),
         allow_weak=service.allow_weak_keys,
     )
@@ -420,6 +420,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _renew(args: argparse.Namespace) -> int:
     with _service(args) as service:
+        service.check_renew(reuse_key=args.reuse_key)
         label = _key_label("reuse" if args.reuse_key else KeySpec.EC_P256)
         with_progress(label, lambda: service.renew(actor=_actor(), reuse_key=args.reuse_key))
         _report_identity(service, args, "The standard identity was renewed.")
@@ -429,6 +430,7 @@ def _renew(args: argparse.Namespace) -> int:
 def _self_signed(args: argparse.Namespace) -> int:
     with _service(args) as service:
         spec = _spec(args, service)
+        service.check_spec(spec)
         with_progress(_key_label(spec.key), lambda: service.self_signed(spec, actor=_actor()))
         _report_identity(service, args, "A self-signed identity was installed.")
     return 0
@@ -439,6 +441,7 @@ def _csr_create(args: argparse.Namespace) -> int:
         spec = _spec(args, service)
         if spec.key is KeySpec.REUSE:
             service.ensure_standard_identity(actor=_actor())
+        service.check_spec(spec)
         pending = with_progress(
             _key_label(spec.key), lambda: service.create_csr(spec, actor=_actor())
         )
@@ -509,6 +512,7 @@ def _install(args: argparse.Namespace) -> int:
 
 def _clear(args: argparse.Namespace) -> int:
     with _service(args) as service:
+        service.check_clear()
         with_progress(_key_label(KeySpec.EC_P256), lambda: service.clear(actor=_actor()))
         _report_identity(
             service,
