@@ -257,7 +257,7 @@ def with_progress(label: str, work: Callable[[], T], *, stream: Any = None) -> T
 def _key_label(spec: KeySpec | str) -> str:
     if str(spec) == "reuse":
         return "Signing with the current key"
-    return f"Generating a {spec} key"
+    return f"Generating a new key ({spec})"
 
 
 def _read_file(name: str, what: str) -> bytes:
