@@ -394,9 +394,8 @@ def _report_identity(service: DeviceService, args: argparse.Namespace, headline:
     if args.json:
         _print_json(details)
         return
-    pending = service.store.pending_csr()
     print(headline)
-    print(_describe_identity(details, _csr_or_none(service) if pending else None))
+    print(_describe_identity(details, _csr_or_none(service)))
 
 
 def _csr_or_none(service: DeviceService) -> dict[str, Any] | None:
