@@ -177,7 +177,10 @@ class TestServedIdentity:
             check=False,
         )
         out = proc.stdout.decode() + proc.stderr.decode()
-        assert proc.returncode == 0, out
+        # The exit code is left alone: the test server closes without close_notify,
+        # which s_client may report as an unexpected EOF after a verified handshake.
+        assert "Verification: OK" in out
+        assert "Verified peername: localhost" in out
         assert "Verify return code: 0 (ok)" in out
         assert "CN = localhost" in out
 
@@ -212,6 +215,7 @@ class TestServedIdentity:
         out = proc.stdout.decode() + proc.stderr.decode()
         assert proc.returncode != 0
         assert "Verify return code: 0 (ok)" not in out
+        assert "self-signed certificate in certificate chain" in out or "verify error" in out
 
     def test_openssl_verifies_chain(self, ca: OpensslCa, tmp_path: Path) -> None:
         """openssl verify accepts the stored chain for TLS server and client purposes."""
