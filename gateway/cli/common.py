@@ -4,6 +4,7 @@ and parsing of the values operators type (durations, fingerprints, on/off)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -14,10 +15,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certstore.sqlite import SqliteStore
-
 from certstore.errors import ValidationError
 from certstore.model import Actor
+from certstore.sqlite import SqliteStore
 from gateway.config import Config, Duration, load_config
 from gateway.errors import UsageError
 
@@ -32,10 +32,14 @@ def config_of(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
+def store_for(config: Config) -> SqliteStore:
+    """The embedded store of the config's data directory (created on first use)."""
+    return SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+
+
 @contextmanager
 def open_store(args: argparse.Namespace) -> Iterator[SqliteStore]:
-    config = config_of(args)
-    store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+    store = store_for(config_of(args))
     try:
         yield store
     finally:
@@ -121,29 +125,36 @@ def parse_expiry(at: str | None, within: str | None, now: datetime) -> datetime 
     return None
 
 
-def read_input(path: str, *, limit: int) -> bytes:
+def read_input(path: str, *, limit: int, what: str = "file") -> bytes:
     """Bytes of a file, or of standard input for ``-``, refusing more than ``limit``."""
-    if path == "-":
-        data = sys.stdin.buffer.read(limit + 1)
-    else:
-        try:
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
             with open(path, "rb") as fh:
                 data = fh.read(limit + 1)
-        except OSError as exc:
-            raise UsageError(f"Cannot read {path}: {exc.strerror}.") from exc
+    except OSError as exc:
+        raise UsageError(f"The {what} {path} cannot be read: {exc.strerror or exc}.") from exc
     if len(data) > limit:
-        raise UsageError(f"{path} is larger than {limit} bytes; nothing was changed.")
+        raise UsageError(f"The {what} {path} is larger than {limit} bytes; nothing was changed.")
     return data
 
 
-def write_output(data: bytes, out: str | None) -> None:
+def write_output(data: bytes, out: str | None, *, secret: bool = False) -> None:
+    """Write to standard output, or atomically to a file (mode 0600 when it holds a key)."""
     if out is None or out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
     tmp = f"{out}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UsageError(f"Cannot write {out}: {exc.strerror or exc}.") from exc
