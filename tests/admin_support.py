@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from certstore.device_service import AsyncDeviceService, DeviceService
 from certstore.model import Actor, Certificate
+from certstore.sqlite import SqliteStore
 from certstore.store import CertStore, DeviceIdentity
 from certstore.x509 import parse_der, to_pem
 from gateway.admin.app import create_app
@@ -163,6 +165,14 @@ class AdminHarness:
         await self.server.close()
 
 
+def open_store(data_dir: Path, **kwargs: Any) -> SqliteStore:
+    return SqliteStore(data_dir / "sipsgate.db", **kwargs)
+
+
+def device_service(store: CertStore) -> DeviceService:
+    return DeviceService(store, name="sipsgate-test", host_names=("127.0.0.1", "localhost"))
+
+
 async def start_admin(
     store: CertStore,
     data_dir: Path,
@@ -171,14 +181,19 @@ async def start_admin(
     throttle: LoginThrottle | None = None,
     registry: Registry | None = None,
 ) -> AdminHarness:
-    identity = device_identity()
-    store.set_device_identity(identity, actor=TEST_ACTOR, action="device.create")
+    service = device_service(store)
+    identity = service.ensure_standard_identity(actor=TEST_ACTOR)
     write_password(data_dir, PASSWORD)
     auth = AdminAuth(data_dir, clock=time.monotonic, throttle=throttle)
     device_tls = DeviceTls(store)
     device_tls.reload()
     app = create_app(
-        store, config or admin_config(data_dir), auth=auth, device_tls=device_tls, registry=registry
+        store,
+        config or admin_config(data_dir),
+        auth=auth,
+        device_tls=device_tls,
+        registry=registry,
+        device=AsyncDeviceService(service),
     )
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server(ssl=device_tls.server_context())

@@ -29,6 +29,7 @@ from certstore.model import (
     TrustSource,
 )
 from certstore.store import ExpiringItem, PinRequest, RestoreSummary
+from certstore.validation import normalize_scope
 from certstore.x509 import load_certificates, to_pem
 from gateway.admin.app import (
     API_PREFIX,
@@ -57,9 +58,6 @@ FP_RE = r"[0-9A-Fa-f:]{64,95}"
 ID_RE = r"[0-9]{1,19}"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-# A pin's destination: host or [v6 address], optional port (docs/openapi.yaml: Scope).
-_SCOPE = re.compile(rf"^([A-Za-z0-9._-]{{1,253}}|\[[0-9A-Fa-f:.]{{2,45}}\])(:{_PORT})?$")
 
 
 # -- request parsing ---------------------------------------------------------------------------
@@ -191,15 +189,12 @@ def parse_time(value: object, field: str) -> datetime | None:
 
 
 def parse_scope(value: object) -> str | None:
+    """None (any peer), ``host`` or ``host:port``, normalised as the store keeps it."""
     if value is None:
         return None
-    if not isinstance(value, str) or not _SCOPE.fullmatch(value):
-        raise ValidationError(
-            "scope",
-            "scope must be null (any peer) or a destination host or host:port with a port "
-            f"of 1 to 65535, not {str(value)[:60]!r}.",
-        )
-    return value.lower()
+    if isinstance(value, str) and not value.strip():
+        raise ValidationError("scope", "scope must be null (any peer) or host or host:port.")
+    return normalize_scope(value)
 
 
 def parse_enum(value: object, field: str, enum: type[PinDecision] | type[PinMatch]) -> Any:

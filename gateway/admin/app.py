@@ -39,6 +39,7 @@ from certstore.errors import (
     StorageError,
     ValidationError,
 )
+from certstore.device_service import AsyncDeviceService
 from certstore.model import Actor
 from certstore.store import CertStore
 from gateway.admin.auth import (
@@ -105,7 +106,7 @@ class AdminState:
     metrics: AdminMetrics
     clock: Callable[[], datetime] = _utc_now
     device_tls: DeviceTls | None = None
-    device: Any = None  # the device identity service, when wired
+    device: AsyncDeviceService | None = None
     started: float = field(default_factory=time.monotonic)
     # Small per-application caches (e.g. the expiry banner per store generation).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -458,11 +459,11 @@ def create_app(
     auth: AdminAuth,
     registry: Registry | None = None,
     device_tls: DeviceTls | None = None,
-    device: Any = None,
+    device: AsyncDeviceService | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> web.Application:
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
-    from gateway.admin import api, pages
+    from gateway.admin import api, device_routes, pages
 
     registry = registry if registry is not None else Registry()
     state = AdminState(
@@ -502,6 +503,8 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     api.setup(app)
     pages.setup(app)
+    if device is not None:
+        device_routes.setup(app)
     static = app.router.add_static(
         "/static", here / "static", append_version=True, name="static"
     )

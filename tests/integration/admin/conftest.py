@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.admin_support import AdminHarness, start_admin
-from tests.memory_store import MemoryStore
+from certstore.sqlite import SqliteStore
+from tests.admin_support import TEST_ACTOR, AdminHarness, open_store, start_admin
 
 
 @pytest.fixture
@@ -19,14 +19,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(data_dir: Path) -> Iterator[MemoryStore]:
-    value = MemoryStore()
+def store(data_dir: Path) -> Iterator[SqliteStore]:
+    """A new store with an empty trust list (the builtin CAs removed), so tests see
+    exactly what they add."""
+    value = open_store(data_dir)
+    value.clear_trust(actor=TEST_ACTOR)
     yield value
     value.close()
 
 
 @pytest.fixture
-async def admin(store: MemoryStore, data_dir: Path) -> AsyncIterator[AdminHarness]:
+async def admin(store: SqliteStore, data_dir: Path) -> AsyncIterator[AdminHarness]:
     harness = await start_admin(store, data_dir)
     yield harness
     await harness.close()

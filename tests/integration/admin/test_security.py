@@ -21,9 +21,9 @@ from tests.admin_support import (
     csrf_token,
     login,
     make_certificate,
+    open_store,
     start_admin,
 )
-from tests.memory_store import MemoryStore
 
 HEADERS = {
     "Strict-Transport-Security": "max-age=31536000",
@@ -183,13 +183,14 @@ class TestCsrf:
 
 @pytest.fixture
 async def throttled_admin(tmp_path: Path) -> AsyncIterator[AdminHarness]:
-    store = MemoryStore()
     data = tmp_path / "var"
     data.mkdir()
+    store = open_store(data)
     throttle = LoginThrottle(time.monotonic, free_failures=3, base_seconds=30.0)
     harness = await start_admin(store, data, throttle=throttle)
     yield harness
     await harness.close()
+    store.close()
 
 
 class TestThrottle:
