@@ -66,5 +66,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
 
 
 def get_logger(**initial: Any) -> Any:
-    """A bound logger; ``initial`` values are bound to every event it emits."""
-    return structlog.get_logger().bind(**initial)
+    """A logger; ``initial`` values are bound to every event it emits.
+
+    The logger is assembled from the configuration at each use, not when it is created,
+    so module-level loggers made at import follow :func:`configure_logging` called later.
+    """
+    return structlog.get_logger(**initial)

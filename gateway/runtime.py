@@ -9,12 +9,10 @@ gateway cleanly; SIGHUP reloads the configuration file.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from certstore.device_service import AsyncDeviceService, DeviceService
@@ -22,7 +20,7 @@ from certstore.model import Actor
 from certstore.sqlite import SqliteStore
 from gateway.admin.app import create_app
 from gateway.admin.auth import ADMIN_USER, AdminAuth, ensure_password
-from gateway.admin.server import AdminServer, parse_listen_all
+from gateway.admin.server import AdminServer, ListenAddress, parse_listen_all
 from gateway.admin.tls import DeviceTls
 from gateway.config import Config, load_config
 from gateway.log import get_logger
@@ -54,31 +52,41 @@ def build_services(
     return [AdminServer(app, device_tls, config)]
 
 
+def identity_names(config: Config, listen: Sequence[ListenAddress]) -> tuple[str, ...]:
+    """SANs of the standard identity: the configured host names and the addresses the
+    admin endpoint listens on (so a browser can check the name it connected to)."""
+    names = list(config.gateway.host_names)
+    for address in listen:
+        if address.host not in ("", "0.0.0.0", "::"):  # noqa: S104 - compared, not bound
+            names.append(address.host)
+    return tuple(dict.fromkeys(names))
+
+
 async def run_gateway(
     config: Config,
     *,
     config_path: str | None,
     env: Mapping[str, str],
     out: TextIO,
-    ready: Callable[[Supervisor], None] | None = None,
 ) -> int:
-    parse_listen_all(config)  # refuse a bad admin.listen before anything is created
+    listen = parse_listen_all(config)  # refuse a bad admin.listen before anything is created
     announce = _say(out)
     data_dir = config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
     try:
         service = DeviceService(
             store,
             name=config.gateway.name,
-            host_names=config.gateway.host_names,
+            host_names=identity_names(config, listen),
             machine_host_name=socket.gethostname(),
             allow_weak_keys=config.gateway.allow_weak_keys,
         )
         identity = await asyncio.to_thread(service.ensure_standard_identity, actor=GATEWAY_ACTOR)
         _log.info(
-            "device.identity.ready", kind=identity.kind, fingerprint=identity.certificate.fingerprint
+            "device.identity.ready",
+            kind=identity.kind,
+            fingerprint=identity.certificate.fingerprint,
         )
         generated = await asyncio.to_thread(ensure_password, data_dir, env)
         registry = Registry()
@@ -92,8 +100,6 @@ async def run_gateway(
         def started() -> None:
             if generated is not None:
                 announce(f"Admin password (user {ADMIN_USER}), shown only this once: {generated}")
-            if ready is not None:
-                ready(supervisor)
 
         try:
             await supervisor.serve(lambda: load_config(config_path, env=env), announce, started)
@@ -103,9 +109,3 @@ async def run_gateway(
     finally:
         store.close()
     return 0
-
-
-def main(config_path: str | None, out: TextIO = sys.stdout) -> int:
-    config = load_config(config_path)
-    return asyncio.run(run_gateway(config, config_path=config_path, env=os.environ, out=out))
-

@@ -33,10 +33,10 @@ from certstore.validation import normalize_scope
 from certstore.x509 import load_certificates, to_pem
 from gateway.admin.app import (
     API_PREFIX,
+    FORM_ERRORS,
     MAX_BACKUP_BYTES,
     STATE,
     AdminState,
-    FORM_ERRORS,
     ApiError,
     bad_form,
     principal_of,
@@ -68,8 +68,7 @@ def normalise_fingerprint(text: str, *, field: str = "fingerprint") -> str:
     if not _HEX64.fullmatch(value):
         raise ValidationError(
             field,
-            f"{text[:80]!r} is not a SHA-256 fingerprint; give 64 hex digits "
-            "(colons allowed).",
+            f"{text[:80]!r} is not a SHA-256 fingerprint; give 64 hex digits (colons allowed).",
         )
     return value
 
@@ -79,7 +78,9 @@ def query_choice(request: web.Request, name: str, choices: Sequence[str]) -> str
     if value is None:
         return None
     if value not in choices:
-        raise ValidationError(name, f'"{value[:40]}" is not a valid {name}; use {" or ".join(choices)}.')
+        raise ValidationError(
+            name, f'"{value[:40]}" is not a valid {name}; use {" or ".join(choices)}.'
+        )
     return value
 
 
@@ -530,7 +531,9 @@ async def decisions_add(request: web.Request) -> web.Response:
 
 async def decisions_remove(request: web.Request) -> web.Response:
     state = state_of(request)
-    pin = await state.call(state.store.remove_pin, pin_id(request), actor=principal_of(request).actor)
+    pin = await state.call(
+        state.store.remove_pin, pin_id(request), actor=principal_of(request).actor
+    )
     return web.json_response(render.pin(pin, state.now()))
 
 
@@ -562,7 +565,9 @@ async def audit(request: web.Request) -> web.Response:
     events = await state.call(state.store.audit, limit=limit, before_id=before)
     headers: dict[str, str] = {}
     if len(events) == limit:
-        headers["Link"] = f'<{API_PREFIX}/audit?limit={limit}&before_id={events[-1].id}>; rel="next"'
+        headers["Link"] = (
+            f'<{API_PREFIX}/audit?limit={limit}&before_id={events[-1].id}>; rel="next"'
+        )
     return web.json_response([render.audit_event(e) for e in events], headers=headers)
 
 
@@ -578,9 +583,7 @@ async def backup(request: web.Request) -> web.Response:
     state = state_of(request)
     secrets = query_bool(request, "include_secrets")
     if secrets and not request.secure:
-        raise ApiError(
-            403, "https-required", "A backup with secrets is only given over HTTPS."
-        )
+        raise ApiError(403, "https-required", "A backup with secrets is only given over HTTPS.")
     now = state.now()
     actor = principal_of(request).actor
     document = await state.call(state.store.export_backup, now=now, include_secrets=secrets)
@@ -664,4 +667,3 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{v1}/backup", backup)
     r.add_post(f"{v1}/restore", restore)
     r.add_get("/metrics", metrics)
-

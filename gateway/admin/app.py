@@ -28,8 +28,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 from multidict import MultiDictProxy
 
+from certstore.device_service import AsyncDeviceService
 from certstore.errors import (
     CertStoreError,
     Conflict,
@@ -39,7 +41,6 @@ from certstore.errors import (
     StorageError,
     ValidationError,
 )
-from certstore.device_service import AsyncDeviceService
 from certstore.model import Actor
 from certstore.store import CertStore
 from gateway.admin.auth import (
@@ -66,7 +67,9 @@ MAX_BACKUP_BYTES = 64 * 1024 * 1024
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_PUBLIC = frozenset({("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/login"), ("POST", "/login")})
+_PUBLIC = frozenset(
+    {("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/login"), ("POST", "/login")}
+)
 
 _log = get_logger(area="admin")
 
@@ -244,7 +247,7 @@ async def _error_page(
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
@@ -284,7 +287,7 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     status = 500
     try:
         response = await handler(request)
@@ -400,13 +403,12 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
         raise ApiError(
             403,
             "csrf-failed",
-            "The form has expired or did not come from this page; reload the page and try "
-            "again.",
+            "The form has expired or did not come from this page; reload the page and try again.",
         )
 
 
 @web.middleware
-async def access_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     unmatched = request.match_info.http_exception
     if unmatched is not None:
         raise unmatched  # 404 or 405 (with Allow): nothing is served, so nothing to guard
@@ -505,9 +507,7 @@ def create_app(
     pages.setup(app)
     if device is not None:
         device_routes.setup(app)
-    static = app.router.add_static(
-        "/static", here / "static", append_version=True, name="static"
-    )
+    static = app.router.add_static("/static", here / "static", append_version=True, name="static")
     env = aiohttp_jinja2.get_env(app)
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
     return app

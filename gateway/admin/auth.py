@@ -38,7 +38,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from gateway.errors import GatewayError
 
 ADMIN_USER = "admin"
-PASSWORD_ENV = "SIPSGATE_ADMIN_PASSWORD"
+PASSWORD_ENV = "SIPSGATE_ADMIN_PASSWORD"  # noqa: S105 - a variable name, not a secret
 CREDENTIALS_FILE = "admin.json"
 CREDENTIALS_VERSION = 1
 MIN_PASSWORD_LENGTH = 8

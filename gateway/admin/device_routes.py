@@ -23,8 +23,9 @@ from certstore.device import (
 from certstore.device_service import AsyncDeviceService
 from certstore.errors import InputError, InputTooLarge, NotFound, ValidationError
 from gateway.admin import api
-from gateway.admin.app import ApiError, AdminState, principal_of, state_of
+from gateway.admin.app import API_PREFIX, AdminState, ApiError, principal_of, state_of
 from gateway.admin.pages import back, form_of, form_text, needs_confirmation, page
+from gateway.admin.security import read_limited
 
 P7B_TYPE = "application/pkcs7-mime"
 CSR_TYPE = "application/pkcs10"
@@ -153,10 +154,12 @@ async def device_renew(request: web.Request) -> web.Response:
     return web.json_response(await service.details())
 
 
-async def _install_parts(request: web.Request, limit: int) -> tuple[bytes, bytes | None, bytes | None]:
+async def _install_parts(
+    request: web.Request, limit: int
+) -> tuple[bytes, bytes | None, bytes | None]:
     """(certificate data, separate key PEM, passphrase) from a raw body or a form."""
     if request.content_type != "multipart/form-data":
-        return await api.read_limited(request, limit, what="upload"), None, None
+        return await read_limited(request, limit, what="upload"), None, None
     form = await form_of(request)
     parts: dict[str, bytes] = {}
     total = 0
@@ -184,9 +187,7 @@ async def device_install(request: web.Request) -> web.Response:
     )
     await identity_changed(state)
     details = await service.details()
-    return web.json_response(
-        {**details, "source": outcome.source, "notes": list(outcome.notes)}
-    )
+    return web.json_response({**details, "source": outcome.source, "notes": list(outcome.notes)})
 
 
 async def device_clear(request: web.Request) -> web.Response:
@@ -305,8 +306,12 @@ async def device_create_form(request: web.Request) -> web.StreamResponse:
         if kind == "csr":
             spec = _spec_from_form(form, allow_weak=allow_weak, csr=True)
             await service.create_csr(spec, actor=actor)
-            raise back(request, "/device", "ok", "The signing request was created; download it "
-                       "and send it to your CA.")
+            raise back(
+                request,
+                "/device",
+                "ok",
+                "The signing request was created; download it and send it to your CA.",
+            )
         spec = _spec_from_form(form, allow_weak=allow_weak, csr=False)
         await service.self_signed(spec, actor=actor)
     except InputError as exc:
@@ -427,7 +432,7 @@ async def csr_remove_form(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     r = app.router
-    v1 = api.API_PREFIX
+    v1 = API_PREFIX
     r.add_get(f"{v1}/device", device_get)
     r.add_put(f"{v1}/device", device_install)
     r.add_delete(f"{v1}/device", device_clear)
@@ -448,4 +453,3 @@ def setup(app: web.Application) -> None:
     r.add_post("/device/export", device_export_form)
     r.add_get("/csr", csr_page)
     r.add_post("/csr/remove", csr_remove_form)
-

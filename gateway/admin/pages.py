@@ -34,8 +34,8 @@ from gateway.admin import api
 from gateway.admin.app import (
     CSRF_FIELD,
     MAX_BACKUP_BYTES,
-    ApiError,
     AdminState,
+    ApiError,
     client_address,
     principal_of,
     read_form,
@@ -114,7 +114,9 @@ async def page(
     return aiohttp_jinja2.render_template(template, request, full, status=status)
 
 
-def back(request: web.Request, default: str, level: str = "", message: str = "") -> web.HTTPSeeOther:
+def back(
+    request: web.Request, default: str, level: str = "", message: str = ""
+) -> web.HTTPSeeOther:
     session = principal_of(request).session
     if session is not None and message:
         session.flash(level or "info", message)
@@ -146,9 +148,7 @@ async def needs_confirmation(
     if form_text(form, "confirmed") == "1":
         return None
     fields = [
-        (k, v)
-        for k, v in form.items()
-        if isinstance(v, str) and k not in (CSRF_FIELD, "confirmed")
+        (k, v) for k, v in form.items() if isinstance(v, str) and k not in (CSRF_FIELD, "confirmed")
     ]
     return await page(
         request,
@@ -349,7 +349,9 @@ async def trust_upload_form(request: web.Request) -> web.StreamResponse:
     if not files or not any(data for _, data in files):
         raise back(request, "/trust", "error", "Choose a certificate file to upload.")
     try:
-        result, notes = await api.add_certificates(files=files, state=state, actor=principal_of(request).actor, kind=kind)
+        result, notes = await api.add_certificates(
+            files=files, state=state, actor=principal_of(request).actor, kind=kind
+        )
     except InputError as exc:
         raise back(request, "/trust", "error", f"Nothing was added: {exc}") from None
     parts = [f"{len(result.added)} certificate(s) added"]
@@ -523,7 +525,9 @@ async def _rejected_pin_form(request: web.Request, decision: PinDecision) -> web
         scope = api.parse_scope(scope_text or None)
     except ValidationError as exc:
         raise back(request, f"/rejected/{chain_id}", "error", str(exc)) from None
-    match = PinMatch.PUBLIC_KEY if form_text(form, "match") == "public-key" else PinMatch.CERTIFICATE
+    match = (
+        PinMatch.PUBLIC_KEY if form_text(form, "match") == "public-key" else PinMatch.CERTIFICATE
+    )
     await state.call(
         state.store.pin_rejected,
         chain_id,
@@ -617,7 +621,9 @@ async def pins_remove_form(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     pid = api.pin_id(request)
     confirm = await needs_confirmation(
-        request, form, f"Remove pin {pid}? The certificate is then judged normally again.",
+        request,
+        form,
+        f"Remove pin {pid}? The certificate is then judged normally again.",
         button="Remove pin",
     )
     if confirm is not None:
@@ -628,7 +634,12 @@ async def pins_remove_form(request: web.Request) -> web.StreamResponse:
 
 # -- settings --------------------------------------------------------------------------------------
 
-_FLAGS = ("accept_all_certificates", "trust_on_first_use", "allow_wildcards", "close_flows_on_revoke")
+_FLAGS = (
+    "accept_all_certificates",
+    "trust_on_first_use",
+    "allow_wildcards",
+    "close_flows_on_revoke",
+)
 
 
 async def settings_page(request: web.Request) -> web.Response:
@@ -669,8 +680,10 @@ async def restore_form(request: web.Request) -> web.StreamResponse:
     form = await form_of(request)
     if form_text(form, "understood") != "on":
         raise back(
-            request, "/settings", "error", "Tick the box to confirm that the restore replaces "
-            "the trust state.",
+            request,
+            "/settings",
+            "error",
+            "Tick the box to confirm that the restore replaces the trust state.",
         )
     upload = form.get("file")
     if upload is None or not hasattr(upload, "file"):
@@ -716,7 +729,7 @@ def _utc(value: datetime) -> datetime:
 
 def setup(app: web.Application) -> None:
     r = app.router
-    ID = f"{{id:{api.ID_RE}}}"  # noqa: N806
+    ID = f"{{id:{api.ID_RE}}}"
     r.add_get("/", index)
     r.add_get("/login", login_form)
     r.add_post("/login", login_submit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from certstore.errors import InputTooLarge
 
@@ -63,11 +64,11 @@ async def read_limited(request: web.Request, limit: int, *, what: str = "request
     return b"".join(chunks)
 
 
-def body_limit_middleware(limit_for: Callable[[web.Request], int]) -> web.Middleware:
+def body_limit_middleware(limit_for: Callable[[web.Request], int]) -> Middleware:
     """Refuse a declared ``Content-Length`` over the route's limit before the handler runs."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         limit = limit_for(request)
         length = request.content_length
         if length is not None and length > limit:

@@ -14,9 +14,7 @@ from gateway.errors import UsageError
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    admin = subparsers.add_parser(
-        "admin", parents=[common], help="the admin endpoint's password"
-    )
+    admin = subparsers.add_parser("admin", parents=[common], help="the admin endpoint's password")
     sub = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
     p = sub.add_parser(
         "set-password",

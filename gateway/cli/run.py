@@ -30,6 +30,4 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
-    return asyncio.run(
-        run_gateway(config, config_path=args.config, env=os.environ, out=sys.stdout)
-    )
+    return asyncio.run(run_gateway(config, config_path=args.config, env=os.environ, out=sys.stdout))

@@ -9,8 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from certstore.model import Peer, Reason, Rule, Transport, Verdict, VerdictKind
-from certstore.model import Finding
+from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
 from tests.admin_support import AdminHarness, Issued, make_certificate
 
 API = "/api/v1"
@@ -72,8 +71,19 @@ class TestTrustList:
         assert kinds[server.certificate.fingerprint] == "server"
         for entry in listed:
             assert entry["source"] == "uploaded"
-            assert {"fingerprint", "subject", "issuer", "not_before", "not_after", "status",
-                    "is_ca", "self_signed", "kind", "source", "added_at"} <= set(entry)
+            assert {
+                "fingerprint",
+                "subject",
+                "issuer",
+                "not_before",
+                "not_after",
+                "status",
+                "is_ca",
+                "self_signed",
+                "kind",
+                "source",
+                "added_at",
+            } <= set(entry)
         fp = server.certificate.fingerprint
         async with api.get(f"{API}/trust/{fp}", params={"format": "pem"}) as response:
             assert response.status == 200
@@ -97,7 +107,9 @@ class TestTrustList:
     async def test_multipart_upload(self, api: aiohttp.ClientSession) -> None:
         cert = make_certificate("multipart.example")
         form = aiohttp.FormData()
-        form.add_field("file", cert.der, filename="server.cer", content_type="application/pkix-cert")
+        form.add_field(
+            "file", cert.der, filename="server.cer", content_type="application/pkix-cert"
+        )
         async with api.post(f"{API}/trust", data=form) as response:
             assert response.status == 201
             body = await response.json()
@@ -483,6 +495,3 @@ class TestOperations:
             text = await response.text()
         assert "sipsgate_rejected_chains 1" in text
         assert "sipsgate_admin_requests_total{" in text
-
-
-

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 import requests
 import schemathesis
-from schemathesis.checks import positive_data_acceptance
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from schemathesis.checks import positive_data_acceptance
 
 from certstore.x509 import to_pem
 from tests.admin_support import (
@@ -41,11 +41,15 @@ WAIT = 30.0
 # Certificates are opaque to JSON Schema: generate real ones where a valid request needs one.
 _SAMPLES = [make_certificate(f"sample{i}.example", ca=i == 0) for i in range(3)]
 _PEM = st.sampled_from([c.pem for c in _SAMPLES] + [b"".join(c.pem for c in _SAMPLES)])
-schemathesis.openapi.format("x-pem-certificate", st.sampled_from([c.pem.decode() for c in _SAMPLES]))
+schemathesis.openapi.format(
+    "x-pem-certificate", st.sampled_from([c.pem.decode() for c in _SAMPLES])
+)
 schemathesis.openapi.media_type("application/x-pem-file", _PEM)
 schemathesis.openapi.media_type("application/pkix-cert", st.sampled_from([c.der for c in _SAMPLES]))
 schemathesis.openapi.media_type("application/octet-stream", _PEM)
-_P7B = pkcs7.serialize_certificates([c.certificate.x509 for c in _SAMPLES], serialization.Encoding.DER)
+_P7B = pkcs7.serialize_certificates(
+    [c.certificate.x509 for c in _SAMPLES], serialization.Encoding.DER
+)
 schemathesis.openapi.media_type("application/pkcs7-mime", st.just(_P7B))
 _P12 = pkcs12.serialize_key_and_certificates(
     b"device", _SAMPLES[1].key, _SAMPLES[1].certificate.x509, None, serialization.NoEncryption()
@@ -130,7 +134,9 @@ def http(live_admin: LiveAdmin) -> Iterator[requests.Session]:
     derandomize=True,
     database=None,
 )
-def test_api_conforms_to_openapi(case: schemathesis.Case, live_admin: LiveAdmin, http: requests.Session) -> None:
+def test_api_conforms_to_openapi(
+    case: schemathesis.Case, live_admin: LiveAdmin, http: requests.Session
+) -> None:
     excluded = []
     # A multipart file or a backup document is valid only when its bytes are: any
     # schema-valid body may be refused (with 400), so acceptance is not checked there.

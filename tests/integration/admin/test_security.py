@@ -41,7 +41,9 @@ def session_id(session: aiohttp.ClientSession) -> str | None:
 
 
 class TestLogin:
-    async def test_login_sets_a_strict_cookie_and_opens_the_pages(self, admin: AdminHarness) -> None:
+    async def test_login_sets_a_strict_cookie_and_opens_the_pages(
+        self, admin: AdminHarness
+    ) -> None:
         browser = admin.client()
         response = await login(browser)
         assert response.status == 303
@@ -295,7 +297,10 @@ class TestBodyLimits:
         before = sorted(os.listdir(tmp_path))
         form = aiohttp.FormData()
         form.add_field(
-            "file", cert.pem, filename="../../../../tmp/evil.pem", content_type="application/x-pem-file"
+            "file",
+            cert.pem,
+            filename="../../../../tmp/evil.pem",
+            content_type="application/x-pem-file",
         )
         async with api.post("/api/v1/trust", data=form) as response:
             assert response.status == 201

@@ -1,0 +1,218 @@
+"""``sipsgate run`` as a real process: first start, the admin API over real HTTPS, the
+device certificate following renewals, SIGHUP and SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import signal
+import ssl
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
+from certstore.sqlite import SqliteStore
+from tests.admin_support import PASSWORD, basic_header, make_certificate
+from tests.gateway_process import REPO, start_gateway, write_config
+
+API = "/api/v1"
+
+
+async def served_fingerprint(url: str) -> str:
+    """SHA-256 of the certificate the endpoint presents on a new connection."""
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only to read the certificate; nothing is sent
+    _, writer = await asyncio.open_connection(host, int(port), ssl=context)
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return hashlib.sha256(der).hexdigest()
+
+
+class TestFirstStart:
+    async def test_prints_url_and_generated_password_once(self, tmp_path: Path) -> None:
+        gateway = await start_gateway(tmp_path, password=None)
+        try:
+            assert gateway.url.startswith("https://127.0.0.1:")
+            line = gateway.stdout_lines[-1]
+            assert line.startswith("Admin password (user admin), shown only this once: ")
+            generated = line.rsplit(": ", 1)[1]
+            assert len(generated) >= 20
+            async with (
+                gateway.session(basic=False) as client,
+                client.get(
+                    f"{API}/settings", headers={"Authorization": basic_header(password=generated)}
+                ) as response,
+            ):
+                assert response.status == 200
+            assert (gateway.data_dir / "admin.json").stat().st_mode & 0o777 == 0o600
+        finally:
+            assert await gateway.stop() == 0
+        assert not any(generated in line for line in gateway.stderr_lines)
+        again = await start_gateway(tmp_path, password=None, listen=None)
+        try:
+            assert not any("password" in line.lower() for line in again.stdout_lines)
+        finally:
+            assert await again.stop() == 0
+
+    async def test_plain_http_on_a_non_loopback_address_is_refused(self, tmp_path: Path) -> None:
+        write_config(tmp_path / "sipsgate.toml", tmp_path / "var", ["http://0.0.0.0:0"])
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "run",
+            "--config",
+            str(tmp_path / "sipsgate.toml"),
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(REPO), "SIPSGATE_ADMIN_PASSWORD": PASSWORD},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+        assert process.returncode == 1
+        assert b"non-loopback" in err
+        assert b"Admin endpoint" not in out
+        assert not (tmp_path / "var" / "admin.json").exists()
+
+
+class TestAdminOverHttps:
+    async def test_trust_settings_pins_backup_and_sigterm(self, tmp_path: Path) -> None:
+        gateway = await start_gateway(tmp_path)
+        try:
+            async with gateway.session() as api:
+                ca = make_certificate("E2E Root CA", ca=True)
+                leaf = make_certificate("sip.e2e.example", issuer=ca)
+                async with api.post(f"{API}/trust", data=ca.pem + leaf.pem) as response:
+                    assert response.status == 201
+                async with api.get(f"{API}/trust", params={"kind": "server"}) as response:
+                    listed = {e["fingerprint"] for e in await response.json()}
+                assert leaf.certificate.fingerprint in listed
+                fp = leaf.certificate.fingerprint
+                async with api.get(f"{API}/trust/{fp}", params={"format": "der"}) as response:
+                    assert await response.read() == leaf.der
+                async with api.get(f"{API}/trust/{fp}", params={"format": "pem"}) as response:
+                    assert await response.read() == leaf.pem
+
+                change = {"accept_all_certificates": True, "http_auth_password": "digest-pw"}
+                async with api.patch(f"{API}/settings", json=change) as response:
+                    assert "digest-pw" not in await response.text()
+                async with api.get(f"{API}/settings") as response:
+                    settings = await response.json()
+                assert settings["accept_all_certificates"] is True
+                assert settings["http_auth_password_set"] is True
+                assert "digest-pw" not in json.dumps(settings)
+
+                # A chain the gateway rejected (recorded by another process on the same store).
+                bad = make_certificate("bad.e2e.example")
+                store = SqliteStore(gateway.data_dir / "sipsgate.db")
+                try:
+                    verdict = Verdict(
+                        verdict=VerdictKind.REJECT,
+                        rule=Rule.UNTRUSTED,
+                        findings=(Finding(reason=Reason.SELF_SIGNED, message="self-signed"),),
+                        leaf_fingerprint=bad.certificate.fingerprint,
+                    )
+                    peer = Peer(host="bad.e2e.example", port=5061, transport=Transport.SIPS)
+                    entry = store.record_handshake(
+                        verdict, [bad.certificate], peer, datetime.now(UTC)
+                    )
+                finally:
+                    store.close()
+                assert entry is not None
+                async with api.post(f"{API}/rejected/{entry.id}/reject") as response:
+                    assert response.status == 201
+                    pin = await response.json()
+                assert pin["decision"] == "reject"
+                body = {"decision": "accept", "fingerprint": ca.certificate.fingerprint}
+                async with api.post(f"{API}/decisions", json=body) as response:
+                    assert response.status == 201
+                async with api.get(f"{API}/decisions") as response:
+                    decisions = {p["decision"] for p in await response.json()}
+                assert decisions == {"accept", "reject"}
+
+                async with api.get(f"{API}/backup") as response:
+                    backup = await response.read()
+                async with api.delete(f"{API}/trust") as response:
+                    assert response.status == 200
+                async with api.post(f"{API}/restore", data=backup) as response:
+                    assert response.status == 200, await response.text()
+                async with api.get(f"{API}/trust/{fp}") as response:
+                    assert response.status == 200
+        finally:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            assert await gateway.stop(signal.SIGTERM, within=5.0) == 0
+            assert loop.time() - started < 5.0
+
+    async def test_device_certificate_changes_without_restart(self, tmp_path: Path) -> None:
+        gateway = await start_gateway(tmp_path)
+        try:
+            before = await served_fingerprint(gateway.url)
+            async with gateway.session() as api, api.post(f"{API}/device/renew") as response:
+                assert response.status == 200
+                renewed = (await response.json())["certificate"]["fingerprint"]
+            assert renewed != before
+            assert await served_fingerprint(gateway.url) == renewed
+            # Changed by another process (the offline CLI): picked up by the watcher.
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "device",
+                "renew",
+                "--config",
+                str(gateway.config_path),
+                cwd=tmp_path,
+                env={"PYTHONPATH": str(REPO)},
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+            async with asyncio.timeout(30):
+                assert await cli.wait() == 0
+            line = await gateway.wait_for_log("admin.identity.changed", within=10)
+            newest = json.loads(line)["fingerprint"]
+            assert newest != renewed
+            assert await served_fingerprint(gateway.url) == newest
+        finally:
+            assert await gateway.stop() == 0
+
+    async def test_sighup_reloads_listeners(self, tmp_path: Path) -> None:
+        names = ["127.0.0.2"]  # in the device certificate, so the new listener's name checks
+        write_config(tmp_path / "sipsgate.toml", tmp_path / "var", ["127.0.0.1:0"], names)
+        gateway = await start_gateway(tmp_path)
+        try:
+            write_config(
+                gateway.config_path, gateway.data_dir, ["127.0.0.1:0", "127.0.0.2:0"], names
+            )
+            gateway.process.send_signal(signal.SIGHUP)
+            line = await gateway.wait_for_log("https://127.0.0.2:")
+            url = json.loads(line)["url"]
+            reloaded = json.loads(await gateway.wait_for_log("config.reloaded"))
+            assert reloaded["changed"] == ["admin.listen"]
+            async with gateway.session(url=url) as api, api.get(f"{API}/settings") as response:
+                assert response.status == 200
+            async with gateway.session() as api, api.get(f"{API}/settings") as response:
+                assert response.status == 200  # the unchanged listener kept serving
+        finally:
+            assert await gateway.stop() == 0
+
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+    async def test_stops_cleanly_with_open_connections(self, tmp_path: Path, sig: int) -> None:
+        gateway = await start_gateway(tmp_path)
+        async with gateway.session() as api:
+            async with api.get(f"{API}/trust") as response:
+                assert response.status == 200
+            assert await gateway.stop(sig, within=5.0) == 0
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with api.get(f"{API}/trust"):
+                    pass

@@ -1,0 +1,181 @@
+"""A real ``sipsgate run`` child process for end-to-end tests.
+
+The config asks for port 0; the test learns the bound URL from the line ``run`` prints
+("Admin endpoint: https://127.0.0.1:PORT/"). The client trusts exactly the device
+certificate found in the gateway's own store (no trust on first use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import ssl
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from certstore.sqlite import SqliteStore
+from certstore.x509 import to_pem
+from tests.admin_support import PASSWORD, basic_header
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 30.0
+_URL = re.compile(r"^Admin endpoint: (https?://\S+)$")
+
+
+def write_config(
+    path: Path, data_dir: Path, listen: list[str], host_names: list[str] | None = None
+) -> None:
+    listen_toml = ", ".join(f'"{item}"' for item in listen)
+    names_toml = ", ".join(f'"{item}"' for item in host_names or [])
+    path.write_text(
+        f'[gateway]\ndata_dir = "{data_dir}"\nname = "sipsgate-e2e"\n'
+        f"host_names = [{names_toml}]\n\n"
+        f"[admin]\nlisten = [{listen_toml}]\n\n"
+        '[log]\nformat = "json"\nlevel = "debug"\n',
+        encoding="utf-8",
+    )
+
+
+@dataclass
+class GatewayProcess:
+    process: asyncio.subprocess.Process
+    workdir: Path
+    config_path: Path
+    data_dir: Path
+    urls: list[str]
+    stdout_lines: list[str]
+    stderr_lines: list[str] = field(default_factory=list)
+    _stderr_task: asyncio.Task[None] | None = None
+    _new_stderr: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    def client_context(self) -> ssl.SSLContext:
+        """Trusts the device certificate the gateway has in its store right now."""
+        store = SqliteStore(self.data_dir / "sipsgate.db")
+        try:
+            identity = store.device_identity()
+        finally:
+            store.close()
+        assert identity is not None
+        return ssl.create_default_context(cadata=to_pem(identity.chain).decode())
+
+    def session(self, *, basic: bool = True, url: str | None = None) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            base_url=url or self.url,
+            connector=aiohttp.TCPConnector(ssl=self.client_context()),
+            headers={"Authorization": basic_header()} if basic else None,
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+        )
+
+    async def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            self.stderr_lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+            self._new_stderr.set()
+
+    async def wait_for_log(self, needle: str, within: float = WAIT) -> str:
+        """The first stderr line containing ``needle`` (waits for it)."""
+        async with asyncio.timeout(within):
+            seen = 0
+            while True:
+                for line in self.stderr_lines[seen:]:
+                    if needle in line:
+                        return line
+                seen = len(self.stderr_lines)
+                self._new_stderr.clear()
+                await self._new_stderr.wait()
+
+    async def stop(self, sig: int = signal.SIGTERM, within: float = 5.0) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        try:
+            async with asyncio.timeout(within):
+                code = await self.process.wait()
+        finally:
+            if self.process.returncode is None:
+                self.process.kill()
+                await self.process.wait()
+            if self._stderr_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(self._stderr_task, WAIT)
+        return code
+
+
+async def start_gateway(
+    workdir: Path,
+    *,
+    listen: list[str] | None = None,
+    password: str | None = PASSWORD,
+    extra_env: dict[str, str] | None = None,
+) -> GatewayProcess:
+    data_dir = workdir / "var"
+    config_path = workdir / "sipsgate.toml"
+    if not config_path.exists():
+        write_config(config_path, data_dir, listen or ["127.0.0.1:0"])
+    expect_password = password is None and not (data_dir / "admin.json").exists()
+    env: dict[str, Any] = {k: v for k, v in os.environ.items() if not k.startswith("SIPSGATE_")}
+    env["PYTHONPATH"] = str(REPO)
+    if password is not None:
+        env["SIPSGATE_ADMIN_PASSWORD"] = password
+    env.update(extra_env or {})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "run",
+        "--config",
+        str(config_path),
+        cwd=workdir,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    gateway = GatewayProcess(
+        process=process,
+        workdir=workdir,
+        config_path=config_path,
+        data_dir=data_dir,
+        urls=[],
+        stdout_lines=[],
+    )
+    gateway._stderr_task = asyncio.create_task(gateway._read_stderr())
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(WAIT):
+            while True:
+                raw = await process.stdout.readline()
+                if not raw:
+                    raise AssertionError(
+                        "sipsgate run ended before it printed its URL:\n"
+                        + "\n".join(gateway.stderr_lines[-20:])
+                    )
+                line = raw.decode().rstrip("\n")
+                gateway.stdout_lines.append(line)
+                match = _URL.match(line)
+                if match:
+                    gateway.urls.append(match.group(1))
+                if gateway.urls and "gateway.started" in "".join(gateway.stderr_lines):
+                    break
+                if gateway.urls and len(gateway.urls) >= len(listen or ["x"]):
+                    break
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    if expect_password:
+        # On first start without SIPSGATE_ADMIN_PASSWORD the generated one follows the URLs.
+        async with asyncio.timeout(WAIT):
+            raw = await process.stdout.readline()
+        gateway.stdout_lines.append(raw.decode().rstrip("\n"))
+    return gateway
