@@ -276,8 +276,18 @@ async def trust_page(request: web.Request) -> web.Response:
     kind = request.query.get("kind", "")
     if kind not in ("", "ca", "server"):
         kind = ""
+    query = request.query.get("q", "").strip()[:200]
     snapshot = await state.call(state.store.snapshot)
     entries = api.filter_trust(snapshot.trust, kind=kind or None, status=None, now=now)
+    if query:
+        needle = query.lower()
+        entries = [
+            e
+            for e in entries
+            if needle in e.certificate.subject.lower()
+            or needle in e.certificate.issuer.lower()
+            or e.certificate.fingerprint.startswith(needle.replace(":", ""))
+        ]
     entries.sort(key=lambda e: (e.kind.value, e.certificate.display_name.lower()))
     pages = max(1, math.ceil(len(entries) / PAGE_SIZE))
     number = min(page_number(request), pages)
@@ -301,10 +311,12 @@ async def trust_page(request: web.Request) -> web.Response:
     ]
 
     def link(n: int) -> str:
-        query = {"page": str(n)}
+        params = {"page": str(n)}
         if kind:
-            query["kind"] = kind
-        return f"/trust?{urlencode(query)}"
+            params["kind"] = kind
+        if query:
+            params["q"] = query
+        return f"/trust?{urlencode(params)}"
 
     return await page(
         request,
@@ -312,6 +324,8 @@ async def trust_page(request: web.Request) -> web.Response:
         {
             "rows": rows,
             "kind": kind,
+            "query": query,
+            "matches": len(entries),
             "counts": counts,
             "page_number": number,
             "pages": pages,
