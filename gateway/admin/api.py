@@ -360,7 +360,25 @@ async def trust_list(request: web.Request) -> web.Response:
     snapshot = await state.call(state.store.snapshot)
     entries = filter_trust(snapshot.trust, kind=kind, status=status, now=now)
     page, headers = paged(request, entries)
-    return web.json_response([render.trust_entry(e, now) for e in page], headers=headers)
+    rendered = rendered_trust(state, snapshot.generation, snapshot.trust, now)
+    body = [
+        {**rendered[e.certificate.fingerprint], "status": e.certificate.status_at(now).value}
+        for e in page
+    ]
+    return web.json_response(body, headers=headers)
+
+
+def rendered_trust(
+    state: AdminState, generation: int, entries: Sequence[TrustEntry], now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Trust entry summaries by fingerprint, rendered once per store generation (the
+    ``status`` field, which depends on the time, is set per request)."""
+    cached = state.cache.get("trust-rendered")
+    if cached is not None and cached[0] == generation:
+        return cached[1]  # type: ignore[no-any-return]
+    value = {e.certificate.fingerprint: render.trust_entry(e, now) for e in entries}
+    state.cache["trust-rendered"] = (generation, value)
+    return value
 
 
 async def add_certificates(

@@ -71,6 +71,8 @@ def spec_from_json(body: Mapping[str, Any], *, allow_weak: bool, csr: bool) -> I
     if not isinstance(key, str):
         raise ValidationError("key", "key must be a key type such as ec-p256 or rsa-2048.")
     validity = body.get("validity_days", STANDARD_VALIDITY_DAYS)
+    if isinstance(validity, float) and validity.is_integer():
+        validity = int(validity)  # JSON has one number type: 3650.0 is 3650
     return build_spec(
         subject=subject,
         key=key,

@@ -48,9 +48,13 @@ async def shoot(page: Page, name: str) -> None:
         shutil.copyfile(path, DOCS_IMAGES / f"{name}.png")
 
 
+def chromium_present() -> bool:
+    return shutil.which(CHROMIUM) is not None
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is None:
+    if not chromium_present():
         pytest.fail(
             f"Chromium is needed for the browser tests and was not found at {CHROMIUM}; "
             "install Debian's chromium package (make test does) or set SIPSGATE_CHROMIUM.",
