@@ -1,1 +1,1 @@
-"""Everything about certificates: model, parsing, the store, the trust decision, the device identity."""
+"""Certificates: model, parsing, the store, the trust decision, the device identity."""

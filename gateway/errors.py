@@ -17,6 +17,14 @@ class GatewayError(Exception):
     """Root of every error raised by the gateway package."""
 
 
+class ConfigError(GatewayError):
+    """The configuration is wrong; the message names the key path and the expected type."""
+
+
+class UsageError(GatewayError):
+    """A command line was given arguments that do not fit together."""
+
+
 class TlsError(GatewayError):
     """A TLS connection could not be opened, or failed while it was open."""
 

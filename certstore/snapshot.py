@@ -1,0 +1,66 @@
+"""The immutable view of the trust state that every handshake decides against.
+
+A snapshot is built from plain values (trust entries, pins, settings) and indexes
+them once, so that :func:`certstore.decision.decide` does dictionary look-ups
+instead of scans. Building is pure; the store decides when to build a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+from certstore.model import Pin, Settings, TrustEntry
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _frozen_index(pairs: Iterable[tuple[K, V]]) -> Mapping[K, tuple[V, ...]]:
+    grouped: dict[K, list[V]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return MappingProxyType({k: tuple(v) for k, v in grouped.items()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class TrustSnapshot:
+    """Trust list, pins and settings at one instant, with look-up indexes."""
+
+    generation: int  # grows with every committed change; equal generations = equal state
+    settings: Settings
+    trust: tuple[TrustEntry, ...]
+    pins: tuple[Pin, ...]
+    # Derived indexes (filled by ``build``).
+    trust_by_fingerprint: Mapping[str, TrustEntry] = field(repr=False)
+    anchors_by_subject: Mapping[bytes, tuple[TrustEntry, ...]] = field(repr=False)
+    pins_by_fingerprint: Mapping[str, tuple[Pin, ...]] = field(repr=False)
+    first_use_scopes: frozenset[str] = field(repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        generation: int,
+        settings: Settings,
+        trust: Iterable[TrustEntry],
+        pins: Iterable[Pin],
+    ) -> TrustSnapshot:
+        trust_t = tuple(trust)
+        pins_t = tuple(pins)
+        return cls(
+            generation=generation,
+            settings=settings,
+            trust=trust_t,
+            pins=pins_t,
+            trust_by_fingerprint=MappingProxyType({e.certificate.fingerprint: e for e in trust_t}),
+            anchors_by_subject=_frozen_index((e.certificate.subject_der, e) for e in trust_t),
+            pins_by_fingerprint=_frozen_index((p.fingerprint, p) for p in pins_t),
+            first_use_scopes=frozenset(p.scope for p in pins_t if p.first_use and p.scope),
+        )
+
+    @classmethod
+    def empty(cls, settings: Settings | None = None) -> TrustSnapshot:
+        return cls.build(generation=0, settings=settings or Settings(), trust=(), pins=())

@@ -1,0 +1,93 @@
+"""The config: defaults, the file, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Config, config_as_dict, load_config
+from gateway.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sipsgate.toml"
+    path.write_text(text)
+    return path
+
+
+class TestLoadConfig:
+    def test_no_file_is_the_defaults(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With no file and no ./sipsgate.toml, every key has its default."""
+        monkeypatch.chdir(tmp_path)
+        config = load_config(env={})
+        assert config == Config()
+        assert config.gateway.data_dir == "./var"
+        assert config.sip.keepalive == 30.0
+        assert config.source == "embedded defaults"
+
+    def test_default_file_in_cwd(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        write(tmp_path, '[gateway]\nname = "closet-1"\n')
+        assert load_config(env={}).gateway.name == "closet-1"
+
+    def test_file_values(self, tmp_path: Path) -> None:
+        path = write(
+            tmp_path,
+            '[sip]\nlisten_udp = ["0.0.0.0:5060"]\nkeepalive = "45s"\n'
+            '[provisioning]\ninterval = "2h"\n[store]\nrejected_limit = 50\n',
+        )
+        config = load_config(path, env={})
+        assert config.sip.listen_udp == ("0.0.0.0:5060",)
+        assert config.sip.keepalive == 45.0
+        assert config.provisioning.interval == 7200.0
+        assert config.store.rejected_limit == 50
+
+    def test_environment_overrides_file(self, tmp_path: Path) -> None:
+        path = write(tmp_path, '[gateway]\ndata_dir = "/srv/a"\n')
+        env = {
+            "SIPSGATE_GATEWAY_DATA_DIR": "/srv/x",
+            "SIPSGATE_SIP_LISTEN_TCP": "127.0.0.1:5070, 127.0.0.2:5070",
+            "SIPSGATE_STORE_REJECTED_LIMIT": "7",
+            "SIPSGATE_GATEWAY_ALLOW_WEAK_KEYS": "yes",
+        }
+        config = load_config(path, env=env)
+        assert config.data_dir == Path("/srv/x")
+        assert config.sip.listen_tcp == ("127.0.0.1:5070", "127.0.0.2:5070")
+        assert config.store.rejected_limit == 7
+        assert config.gateway.allow_weak_keys is True
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("[gateway]\nnmae = 'x'\n", "gateway.nmae"),
+            ("[gatway]\n", r"\[gatway\]"),
+            ("[store]\nrejected_limit = '10'\n", "store.rejected_limit must be an integer"),
+            ("[store]\nrejected_limit = true\n", "store.rejected_limit must be an integer"),
+            ("[sip]\nkeepalive = 30\n", "sip.keepalive must be a duration"),
+            ("[sip]\nkeepalive = '30 parsecs'\n", "sip.keepalive"),
+            ("[sip]\nlisten_udp = '0.0.0.0:5060'\n", "sip.listen_udp must be a list"),
+            ("[sip]\nlisten_udp = [5060]\n", r"sip.listen_udp\[0\] must be a string"),
+            ("gateway = 3\n", "gateway must be a table"),
+            ("[gateway\n", "not valid TOML"),
+        ],
+    )
+    def test_wrong_key_or_type_names_the_key(self, tmp_path: Path, text: str, message: str) -> None:
+        """A wrong key or type stops with a message naming the key path."""
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, text), env={})
+
+    def test_bad_environment_value(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="SIPSGATE_STORE_REJECTED_LIMIT"):
+            load_config(write(tmp_path, ""), env={"SIPSGATE_STORE_REJECTED_LIMIT": "many"})
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="does not exist"):
+            load_config(tmp_path / "nope.toml", env={})
+
+    def test_as_dict_round_trips(self, tmp_path: Path) -> None:
+        """The effective config written back as TOML loads to the same config."""
+        config = load_config(write(tmp_path, '[gateway]\nhost_names = ["gw.lan"]\n'), env={})
+        data = config_as_dict(config)
+        assert data["gateway"]["host_names"] == ["gw.lan"]
+        assert data["tls"]["min_version"] == "1.2"
