@@ -72,6 +72,14 @@ class TlsEchoServer:
         self._transports: set[asyncio.BaseTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed_by_peer = asyncio.Event()
+        self.received: list[bytes] = []
+        self.sni: list[str | None] = []
+        self.session_reused: list[bool] = []
+        self.versions: list[str | None] = []
+        context.sni_callback = self._on_sni
+
+    def _on_sni(self, ssl_object: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        self.sni.append(name)
 
     async def __aenter__(self) -> TlsEchoServer:
         loop = asyncio.get_running_loop()
@@ -103,7 +111,7 @@ class TlsEchoServer:
 
     async def _serve(self, raw: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
+        reader = asyncio.StreamReader(limit=2**22)
         protocol = asyncio.StreamReaderProtocol(reader)
         try:
             try:
@@ -121,11 +129,14 @@ class TlsEchoServer:
             self.handshakes += 1
             ssl_object = writer.get_extra_info("ssl_object")
             self.client_certs.append(ssl_object.getpeercert(binary_form=True))
+            self.session_reused.append(ssl_object.session_reused)
+            self.versions.append(ssl_object.version())
             self.connected.set()
             if self.greet:
                 writer.write(GREETING)
             try:
                 while line := await reader.readline():
+                    self.received.append(line)
                     writer.write(line)
                     await writer.drain()
             except (ConnectionError, ssl.SSLError):
@@ -155,8 +166,15 @@ class _Accept(asyncio.Protocol):
 class OpensslServer:
     """``openssl s_server`` on 127.0.0.1 with a free port; killed by PID at exit."""
 
-    def __init__(self, identity: Issued, *, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        identity: Issued,
+        *,
+        client_ca: Issued | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.identity = identity
+        self.client_ca = client_ca
         self.extra_args = tuple(extra_args)
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -166,9 +184,14 @@ class OpensslServer:
     def __enter__(self) -> OpensslServer:
         self._tmp = tempfile.TemporaryDirectory()
         cert, key = self.identity.write(Path(self._tmp.name), "server")
+        args = list(self.extra_args)
+        if self.client_ca is not None:
+            ca_file = Path(self._tmp.name) / "client-ca.pem"
+            ca_file.write_bytes(self.client_ca.pem)
+            args += ["-Verify", "2", "-verify_return_error", "-CAfile", str(ca_file)]
         self._proc = subprocess.Popen(
             ["openssl", "s_server", "-accept", "127.0.0.1:0", "-www",
-             "-cert", str(cert), "-key", str(key), *self.extra_args],
+             "-cert", str(cert), "-key", str(key), *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         # s_server prints "ACCEPT 127.0.0.1:<port>" once it listens; the port is 0 = free.

@@ -5,12 +5,13 @@ out. ``TlsTransport`` is the asyncio ``Transport`` the application protocol (the
 flow, aiohttp's response handler, a ``StreamReader``) sees: plaintext in, plaintext out.
 
 The trust decision is taken inside the handshake. OpenSSL's verify callback runs once
-per depth of the chain it built (deepest first, and again for every error); the
-engine ignores OpenSSL's own verdict, and at the first call for depth 0 hands every
-certificate the peer sent (leaf first, DER) to the ``decide`` callable it was given.
-Returning False there makes OpenSSL abort the handshake with the alert that fits, so
-the peer sees a fatal alert and no application byte ever reaches an unverified peer.
-A handshake that completes without a depth-0 decision is refused.
+per depth of the chain it built (deepest first, and again for every error) and ends
+with depth 0; the engine ignores OpenSSL's own verdict. At the first call it hands
+every certificate the peer sent (leaf first, DER) to the ``decide`` callable it was
+given, and answers every later call, through depth 0, with that one decision.
+Returning False makes OpenSSL abort the handshake with a fatal alert (the one that
+fits OpenSSL's error at that call), so no application byte ever reaches an unverified
+peer. A handshake that completes without a decision is refused.
 
 The application protocol is attached only after the connector has seen the decision
 (``attach``); ciphertext that arrives earlier waits in the BIO.
@@ -100,19 +101,20 @@ class _Verification:
         if errnum:
             # OpenSSL's opinion, kept for the log; the decision is ours.
             self.openssl_errors.append((depth, errnum))
-        if depth != 0:
-            return True
-        if self.check is not None:
-            # Depth 0 is visited once per error and once more at the end: decide once.
-            return self.check.verdict.accepted
-        if self.error is not None:
-            return False
-        try:
-            chain = conn.get_peer_cert_chain(as_cryptography=True) or []
-            self.chain_der = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
-            self.check = self.decide(self.chain_der)
-        except Exception as exc:  # kept, and raised by the connector
-            self.error = exc
+        if self.check is None and self.error is None:
+            # The first call (the deepest certificate, OpenSSL's first error) already
+            # sees every certificate the peer sent: decide once, here. Saying no on a
+            # call that carries OpenSSL's error makes the alert fit that error (e.g.
+            # unknown_ca); at a later error-free depth-0 call OpenSSL has reset the
+            # error, and the peer would only see internal_error.
+            try:
+                chain = conn.get_peer_cert_chain(as_cryptography=True) or []
+                self.chain_der = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
+                self.check = self.decide(self.chain_der)
+            except Exception as exc:  # kept, and raised by the connector
+                self.error = exc
+                return False
+        if self.check is None:
             return False
         return self.check.verdict.accepted
 
