@@ -115,7 +115,7 @@ class TestAcceptedConnection:
         payload = b"".join(b"%07d" % i for i in range(40000)) + b"\n"
         async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
             reader = asyncio.StreamReader(limit=len(payload) * 2)
-            transport, protocol = await connector.create_connection(
+            transport, _protocol = await connector.create_connection(
                 lambda: asyncio.StreamReaderProtocol(reader), target_for(server)
             )
             await read_line(reader)
@@ -251,9 +251,11 @@ class TestHandshakeDetails:
             FakePolicy(trusted={hierarchy.leaf.fingerprint}),
             settings=TlsSettings(min_version="1.3"),
         )
-        with OpensslServer(hierarchy.leaf, extra_args=["-tls1_2"]) as server:
-            with pytest.raises(TlsHandshakeError) as info:
-                await connector.open_connection(openssl_target(server))
+        with (
+            OpensslServer(hierarchy.leaf, extra_args=["-tls1_2"]) as server,
+            pytest.raises(TlsHandshakeError) as info,
+        ):
+            await connector.open_connection(openssl_target(server))
         assert "protocol version" in " ".join(info.value.openssl_reasons)
         assert "TLS 1.2 or 1.3" in str(info.value)
 
@@ -261,9 +263,11 @@ class TestHandshakeDetails:
         """A server stuck at TLS 1.1 is refused with advice to enable TLS 1.2."""
         connector = TlsConnector(FakePolicy(trusted={hierarchy.leaf.fingerprint}))
         args = ["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"]
-        with OpensslServer(hierarchy.leaf, extra_args=args) as server:
-            with pytest.raises(TlsHandshakeError) as info:
-                await connector.open_connection(openssl_target(server))
+        with (
+            OpensslServer(hierarchy.leaf, extra_args=args) as server,
+            pytest.raises(TlsHandshakeError) as info,
+        ):
+            await connector.open_connection(openssl_target(server))
         assert info.value.openssl_reasons
         assert "TLS 1.2" in str(info.value)
 
@@ -428,11 +432,13 @@ class TestClientCertificate:
     ) -> None:
         """TLS 1.2: the handshake itself fails, and the error says why."""
         policy = FakePolicy(trusted={hierarchy.leaf.fingerprint})
-        with OpensslServer(
-            hierarchy.leaf, client_ca=hierarchy.root, extra_args=["-tls1_2"]
-        ) as server:
-            with pytest.raises(TlsHandshakeError) as info:
-                await TlsConnector(policy).open_connection(openssl_target(server))
+        with (
+            OpensslServer(
+                hierarchy.leaf, client_ca=hierarchy.root, extra_args=["-tls1_2"]
+            ) as server,
+            pytest.raises(TlsHandshakeError) as info,
+        ):
+            await TlsConnector(policy).open_connection(openssl_target(server))
         assert "handshake failure" in " ".join(info.value.openssl_reasons)
         assert "client certificate" in str(info.value)
 
@@ -442,9 +448,11 @@ class TestClientCertificate:
         """A client certificate from another CA: the server's alert is reported."""
         other_root = hierarchy.factory.ca("Another Root")
         policy = FakePolicy(trusted={hierarchy.leaf.fingerprint}, identity=client)
-        with OpensslServer(hierarchy.leaf, client_ca=other_root, extra_args=["-tls1_2"]) as server:
-            with pytest.raises(TlsHandshakeError) as info:
-                await TlsConnector(policy).open_connection(openssl_target(server))
+        with (
+            OpensslServer(hierarchy.leaf, client_ca=other_root, extra_args=["-tls1_2"]) as server,
+            pytest.raises(TlsHandshakeError) as info,
+        ):
+            await TlsConnector(policy).open_connection(openssl_target(server))
         assert "unknown ca" in " ".join(info.value.openssl_reasons)
         assert "device identity" in str(info.value)
 
@@ -465,7 +473,7 @@ class TestRegistry:
         """The registry shows peer and leaf while open, and forgets on close."""
         connector = TlsConnector(FakePolicy(trusted={hierarchy.leaf.fingerprint}))
         async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
-            reader, writer = await connector.open_connection(target_for(server))
+            _reader, writer = await connector.open_connection(target_for(server))
             (live,) = list(connector.registry)
             assert live.leaf_fingerprint == hierarchy.leaf.fingerprint
             assert live.describe()["peer"] == "sip.example.test:5061"
