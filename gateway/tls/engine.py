@@ -176,12 +176,13 @@ def _load_identity(context: SSL.Context, identity: ClientIdentity) -> None:
 
 def openssl_reasons(exc: BaseException) -> tuple[str, ...]:
     """OpenSSL's reason strings out of a pyOpenSSL error, in order."""
+    args = exc.args
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        return (args[1],)  # SysCallError: (errno, text)
     reasons: list[str] = []
-    for arg in exc.args:
+    for arg in args:
         if isinstance(arg, list):
             reasons.extend(str(entry[2]) for entry in arg if isinstance(entry, tuple) and entry)
-        elif isinstance(arg, tuple) and len(arg) == 2 and isinstance(arg[1], str):
-            reasons.append(arg[1])  # SysCallError: (errno, text)
     return tuple(r for r in reasons if r)
 
 
