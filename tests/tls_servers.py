@@ -195,7 +195,7 @@ class OpensslServer:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         # s_server prints "ACCEPT 127.0.0.1:<port>" once it listens; the port is 0 = free.
-        line = read_line_matching(self._proc, b"ACCEPT ")
+        line = read_line_matching(self._proc, b"ACCEPT 127.0.0.1:")
         self.port = int(line.rsplit(b":", 1)[1])
         self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
         self._drain.start()
@@ -210,6 +210,95 @@ class OpensslServer:
         self._tmp.cleanup()
 
 
+KAMAILIO_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+enable_tls=yes
+auto_aliases=no
+listen=tls:127.0.0.1:{port}
+loadmodule "sl.so"
+loadmodule "tls.so"
+modparam("tls", "config", "{tls_cfg}")
+request_route {{
+    sl_send_reply("200", "OK");
+}}
+"""
+
+KAMAILIO_TLS_CFG = """[server:default]
+method = TLSv1.2+
+verify_certificate = {verify}
+require_certificate = {verify}
+private_key = {key}
+certificate = {cert}
+{ca_line}
+"""
+
+
+class KamailioServer:
+    """Debian's kamailio with its TLS module, answering every request 200 OK.
+
+    Runs in the foreground (``-DD -E``) from a temporary directory and is stopped by
+    its PID; the main process takes its children down with it.
+    """
+
+    def __init__(self, identity: Issued, *, client_ca: Issued | None = None) -> None:
+        self.identity = identity
+        self.client_ca = client_ca
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._drain: threading.Thread | None = None
+
+    def __enter__(self) -> KamailioServer:
+        self._tmp = tempfile.TemporaryDirectory()
+        d = Path(self._tmp.name)
+        cert, key = self.identity.write(d, "server")
+        ca_line = ""
+        if self.client_ca is not None:
+            (d / "client-ca.pem").write_bytes(self.client_ca.pem)
+            ca_line = f"ca_list = {d / 'client-ca.pem'}"
+        (d / "tls.cfg").write_text(
+            KAMAILIO_TLS_CFG.format(
+                verify="yes" if self.client_ca else "no", key=key, cert=cert, ca_line=ca_line
+            )
+        )
+        self.port = free_port()  # kamailio cannot report an OS-chosen port
+        (d / "kamailio.cfg").write_text(KAMAILIO_CFG.format(port=self.port, tls_cfg=d / "tls.cfg"))
+        self._proc = subprocess.Popen(
+            ["kamailio", "-f", str(d / "kamailio.cfg"), "-DD", "-E", "-Y", str(d)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        # Children log child_init once the listening sockets exist and they have forked.
+        read_line_matching(self._proc, b"child_init()")
+        self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
+        self._drain.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        assert self._tmp is not None
+        stop_process(self._proc)
+        if self._drain is not None:
+            self._drain.join(WAIT)
+        self._tmp.cleanup()
+
+
+def sip_options(host: str, branch: str = "z9hG4bK-sipsgate-test") -> bytes:
+    """A minimal SIP OPTIONS request, as bytes on the wire."""
+    return (
+        f"OPTIONS sip:{host} SIP/2.0\r\n"
+        f"Via: SIP/2.0/TLS 127.0.0.1:5061;branch={branch}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:probe@{host}>;tag=1\r\n"
+        f"To: <sip:{host}>\r\n"
+        "Call-ID: sipsgate-test-1\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
 def free_port() -> int:
     """A TCP port the OS calls free now (for servers that need a number up front)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -221,7 +310,7 @@ def free_port() -> int:
 def read_line_matching(
     proc: subprocess.Popen[bytes], prefix: bytes, timeout: float = WAIT
 ) -> bytes:
-    """Read the child's stdout until a line starts with ``prefix`` (bounded in time)."""
+    """Read the child's stdout until a line contains ``prefix`` (bounded in time)."""
     import selectors
     import time
 
@@ -236,7 +325,7 @@ def read_line_matching(
             line = proc.stdout.readline()
             if not line:
                 break
-            if line.startswith(prefix):
+            if prefix in line:
                 return line.strip()
             seen.append(line)
     raise RuntimeError(
