@@ -50,6 +50,8 @@ DEFAULT_CIPHERS = (
 # BIO read drains: a TLS record is at most 16 KiB of plaintext.
 _READ_CHUNK = 256 * 1024
 _BIO_CHUNK = 256 * 1024
+# How long closing (close_notify out, TCP down) may take before the wait gives up.
+_CLOSE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -632,6 +634,11 @@ class TlsTransport(asyncio.Transport):
 
     def abort(self) -> None:
         self._engine.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait (bounded by the close timeout) until the TCP connection is gone."""
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
+            await asyncio.shield(self._engine.closed)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not isinstance(data, bytes | bytearray | memoryview):
