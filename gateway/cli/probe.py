@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from certstore import render
 from certstore.decision import decide
@@ -34,7 +32,7 @@ from gateway.errors import (
 from gateway.tls.advice import advise, rule_sentence
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsSettings
-from gateway.tls.policy import DEFAULT_PORTS, TlsTarget
+from gateway.tls.policy import TlsTarget, target_from_uri
 from gateway.tls.trust import StoreTrustPolicy, peer_for
 
 EXIT_ACCEPT = 0
@@ -68,58 +66,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_probe)
 
 
-def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep:
-            raise UsageError(f"{what} {text!r} has an unclosed '['; write IPv6 as [2001:db8::1].")
-        port_text = rest[1:] if rest.startswith(":") else (rest or None)
-        if rest and not rest.startswith(":"):
-            raise UsageError(f"{what} {text!r} has junk after the IPv6 address.")
-    elif text.count(":") > 1:
-        try:
-            ipaddress.IPv6Address(text)
-        except ValueError as exc:
-            raise UsageError(f"{what} {text!r} is not host[:port].") from exc
-        host, port_text = text, None
-    else:
-        host, _, port_text = text.partition(":")
-        port_text = port_text or None
-    if not host:
-        raise UsageError(f"{what} {text!r} has no host.")
-    if port_text is None:
-        return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"{what} {text!r} has port {port_text!r}; use 1 to 65535.")
-    return host, int(port_text)
-
-
 def parse_target(uri: str, connect: str | None = None) -> TlsTarget:
-    """The target of ``sips:HOST[:PORT]`` or ``https://HOST[:PORT]``, with ``--connect``."""
-    lowered = uri.strip().lower()
-    if lowered.startswith("https://"):
-        parts = urlsplit(uri.strip())
-        host, port = _split_host_port(parts.netloc.rpartition("@")[2], "The URI")
-        scheme = "https"
-    elif lowered.startswith("sips:"):
-        rest = uri.strip()[5:]
-        rest = rest.split(";", 1)[0].split("?", 1)[0]  # URI parameters and headers
-        host, port = _split_host_port(rest.rpartition("@")[2], "The URI")
-        scheme = "sips"
-    else:
-        raise UsageError(
-            f"{uri!r} is not a sips: or https:// URI; write e.g. sips:sip.example.net "
-            "or https://prov.example.net."
-        )
-    connect_host: str | None = None
-    connect_port: int | None = None
-    if connect:
-        connect_host, connect_port = _split_host_port(connect, "--connect")
+    """The target of the probe's URI and ``--connect``; a bad one is a usage error."""
     try:
-        if scheme == "https":
-            return TlsTarget.https(host, port, connect_host=connect_host, connect_port=connect_port)
-        return TlsTarget.sips(host, port, connect_host=connect_host, connect_port=connect_port)
+        return target_from_uri(uri, connect)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -331,6 +281,3 @@ def _print_certificate(depth: int, cert: Certificate, now: datetime) -> None:
     print(f"      sha256:   {cert.fingerprint}")
     print(f"      sha1:     {cert.fingerprint_sha1}")
     print(f"      key sha256: {cert.spki_fingerprint}")
-
-
-__all__ = ["DEFAULT_PORTS", "parse_target", "register", "run_probe"]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 Scheme = Literal["sips", "https"]
 
@@ -85,6 +86,64 @@ class TlsTarget:
     @property
     def uri(self) -> str:
         return f"{self.scheme}:{'//' if self.scheme == 'https' else ''}{self.destination}"
+
+
+def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"{what} {text!r} has an unclosed '['; write IPv6 as [2001:db8::1].")
+        port_text = rest[1:] if rest.startswith(":") else (rest or None)
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{what} {text!r} has junk after the IPv6 address.")
+    elif text.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError as exc:
+            raise ValueError(f"{what} {text!r} is not host[:port].") from exc
+        host, port_text = text, None
+    else:
+        host, _, port_text = text.partition(":")
+        port_text = port_text or None
+    if not host:
+        raise ValueError(f"{what} {text!r} has no host.")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{what} {text!r} has port {port_text!r}; use 1 to 65535.")
+    return host, int(port_text)
+
+
+def target_from_uri(uri: str, connect: str | None = None) -> TlsTarget:
+    """The target of ``sips:HOST[:PORT]`` or ``https://HOST[:PORT]``.
+
+    ``connect`` (``HOST:PORT``) overrides the dialled address; the identity stays the
+    URI's. A user part, URI parameters and an HTTPS path are ignored. Raises
+    ``ValueError`` with a sentence saying what is wrong.
+    """
+    lowered = uri.strip().lower()
+    if lowered.startswith("https://"):
+        parts = urlsplit(uri.strip())
+        host, port = _split_host_port(parts.netloc.rpartition("@")[2], "The URI")
+        scheme = "https"
+    elif lowered.startswith("sips:"):
+        rest = uri.strip()[5:]
+        rest = rest.split(";", 1)[0].split("?", 1)[0]  # URI parameters and headers
+        host, port = _split_host_port(rest.rpartition("@")[2], "The URI")
+        scheme = "sips"
+    else:
+        raise ValueError(
+            f"{uri!r} is not a sips: or https:// URI; write e.g. sips:sip.example.net "
+            "or https://prov.example.net."
+        )
+    connect_host: str | None = None
+    connect_port: int | None = None
+    if connect:
+        connect_host, connect_port = _split_host_port(connect, "--connect")
+    if scheme == "https":
+        return TlsTarget.https(host, port, connect_host=connect_host, connect_port=connect_port)
+    return TlsTarget.sips(host, port, connect_host=connect_host, connect_port=connect_port)
 
 
 class FindingView(Protocol):

@@ -7,7 +7,7 @@ from OpenSSL import SSL
 
 from gateway.metrics import MetricsRegistry
 from gateway.tls.engine import TlsSettings, describe_handshake_failure, openssl_reasons
-from gateway.tls.policy import TlsTarget, is_ip_literal
+from gateway.tls.policy import TlsTarget, is_ip_literal, target_from_uri
 
 
 class TestTlsTarget:
@@ -160,3 +160,56 @@ class TestMetrics:
         registry = MetricsRegistry()
         registry.counter("b_total", "B.")
         assert "b_total 0" in registry.render()
+
+
+class TestTargetFromUri:
+    @pytest.mark.parametrize(
+        ("uri", "scheme", "host", "port"),
+        [
+            ("sips:sip.example.net", "sips", "sip.example.net", 5061),
+            ("sips:sip.example.net:5062", "sips", "sip.example.net", 5062),
+            ("SIPS:alice@sip.example.net;transport=tls", "sips", "sip.example.net", 5061),
+            ("sips:[2001:db8::1]:5061", "sips", "2001:db8::1", 5061),
+            ("sips:192.0.2.1", "sips", "192.0.2.1", 5061),
+            ("https://prov.example.net", "https", "prov.example.net", 443),
+            ("https://prov.example.net:8443/cfg.xml", "https", "prov.example.net", 8443),
+            ("https://[2001:db8::2]/x", "https", "2001:db8::2", 443),
+        ],
+    )
+    def test_uris(self, uri: str, scheme: str, host: str, port: int) -> None:
+        """sips: and https:// URIs give the identity and the default ports."""
+        target = target_from_uri(uri)
+        assert (target.scheme, target.host, target.port) == (scheme, host, port)
+
+    def test_connect_overrides_the_address_only(self) -> None:
+        """--connect changes where to dial, not what is checked."""
+        target = target_from_uri("sips:sip.example.net", "127.0.0.1:7000")
+        assert target.address == ("127.0.0.1", 7000)
+        assert (target.host, target.port, target.sni) == (
+            "sip.example.net",
+            5061,
+            "sip.example.net",
+        )
+
+    def test_connect_without_port_keeps_the_uri_port(self) -> None:
+        """--connect HOST alone dials the URI's port."""
+        assert target_from_uri("sips:a.test:5070", "10.0.0.1").address == ("10.0.0.1", 5070)
+
+    @pytest.mark.parametrize(
+        ("uri", "connect", "message"),
+        [
+            ("sip:a.test", None, "not a sips: or https:// URI"),
+            ("http://a.test", None, "not a sips: or https:// URI"),
+            ("sips:a.test:99999", None, "use 1 to 65535"),
+            ("sips:a.test:x", None, "use 1 to 65535"),
+            ("sips:", None, "no host"),
+            ("sips:[2001:db8::1", None, "unclosed"),
+            ("sips:a.test", "b.test:0", "use 1 to 65535"),
+        ],
+    )
+    def test_bad_input_says_what_is_wrong(
+        self, uri: str, connect: str | None, message: str
+    ) -> None:
+        """Every malformed URI or --connect is refused with a sentence."""
+        with pytest.raises(ValueError, match=message):
+            target_from_uri(uri, connect)
