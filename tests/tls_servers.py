@@ -192,7 +192,7 @@ class OpensslServer:
         self._proc = subprocess.Popen(
             ["openssl", "s_server", "-accept", "127.0.0.1:0", "-www",
              "-cert", str(cert), "-key", str(key), *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
         )  # fmt: skip
         # s_server prints "ACCEPT 127.0.0.1:<port>" once it listens; the port is 0 = free.
         line = read_line_matching(self._proc, b"ACCEPT 127.0.0.1:")
@@ -204,9 +204,7 @@ class OpensslServer:
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None
         assert self._tmp is not None
-        stop_process(self._proc)
-        if self._drain is not None:
-            self._drain.join(WAIT)
+        stop_process(self._proc, self._drain)
         self._tmp.cleanup()
 
 
@@ -268,7 +266,7 @@ class KamailioServer:
         (d / "kamailio.cfg").write_text(KAMAILIO_CFG.format(port=self.port, tls_cfg=d / "tls.cfg"))
         self._proc = subprocess.Popen(
             ["kamailio", "-f", str(d / "kamailio.cfg"), "-DD", "-E", "-Y", str(d)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
         )  # fmt: skip
         # Children log child_init once the listening sockets exist and they have forked.
         read_line_matching(self._proc, b"child_init()")
@@ -279,9 +277,7 @@ class KamailioServer:
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None
         assert self._tmp is not None
-        stop_process(self._proc)
-        if self._drain is not None:
-            self._drain.join(WAIT)
+        stop_process(self._proc, self._drain)
         self._tmp.cleanup()
 
 
@@ -310,7 +306,11 @@ def free_port() -> int:
 def read_line_matching(
     proc: subprocess.Popen[bytes], prefix: bytes, timeout: float = WAIT
 ) -> bytes:
-    """Read the child's stdout until a line contains ``prefix`` (bounded in time)."""
+    """Read the child's stdout until a line contains ``prefix`` (bounded in time).
+
+    The child's stdout must be unbuffered (``bufsize=0``): a buffered reader could
+    hold the wanted line while ``select`` reports nothing more to read.
+    """
     import selectors
     import time
 
@@ -340,8 +340,11 @@ def _drain(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def stop_process(proc: subprocess.Popen[Any]) -> None:
-    """Terminate one child we started, by its PID; kill it if it does not stop."""
+def stop_process(proc: subprocess.Popen[Any], drain: threading.Thread | None = None) -> None:
+    """Terminate one child we started, by its PID; kill it if it does not stop.
+
+    ``drain`` (a thread reading the child's output) is joined before the pipes close.
+    """
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGTERM)
         try:
@@ -349,6 +352,8 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=WAIT)
+    if drain is not None:
+        drain.join(WAIT)
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()

@@ -311,6 +311,8 @@ class TlsEngine(asyncio.Protocol):
         self._state = _State.HANDSHAKE
         self._close_exc: Exception | None = None
         self._extra: dict[str, Any] = {}
+        self._app_paused = False
+        self._loop = loop
         self.transport = TlsTransport(self)
 
     # --- what the connector reads -------------------------------------------------
@@ -491,14 +493,36 @@ class TlsEngine(asyncio.Protocol):
             self._app = app
 
     def abort_pending(self) -> None:
-        """Drop a connection that is still in the handshake or waiting to be attached."""
-        if self._raw is not None:
+        """Drop a connection that is still in the handshake or waiting to be attached.
+
+        A handshake that already failed is closing (its alert may still be on its way
+        out) and is left to finish.
+        """
+        if self._raw is not None and self._state in (_State.HANDSHAKE, _State.WAIT_ATTACH):
             self._state = _State.CLOSING
             self._raw.abort()
 
+    def pause_app_reading(self) -> None:
+        self._app_paused = True
+        if self._raw is not None:
+            self._raw.pause_reading()
+
+    def resume_app_reading(self) -> None:
+        if not self._app_paused:
+            return
+        self._app_paused = False
+        if self._raw is not None:
+            self._raw.resume_reading()
+            # Plaintext may be waiting inside the TLS session from before the pause.
+            self._loop.call_soon(self._read_app_data)
+
     def _read_app_data(self) -> None:
         conn = self._conn
-        while self._state in (_State.OPEN, _State.CLOSING) and self._app is not None:
+        while (
+            self._state in (_State.OPEN, _State.CLOSING)
+            and self._app is not None
+            and not self._app_paused
+        ):
             try:
                 chunk = conn.recv(_READ_CHUNK)
             except SSL.WantReadError:
@@ -656,14 +680,10 @@ class TlsTransport(asyncio.Transport):
         raise NotImplementedError("TLS cannot half-close; use close() (sends close_notify).")
 
     def pause_reading(self) -> None:
-        raw = self._engine.raw
-        if raw is not None:
-            raw.pause_reading()
+        self._engine.pause_app_reading()
 
     def resume_reading(self) -> None:
-        raw = self._engine.raw
-        if raw is not None:
-            raw.resume_reading()
+        self._engine.resume_app_reading()
 
     def is_reading(self) -> bool:
         raw = self._engine.raw

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
-
 from certstore.decision import decide
+
 from certstore.model import Certificate, Peer, TrustEntry, TrustKind, TrustSource, Verdict
 from certstore.snapshot import TrustSnapshot
 from certstore.x509 import parse_der
@@ -101,8 +101,9 @@ class Server:
         self._tmp = tempfile.TemporaryDirectory()
         cert, key = self.leaf.write(Path(self._tmp.name), "server")
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER_CODE, str(cert), str(key), "1.2" if self.tls12 else "1.3"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            [sys.executable, "-c", SERVER_CODE, str(cert), str(key),
+             "1.2" if self.tls12 else "1.3"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=0,
         )  # fmt: skip
         line = read_line_matching(self._proc, b"", timeout=WAIT)
         self.port = int(line)

@@ -123,6 +123,47 @@ class TestAcceptedConnection:
             assert await asyncio.wait_for(reader.readexactly(len(payload)), WAIT) == payload
             transport.close()
 
+    async def test_pause_reading_holds_back_decrypted_data(self, hierarchy: Hierarchy) -> None:
+        """While the protocol has paused reading, no data_received; resume delivers it all."""
+        connector = TlsConnector(FakePolicy(trusted={hierarchy.leaf.fingerprint}))
+        payload = b"x" * 200_000 + b"\n"
+        expected = len(GREETING) + len(payload)
+
+        class Pausing(asyncio.Protocol):
+            def __init__(self) -> None:
+                self.chunks: list[bytes] = []
+                self.transport: asyncio.Transport | None = None
+                self.paused = asyncio.Event()
+                self.complete = asyncio.Event()
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                self.chunks.append(data)
+                if sum(map(len, self.chunks)) > len(GREETING) and not self.paused.is_set():
+                    assert self.transport is not None
+                    self.transport.pause_reading()
+                    self.paused.set()
+                if sum(map(len, self.chunks)) >= expected:
+                    self.complete.set()
+
+        async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
+            transport, protocol = await connector.create_connection(Pausing, target_for(server))
+            transport.write(payload)
+            await asyncio.wait_for(protocol.paused.wait(), WAIT)
+            seen = len(protocol.chunks)
+            for _ in range(50):  # let the loop run; nothing may arrive while paused
+                await asyncio.sleep(0)
+            assert len(protocol.chunks) == seen
+            assert not transport.is_reading()
+            transport.resume_reading()
+            await asyncio.wait_for(protocol.complete.wait(), WAIT)
+            assert b"".join(protocol.chunks) == GREETING + payload
+            transport.close()
+            await transport.wait_closed()
+
 
 class TestRejectedConnection:
     async def test_rejection_aborts_the_handshake_with_an_alert(self, hierarchy: Hierarchy) -> None:
