@@ -94,7 +94,7 @@ def parse_der(der: bytes) -> Certificate:
             return _build(cert, der)
     except ParseError:
         raise
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise ParseError(f"The data is not a valid DER certificate: {exc}.") from exc
 
 
@@ -361,7 +361,7 @@ def _key_usage_names(ku: x509.KeyUsage) -> tuple[str, ...]:
 def _build(cert: x509.Certificate, der: bytes) -> Certificate:
     try:
         extensions = cert.extensions
-    except ValueError as exc:
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise ParseError(f"The certificate has malformed extensions: {exc}.") from exc
 
     def ext(cls: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType] | None:

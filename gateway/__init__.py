@@ -1,1 +1,1 @@
-"""Everything that touches the network: TLS connector, SIP relay, provisioning, admin web app, CLI."""
+"""Network side: TLS connector, SIP relay, provisioning, admin web app, CLI."""

@@ -1,35 +1,17 @@
-"""Run every ``bench_*.py`` module's ``main()`` in this package: ``python -m tests.benchmarks``.
-
-Give module names to run only those: ``python -m tests.benchmarks bench_tls``.
-"""
+"""Run every ``tests/benchmarks/bench_*.py`` module's ``main()``."""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
-import sys
+from pathlib import Path
 
 
-def main(argv: list[str]) -> int:
-    package = __package__ or "tests.benchmarks"
-    names = sorted(
-        m.name
-        for m in pkgutil.iter_modules(importlib.import_module(package).__path__)
-        if m.name.startswith("bench_")
-    )
-    wanted = [a.removesuffix(".py") for a in argv] or names
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-        print(f"no such benchmark: {', '.join(unknown)}; have {', '.join(names)}", file=sys.stderr)
-        return 2
-    for name in wanted:
-        print(f"== {name}", flush=True)
-        module = importlib.import_module(f"{package}.{name}")
-        code = module.main()
-        if code:
-            return int(code)
-    return 0
+def main() -> None:
+    """Import each benchmark module in name order and call its ``main()``."""
+    for path in sorted(Path(__file__).parent.glob("bench_*.py")):
+        module = importlib.import_module(f"{__package__}.{path.stem}")
+        module.main()
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()

@@ -120,6 +120,14 @@ class TestLoadCertificates:
             with pytest.raises(ParseError):
                 load_certificates(der[:cut])
 
+    def test_duplicate_extension(self, leaf_pem: bytes) -> None:
+        """A certificate with a repeated extension is refused, not crashed on."""
+        der = load_certificates(leaf_pem).certificates[0].der
+        key_usage_oid, basic_constraints_oid = b"\x06\x03\x55\x1d\x0f", b"\x06\x03\x55\x1d\x13"
+        assert key_usage_oid in der and basic_constraints_oid in der
+        with pytest.raises(ParseError, match="malformed extensions"):
+            parse_der(der.replace(key_usage_oid, basic_constraints_oid))
+
     def test_private_key_instead_of_certificate(self, ca: trustme.CA) -> None:
         key_pem = ca.issue_cert("x.example").private_key_pem.bytes()
         with pytest.raises(ParseError, match="private key but no certificate"):
