@@ -86,6 +86,9 @@ class Reason(StrEnum):
     KEY_CHANGED = "key-changed"
     # The peer sent no certificate at all.
     NO_CERTIFICATE = "no-certificate"
+    # An administrator's reject pin matched the leaf (rule pinned-reject): a rejection
+    # always carries at least one reason, even when the chain itself is flawless.
+    PINNED_REJECT = "pinned-reject"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

@@ -44,6 +44,9 @@ class PinRequest:
     scope: str | None = None
     expires_at: datetime | None = None
     note: str = ""
+    # The certificate the pin was made from, when known (an upload, a rejected chain):
+    # kept beside the pin so it can be shown and its expiry watched.
+    certificate: Certificate | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
