@@ -183,8 +183,15 @@ class OpensslServer:
 
     def __enter__(self) -> OpensslServer:
         self._tmp = tempfile.TemporaryDirectory()
-        cert, key = self.identity.write(Path(self._tmp.name), "server")
+        d = Path(self._tmp.name)
+        cert, key = d / "server.crt", d / "server.key"
+        cert.write_bytes(self.identity.pem)
+        key.write_bytes(self.identity.key_pem)
         args = list(self.extra_args)
+        if len(self.identity.parents) > 1:  # -cert takes one certificate; the rest here
+            chain_file = d / "chain.pem"
+            chain_file.write_bytes(b"".join(p.pem for p in self.identity.parents[:-1]))
+            args += ["-cert_chain", str(chain_file)]
         if self.client_ca is not None:
             ca_file = Path(self._tmp.name) / "client-ca.pem"
             ca_file.write_bytes(self.client_ca.pem)

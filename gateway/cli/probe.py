@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from certstore import render
 from certstore.decision import decide
 from certstore.model import Certificate, Peer, Verdict
+from certstore.sqlite import SqliteStore
 from certstore.store import CertStore
-from gateway.cli.common import config_of, emit_json, open_store, utc_now
+from gateway.config import load_config
+from gateway.log import configure_logging
 from gateway.errors import (
     TlsConnectError,
     TlsError,
@@ -137,21 +140,28 @@ def cmd_probe(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"sipsgate probe: {exc}", file=sys.stderr)
         return EXIT_CONNECTION
-    config = config_of(args)
+    config = load_config(args.config)
+    # The verdict is the output; the log (standard error) only carries real errors.
+    configure_logging(level="error", fmt=config.log.format)
     settings = TlsSettings(
         min_version=config.tls.min_version,
         handshake_timeout=float(config.tls.handshake_timeout),
         connect_timeout=float(config.tls.handshake_timeout),
     )
-    with open_store(args) as store:
+    store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+    try:
         policy = StoreTrustPolicy(store, decide=decide, identity=store.device_identity)
         connector = TlsConnector(policy, settings=settings, record=args.record)
         result = asyncio.run(run_probe(connector, target))
-        now = utc_now()
+        now = datetime.now(UTC)
         recorded = bool(args.record and result.verdict is not None and result.verdict.should_record)
         rejected_id = _rejected_id(store, result) if recorded else None
+    finally:
+        store.close()
     if args.json:
-        emit_json(as_json(result, now, recorded=recorded, rejected_id=rejected_id))
+        doc = as_json(result, now, recorded=recorded, rejected_id=rejected_id)
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
     else:
         print_human(result, now, recorded=recorded, rejected_id=rejected_id)
     if result.error is not None or result.verdict is None:

@@ -69,6 +69,10 @@ class Advice:
     sentence: str
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].upper() in "AEFHILMNORSX" else "a"
+
+
 def _date(value: datetime) -> str:
     return value.strftime("%Y-%m-%d")
 
@@ -157,7 +161,8 @@ def advise(
         case Reason.WEAK_KEY:
             weak = [c for c in chain if c.weak_key] or list(chain[:1])
             what = "; ".join(
-                f"{_who(chain, c)} has a {c.public_key_type} {c.public_key_size}-bit key"
+                f"{_who(chain, c)} has {_article(c.public_key_type)} {c.public_key_type} "
+                f"{c.public_key_size}-bit key"
                 for c in weak
             )
             sentence = f"{what}; {FIXES[code]}."

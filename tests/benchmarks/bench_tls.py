@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
-from certstore.decision import decide
 
+from certstore.decision import decide
 from certstore.model import Certificate, Peer, TrustEntry, TrustKind, TrustSource, Verdict
 from certstore.snapshot import TrustSnapshot
 from certstore.x509 import parse_der

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.pki import CertFactory, Issued
+
+if TYPE_CHECKING:
+    from tests.integration.trust_env import Env
 
 
 @dataclass(frozen=True)
@@ -30,3 +36,15 @@ def hierarchy(pki: CertFactory) -> Hierarchy:
     intermediate = pki.ca("sipsgate Test Intermediate CA", issuer=root)
     leaf = pki.leaf(intermediate, cn="sip.example.test", dns=("sip.example.test",))
     return Hierarchy(pki, root, intermediate, leaf)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    """A fresh SQLite store, the production trust policy over it, and a connector."""
+    from tests.integration.trust_env import make_env
+
+    environment = make_env(tmp_path / "store.db")
+    try:
+        yield environment
+    finally:
+        environment.store.close()

@@ -1,0 +1,60 @@
+"""The ``sipsgate`` command line.
+
+Each subcommand module exposes ``register(subparsers, common)``; ``common`` is the
+parent parser holding the options every command takes (``--config``, ``--json``).
+A handler returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from certstore.errors import CertStoreError
+from gateway.cli import probe
+from gateway.errors import GatewayError
+
+EXIT_FAILURE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="config file (default: ./sipsgate.toml when it exists, else the embedded defaults)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    parser = argparse.ArgumentParser(
+        prog="sipsgate",
+        description="SIP/TLS gateway with certificate pinning for DECT base stations.",
+        parents=[common],
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (probe,):
+        module.register(subparsers, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in (("config", None), ("json", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    try:
+        code: int = args.func(args)
+    except (CertStoreError, GatewayError) as exc:
+        print(f"sipsgate: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
