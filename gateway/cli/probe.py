@@ -23,7 +23,6 @@ from certstore.model import Certificate, Peer, Verdict
 from certstore.sqlite import SqliteStore
 from certstore.store import CertStore
 from gateway.config import load_config
-from gateway.log import configure_logging
 from gateway.errors import (
     TlsConnectError,
     TlsError,
@@ -32,6 +31,7 @@ from gateway.errors import (
     TrustRejected,
     UsageError,
 )
+from gateway.log import configure_logging
 from gateway.tls.advice import advise, rule_sentence
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsSettings
