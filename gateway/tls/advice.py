@@ -58,6 +58,10 @@ FIXES: dict[Reason, str] = {
         "destination; if nobody renewed it, treat it as an interception attempt"
     ),
     Reason.NO_CERTIFICATE: "configure a certificate on the server's TLS port",
+    Reason.PINNED_REJECT: (
+        "an administrator pinned this certificate (or its key) reject; remove the pin if "
+        "the server is to be trusted again"
+    ),
 }
 
 
@@ -173,6 +177,12 @@ def advise(
                 for c in weak
             )
             sentence = f"{what}; {FIXES[code]}."
+        case Reason.PINNED_REJECT:
+            sentence = (
+                "a reject pin matches this certificate or its public key; list the pins "
+                "with `sipsgate certs pins` and remove it with `sipsgate certs pins remove "
+                "ID` if the server is to be trusted again."
+            )
         case Reason.KEY_CHANGED:
             sentence = (
                 f"the server's public key for {dest} is not the one first seen there; "

@@ -239,6 +239,22 @@ class TlsConnector:
             )
         return closed
 
+    async def watch_revocations(self, interval: float = 1.0) -> None:
+        """Revalidate live connections whenever the trust state changes; runs until cancelled.
+
+        The store hands out the same snapshot object until something changes, so a new
+        object means new state. Run it as an owned task (a ``TaskGroup`` member) and
+        cancel it on shutdown.
+        """
+        last = self.policy.snapshot()
+        while True:
+            await asyncio.sleep(interval)
+            current = self.policy.snapshot()
+            if current is not last:
+                last = current
+                if len(self.registry):
+                    self.revalidate(current)
+
     # --- steps ------------------------------------------------------------------------
 
     async def _connect_tcp(

@@ -339,7 +339,9 @@ class TestPins:
         """A reject pin wins over a valid chain."""
         env.trust(h.root)
         env.pin(h.leaf, PinDecision.REJECT)
-        rejected(await connect(env, h.leaf), Rule.PINNED_REJECT)
+        outcome = await connect(env, h.leaf)
+        rejected(outcome, Rule.PINNED_REJECT, Reason.PINNED_REJECT)
+        assert outcome.verdict.reasons == (Reason.PINNED_REJECT,)
 
     async def test_pinned_reject_wins_over_accept_all(self, env: Env, h: Hierarchy) -> None:
         """Accept-all does not override a reject pin."""
@@ -492,6 +494,25 @@ class TestLiveFlows:
             with pytest.raises(TrustRejected):
                 await asyncio.wait_for(writer.wait_closed(), WAIT)
         assert len(env.connector.registry) == 0
+
+    async def test_watch_closes_the_flow_after_a_change_in_the_store(
+        self, env: Env, h: Hierarchy
+    ) -> None:
+        """The watcher notices the new snapshot and closes the revoked flow by itself."""
+        env.trust(h.root)
+        async with TlsEchoServer(server_context(h.leaf)) as server, asyncio.TaskGroup() as tasks:
+            reader, writer = await env.connector.open_connection(
+                TlsTarget.sips(HOST, connect_host="127.0.0.1", connect_port=server.port)
+            )
+            await asyncio.wait_for(reader.readline(), WAIT)
+            watcher = tasks.create_task(env.connector.watch_revocations(interval=0.02))
+            await asyncio.to_thread(env.pin, h.leaf, PinDecision.REJECT)  # as another writer
+            with pytest.raises(TrustRejected):
+                await asyncio.wait_for(reader.readline(), WAIT)
+            watcher.cancel()
+            writer.close()
+            with pytest.raises(TrustRejected):
+                await asyncio.wait_for(writer.wait_closed(), WAIT)
 
     async def test_flow_kept_when_close_flows_on_revoke_is_off(
         self, env: Env, h: Hierarchy
