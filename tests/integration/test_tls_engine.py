@@ -243,6 +243,21 @@ class TestRejectedConnection:
         assert isinstance(info.value.__cause__, RuntimeError)
         assert server.handshakes == 0
 
+    async def test_a_handshake_without_a_decision_is_refused(
+        self, hierarchy: Hierarchy, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If the verify callback ever let a handshake through undecided, no data flows."""
+        from gateway.tls import engine
+
+        monkeypatch.setattr(engine._Verification, "on_verify", lambda *args: True)
+        policy = FakePolicy(trusted={hierarchy.leaf.fingerprint})
+        async with TlsEchoServer(server_context(hierarchy.leaf), greet=False) as server:
+            with pytest.raises(TlsHandshakeError, match="without a certificate being checked"):
+                await TlsConnector(policy).open_connection(target_for(server))
+            await asyncio.wait_for(server.closed_by_peer.wait(), WAIT)
+        assert server.received == []
+        assert policy.decisions == []
+
 
 class TestHandshakeDetails:
     async def test_sni_is_sent_for_a_host_name(self, hierarchy: Hierarchy) -> None:
