@@ -1,8 +1,9 @@
-"""The ``sipsgate`` command line.
+"""The ``sipsgate`` command line: ``run``, ``certs``, ``device``, ``probe`` ...
 
 Each subcommand module exposes ``register(subparsers, common)``; ``common`` is the
 parent parser holding the options every command takes (``--config``, ``--json``).
-A handler returns the exit code.
+A handler returns the exit code. Errors of the product's own hierarchies end the
+command with a one-line reason on stderr and a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from certstore.errors import CertStoreError
-from gateway.cli import probe
+from gateway.cli import certs, device, probe
 from gateway.errors import GatewayError
 
+EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (probe,):
+    for module in (certs, device, probe):
         module.register(subparsers, common)
     return parser
 
@@ -53,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
     return code
 
 
