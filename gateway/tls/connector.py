@@ -171,11 +171,14 @@ class TlsConnector:
         assert check is not None  # the engine refuses a handshake without a decision
         self._log_decision(log, target, check)
         await self._record(check, decided_at[0], log)
-        protocol = protocol_factory()
         try:
+            protocol = protocol_factory()
             engine.attach(protocol)
         except TlsError as exc:
             self._failed(log, target, "closed", exc)
+            raise
+        except BaseException:
+            engine.abort()  # the protocol failed to start: drop the connection
             raise
         transport = engine.transport
         transport.set_protocol(protocol)
@@ -249,11 +252,14 @@ class TlsConnector:
         last = self.policy.snapshot()
         while True:
             await asyncio.sleep(interval)
-            current = self.policy.snapshot()
-            if current is not last:
-                last = current
-                if len(self.registry):
-                    self.revalidate(current)
+            try:
+                current = self.policy.snapshot()
+                if current is not last:
+                    last = current
+                    if len(self.registry):
+                        self.revalidate(current)
+            except Exception as exc:  # the store may be briefly unreadable: retry next round
+                self._log.error("tls.revalidate.failed", error=f"{type(exc).__name__}: {exc}")
 
     # --- steps ------------------------------------------------------------------------
 

@@ -258,6 +258,19 @@ class TestRejectedConnection:
         assert server.received == []
         assert policy.decisions == []
 
+    async def test_a_failing_protocol_factory_leaks_nothing(self, hierarchy: Hierarchy) -> None:
+        """If the caller's protocol cannot start, the connection is dropped, not leaked."""
+        connector = TlsConnector(FakePolicy(trusted={hierarchy.leaf.fingerprint}))
+
+        def broken() -> asyncio.Protocol:
+            raise RuntimeError("no protocol today")
+
+        async with TlsEchoServer(server_context(hierarchy.leaf), greet=False) as server:
+            with pytest.raises(RuntimeError, match="no protocol today"):
+                await connector.create_connection(broken, target_for(server))
+            await asyncio.wait_for(server.closed_by_peer.wait(), WAIT)
+        assert len(connector.registry) == 0
+
 
 class TestHandshakeDetails:
     async def test_sni_is_sent_for_a_host_name(self, hierarchy: Hierarchy) -> None:
