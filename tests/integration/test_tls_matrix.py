@@ -157,10 +157,10 @@ class TestChainValidation:
         env.trust(trusted, kind=TrustKind.SERVER)
         other = pki.leaf(None, cn=HOST, dns=(HOST,))
         outcome = await connect(env, other)
-        rejected(outcome, Rule.UNTRUSTED)
-        # Same subject as the trusted certificate, so the decision tries it as the
-        # issuer and reports why that fails.
-        assert outcome.verdict.reasons
+        # Same name as the trusted certificate but another key: it is a different
+        # self-signed certificate, not one issued by the trusted one.
+        rejected(outcome, Rule.UNTRUSTED, Reason.SELF_SIGNED)
+        assert outcome.verdict.reasons == (Reason.SELF_SIGNED,)
         (entry,) = env.rejected()
         assert entry.chain[0].fingerprint == other.fingerprint
 
