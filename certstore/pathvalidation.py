@@ -322,11 +322,16 @@ def _candidates(
     """
     issuer_der = cur.issuer_der
     aki = cur.authority_key_id
+    # A self-signed certificate can only have been signed by its own key: another
+    # certificate with the same name but another key (a device that regenerated its
+    # certificate) is not its issuer, whatever the key identifiers say or omit.
+    own_key = cur.spki_fingerprint if cur.self_signed else None
     anchors = [
         e
         for e in snapshot.anchors_by_subject.get(issuer_der, ())
         if e.certificate.fingerprint not in fingerprints
         and (aki is None or e.certificate.subject_key_id in (None, aki))
+        and (own_key is None or e.certificate.spki_fingerprint == own_key)
     ]
     issuers = (
         [
@@ -335,6 +340,7 @@ def _candidates(
             if c.fingerprint not in fingerprints
             and c.fingerprint not in snapshot.trust_by_fingerprint
             and (aki is None or c.subject_key_id in (None, aki))
+            and (own_key is None or c.spki_fingerprint == own_key)
         ]
         if issuer_der in pool
         else []

@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TextIO
 
 from certstore.device_service import AsyncDeviceService, DeviceService
@@ -23,8 +24,9 @@ from gateway.admin.auth import ADMIN_USER, AdminAuth, ensure_password
 from gateway.admin.server import AdminServer, ListenAddress, parse_listen_all
 from gateway.admin.tls import DeviceTls
 from gateway.config import Config, load_config
+from gateway.expiry import ExpiryWatch
 from gateway.log import get_logger
-from gateway.metrics import Registry
+from gateway.metrics import MetricsRegistry
 from gateway.supervisor import Service, Supervisor
 
 GATEWAY_ACTOR = Actor(name="gateway", interface="gateway")
@@ -40,8 +42,29 @@ def _say(out: TextIO) -> Callable[[str], None]:
     return announce
 
 
+class ExpiryService:
+    """The expiry watch (warning events and a gauge) as a part of the gateway."""
+
+    name = "expiry"
+
+    def __init__(self, watch: ExpiryWatch) -> None:
+        self._watch = watch
+
+    async def start(self) -> list[str]:
+        return []
+
+    async def run(self) -> None:
+        await self._watch.serve()
+
+    async def reload(self, config: Config) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
 def build_services(
-    config: Config, store: SqliteStore, device: AsyncDeviceService, registry: Registry
+    config: Config, store: SqliteStore, device: AsyncDeviceService, registry: MetricsRegistry
 ) -> list[Service]:
     """Every long-lived part of the gateway, in start order. New parts go here."""
     device_tls = DeviceTls(store, min_version=config.tls.min_version)
@@ -49,7 +72,8 @@ def build_services(
     app = create_app(
         store, config, auth=auth, registry=registry, device_tls=device_tls, device=device
     )
-    return [AdminServer(app, device_tls, config)]
+    watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
+    return [AdminServer(app, device_tls, config), ExpiryService(watch)]
 
 
 def identity_names(config: Config, listen: Sequence[ListenAddress]) -> tuple[str, ...]:
@@ -89,7 +113,7 @@ async def run_gateway(
             fingerprint=identity.certificate.fingerprint,
         )
         generated = await asyncio.to_thread(ensure_password, data_dir, env)
-        registry = Registry()
+        registry = MetricsRegistry()
         services = build_services(config, store, AsyncDeviceService(service), registry)
         supervisor = Supervisor(services, config)
         loop = asyncio.get_running_loop()

@@ -29,7 +29,7 @@ from gateway.admin.app import create_app
 from gateway.admin.auth import AdminAuth, LoginThrottle, write_password
 from gateway.admin.tls import DeviceTls
 from gateway.config import Config, build_config
-from gateway.metrics import Registry
+from gateway.metrics import MetricsRegistry
 
 PASSWORD = "correct horse battery staple"
 TEST_ACTOR = Actor(name="test", interface="cli")
@@ -179,7 +179,7 @@ async def start_admin(
     *,
     config: Config | None = None,
     throttle: LoginThrottle | None = None,
-    registry: Registry | None = None,
+    registry: MetricsRegistry | None = None,
 ) -> AdminHarness:
     service = device_service(store)
     identity = service.ensure_standard_identity(actor=TEST_ACTOR)

@@ -43,11 +43,10 @@ from gateway.admin.app import (
     state_of,
 )
 from gateway.admin.security import read_limited
-from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from gateway.metrics import Gauge
 
 PEM_TYPE = "application/x-pem-file"
 DER_TYPE = "application/pkix-cert"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_NOTE_LENGTH = 1000
 MAX_LIST_LIMIT = 100_000
 MAX_AUDIT_LIMIT = 500
@@ -633,32 +632,32 @@ async def metrics(request: web.Request) -> web.Response:
     state = state_of(request)
     snapshot = await state.call(state.store.snapshot)
     rejected = await state.call(state.store.list_rejected)
-    gauges = state.registry
     for name, value in (
         ("sipsgate_trust_entries", len(snapshot.trust)),
         ("sipsgate_pins", len(snapshot.pins)),
         ("sipsgate_rejected_chains", len(rejected)),
         ("sipsgate_rejected_chains_overridden", sum(1 for r in rejected if r.overridden)),
     ):
-        gauge = gauges.get(name)
-        if isinstance(gauge, Gauge):
-            gauge.set(value)
+        state.registry.gauge(name, STATE_GAUGES[name]).set(value)
     return web.Response(
         text=state.registry.render(),
         headers={"Content-Type": METRICS_CONTENT_TYPE},
     )
 
 
+# Gauges of the trust state, set when /metrics is read.
+STATE_GAUGES = {
+    "sipsgate_trust_entries": "Certificates in the trust list.",
+    "sipsgate_pins": "Accept and reject pins.",
+    "sipsgate_rejected_chains": "Chains in the rejected list.",
+    "sipsgate_rejected_chains_overridden": "Rejected chains accepted anyway by accept-all.",
+}
+
+
 def setup(app: web.Application) -> None:
     state = app[STATE]
-    for name, help_text in (
-        ("sipsgate_trust_entries", "Certificates in the trust list."),
-        ("sipsgate_pins", "Accept and reject pins."),
-        ("sipsgate_rejected_chains", "Chains in the rejected list."),
-        ("sipsgate_rejected_chains_overridden", "Rejected chains accepted anyway by accept-all."),
-    ):
-        if state.registry.get(name) is None:
-            state.registry.gauge(name, help_text)
+    for name, help_text in STATE_GAUGES.items():
+        state.registry.gauge(name, help_text)
     r = app.router
     v1 = API_PREFIX
     r.add_get(f"{v1}/trust", trust_list)

@@ -55,7 +55,7 @@ from gateway.admin.tls import AdminTlsError, DeviceTls
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.log import get_logger
-from gateway.metrics import Counter, Registry
+from gateway.metrics import Counter, MetricsRegistry
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,7 +84,7 @@ class AdminMetrics:
     login_failures: Counter
 
     @classmethod
-    def create(cls, registry: Registry) -> AdminMetrics:
+    def create(cls, registry: MetricsRegistry) -> AdminMetrics:
         return cls(
             requests=registry.counter(
                 "sipsgate_admin_requests_total",
@@ -105,7 +105,7 @@ class AdminState:
     store: CertStore
     config: Config
     auth: AdminAuth
-    registry: Registry
+    registry: MetricsRegistry
     metrics: AdminMetrics
     clock: Callable[[], datetime] = _utc_now
     device_tls: DeviceTls | None = None
@@ -459,7 +459,7 @@ def create_app(
     config: Config,
     *,
     auth: AdminAuth,
-    registry: Registry | None = None,
+    registry: MetricsRegistry | None = None,
     device_tls: DeviceTls | None = None,
     device: AsyncDeviceService | None = None,
     clock: Callable[[], datetime] = _utc_now,
@@ -467,7 +467,7 @@ def create_app(
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
     from gateway.admin import api, device_routes, pages
 
-    registry = registry if registry is not None else Registry()
+    registry = registry if registry is not None else MetricsRegistry()
     state = AdminState(
         store=store,
         config=config,

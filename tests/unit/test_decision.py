@@ -662,6 +662,46 @@ class TestPathValidation:
         assert v.reasons == (R.SELF_SIGNED,)
         assert pki.self_signed.model.fingerprint in v.findings[0].message
 
+    def test_self_signed_replacement_of_a_trusted_certificate(self, pki: Pki) -> None:
+        """A PBX that regenerated its self-signed certificate (same name, new key, no key
+        identifiers, as small devices make them) is reported as `self-signed`: the
+        trusted old certificate is not its issuer."""
+        old = once(
+            "pbx-old-no-ids",
+            lambda: make_leaf(None, "pbx.example.net", dns=("pbx.example.net",), key_ids=False),
+        )
+        new = once(
+            "pbx-regenerated",
+            lambda: make_leaf(
+                None,
+                "pbx.example.net",
+                dns=("pbx.example.net",),
+                key=private_key("ec-p256", "pbx-regenerated"),
+                key_ids=False,
+            ),
+        )
+        assert new.model.subject_der == old.model.subject_der
+        assert new.model.spki_fingerprint != old.model.spki_fingerprint
+        v = decide(chain(new), peer("pbx.example.net"), NOW, snapshot(trust=[old]))
+        assert v.rule is Rule.UNTRUSTED
+        assert v.reasons == (R.SELF_SIGNED,), [f.message for f in v.findings]
+
+    def test_self_signed_renewal_with_the_same_key_is_anchored(self, pki: Pki) -> None:
+        """Failure twin: renewed with the same key, the trusted certificate still anchors it."""
+        old = once(
+            "pbx-old-no-ids",
+            lambda: make_leaf(None, "pbx.example.net", dns=("pbx.example.net",), key_ids=False),
+        )
+        renewed = once(
+            "pbx-renewed",
+            lambda: make_leaf(
+                None, "pbx.example.net", dns=("pbx.example.net",), key=old.key, key_ids=False
+            ),
+        )
+        v = decide(chain(renewed), peer("pbx.example.net"), NOW, snapshot(trust=[old]))
+        assert v.reasons != (R.SELF_SIGNED,)
+        assert R.BAD_SIGNATURE not in v.reasons
+
     def test_cross_signed_intermediate_picks_trusted_path(self, pki: Pki) -> None:
         """Two intermediates with one name: the path through the trusted root is found."""
         old_root = once("x-old", lambda: make_root("Cross Old Root"))

@@ -1,0 +1,386 @@
+"""The asyncio TLS connector: every outbound TLS connection of the gateway.
+
+``TlsConnector.create_connection`` connects TCP, runs the handshake in
+``gateway.tls.engine``, has the trust policy decide inside it, records what the store
+wants recorded (a rejection, an overridden chain, a trust-on-first-use pin) from that
+same handshake, registers the live connection, and only then hands the connection to
+the caller's protocol. ``open_connection`` does the same for a stream pair.
+
+Every failure is a ``gateway.errors.TlsError``: ``TrustRejected`` (the decision said
+no; carries the verdict, peer and chain), ``TlsHandshakeError`` (OpenSSL's reasons
+kept), ``TlsTimeout`` and ``TlsConnectError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+
+from gateway.errors import (
+    TlsConnectError,
+    TlsError,
+    TlsHandshakeError,
+    TlsTimeout,
+    TrustRejected,
+)
+from gateway.metrics import MetricsRegistry
+from gateway.tls.engine import ClientContextFactory, TlsEngine, TlsSettings, TlsTransport, _Rejected
+from gateway.tls.policy import TlsTarget, TrustCheck, TrustPolicy, VerdictView
+from gateway.tls.registry import ConnectionRegistry, LiveConnection
+
+_P = TypeVar("_P", bound=asyncio.Protocol)
+
+_STREAM_LIMIT = 2**16
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TlsMetrics:
+    """The connector's counters (handshakes by rule and reason, failures by kind)."""
+
+    def __init__(self, registry: MetricsRegistry) -> None:
+        self.handshakes = registry.counter(
+            "sipsgate_tls_handshakes_total",
+            "TLS handshakes decided, by transport, verdict and rule.",
+            ("transport", "verdict", "rule"),
+        )
+        self.reasons = registry.counter(
+            "sipsgate_tls_handshake_reasons_total",
+            "Reasons found by the trust decision, by transport, rule and reason.",
+            ("transport", "rule", "reason"),
+        )
+        self.failures = registry.counter(
+            "sipsgate_tls_failures_total",
+            "Outbound TLS connections that failed, by transport and kind.",
+            ("transport", "kind"),
+        )
+        self.open = registry.gauge(
+            "sipsgate_tls_connections_open",
+            "Outbound TLS connections open now, by transport.",
+            ("transport",),
+        )
+        self.revoked = registry.counter(
+            "sipsgate_tls_connections_revoked_total",
+            "Live TLS connections closed because their peer would now be rejected.",
+            ("transport",),
+        )
+
+
+def _conn_ids() -> Callable[[], str]:
+    prefix = os.urandom(2).hex()
+    counter = itertools.count(1)
+    return lambda: f"{prefix}-{next(counter)}"
+
+
+def rejection_message(target: TlsTarget, verdict: VerdictView) -> str:
+    reasons = ", ".join(verdict.reasons) or "no reason given"
+    return (
+        f"The certificate of {target.uri} was rejected by rule {verdict.rule} "
+        f"({reasons}); see the rejected certificates list, or run "
+        f"`sipsgate probe {target.uri}` for the details and what to do."
+    )
+
+
+class TlsConnector:
+    """Opens verified outbound TLS connections; one per gateway, shared by all users."""
+
+    def __init__(
+        self,
+        policy: TrustPolicy,
+        *,
+        settings: TlsSettings | None = None,
+        metrics: MetricsRegistry | None = None,
+        registry: ConnectionRegistry | None = None,
+        record: bool = True,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.policy = policy
+        self.settings = settings or TlsSettings()
+        self.metrics = TlsMetrics(metrics or MetricsRegistry())
+        self.registry = registry or ConnectionRegistry()
+        self.record = record
+        self._clock = clock
+        self._contexts = ClientContextFactory(self.settings)
+        self._next_id = _conn_ids()
+        self._log = structlog.get_logger("gateway.tls")
+
+    # --- public API -------------------------------------------------------------------
+
+    async def create_connection(
+        self,
+        protocol_factory: Callable[[], _P],
+        target: TlsTarget,
+        *,
+        sock: socket.socket | None = None,
+    ) -> tuple[TlsTransport, _P]:
+        """Connect to ``target`` (or over the connected ``sock``) and verify it.
+
+        Returns the plaintext transport and the protocol ``protocol_factory`` made,
+        already connected. Raises a ``TlsError`` subclass on any failure.
+        """
+        loop = asyncio.get_running_loop()
+        conn_id = self._next_id()
+        log = self._log.bind(
+            conn_id=conn_id, peer=target.destination, sni=target.sni, transport=target.scheme
+        )
+        identity = self.policy.client_identity()
+        context = self._contexts.context_for(identity)
+        snapshot = self.policy.snapshot()
+        decided_at: list[datetime] = []
+
+        def decide(chain_der: tuple[bytes, ...]) -> TrustCheck:
+            now = self._clock()
+            decided_at.append(now)
+            return self.policy.decide(chain_der, target, now, snapshot)
+
+        engine = TlsEngine(context, target, decide, loop=loop)
+        started = time.perf_counter()
+        await self._connect_tcp(loop, engine, target, sock, log)
+        log.debug("tls.handshake.started", address=_fmt_addr(target.address))
+        try:
+            try:
+                async with asyncio.timeout(self.settings.handshake_timeout):
+                    await engine.handshake_done
+            except TimeoutError:
+                raise TlsTimeout(
+                    f"The TLS handshake with {target.uri} did not finish within "
+                    f"{self.settings.handshake_timeout:g} s; check that the server speaks "
+                    "TLS on that port, or raise tls.handshake_timeout.",
+                    peer=target,
+                    timeout=self.settings.handshake_timeout,
+                ) from None
+        except BaseException as exc:
+            engine.abort_pending()
+            mapped = self._map_failure(engine, target, exc)
+            await self._after_failed_handshake(engine, target, mapped, decided_at, log)
+            if mapped is exc:
+                raise
+            raise mapped from (None if isinstance(exc, _Rejected) else exc)
+
+        check = engine.check
+        assert check is not None  # the engine refuses a handshake without a decision
+        self._log_decision(log, target, check)
+        await self._record(check, decided_at[0], log)
+        try:
+            protocol = protocol_factory()
+            engine.attach(protocol)
+        except TlsError as exc:
+            self._failed(log, target, "closed", exc)
+            raise
+        except BaseException:
+            engine.abort()  # the protocol failed to start: drop the connection
+            raise
+        transport = engine.transport
+        transport.set_protocol(protocol)
+        live = LiveConnection(
+            conn_id=conn_id,
+            target=target,
+            chain_der=engine.chain_der,
+            check=check,
+            opened_at=decided_at[0],
+            transport=transport,
+        )
+        self.registry.add(live)
+        self.metrics.open.inc(transport=target.scheme)
+        engine.closed.add_done_callback(lambda _: self._closed(live))
+        info = engine.session_info()
+        log.info(
+            "tls.handshake.complete",
+            rule=str(check.verdict.rule),
+            leaf_fingerprint=check.verdict.leaf_fingerprint,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            **info,
+        )
+        return transport, protocol
+
+    async def open_connection(
+        self, target: TlsTarget, *, limit: int = _STREAM_LIMIT
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Like ``asyncio.open_connection``, through the verifying connector."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        transport, protocol = await self.create_connection(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), target
+        )
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return reader, writer
+
+    def revalidate(self, snapshot: Any | None = None) -> list[LiveConnection]:
+        """Close live connections whose peer the current trust state would reject.
+
+        Does nothing when the state says ``close_flows_on_revoke`` is off. Returns the
+        connections it closed (each with the new check as its ``revoked_by``).
+        """
+        snapshot = self.policy.snapshot() if snapshot is None else snapshot
+        if not self.policy.close_flows_on_revoke(snapshot):
+            return []
+        now = self._clock()
+        closed = self.registry.revalidate(self.policy, snapshot, now)
+        for live in closed:
+            assert live.revoked_by is not None
+            verdict = live.revoked_by.verdict
+            self.metrics.revoked.inc(transport=live.target.scheme)
+            self._log.warning(
+                "tls.connection.revoked",
+                conn_id=live.conn_id,
+                peer=live.target.destination,
+                sni=live.target.sni,
+                transport=live.target.scheme,
+                rule=str(verdict.rule),
+                reasons=[str(r) for r in verdict.reasons],
+                leaf_fingerprint=verdict.leaf_fingerprint,
+            )
+        return closed
+
+    async def watch_revocations(self, interval: float = 1.0) -> None:
+        """Revalidate live connections whenever the trust state changes; runs until cancelled.
+
+        The store hands out the same snapshot object until something changes, so a new
+        object means new state. Run it as an owned task (a ``TaskGroup`` member) and
+        cancel it on shutdown.
+        """
+        last = self.policy.snapshot()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                current = self.policy.snapshot()
+                if current is not last:
+                    last = current
+                    if len(self.registry):
+                        self.revalidate(current)
+            except Exception as exc:  # the store may be briefly unreadable: retry next round
+                self._log.error("tls.revalidate.failed", error=f"{type(exc).__name__}: {exc}")
+
+    # --- steps ------------------------------------------------------------------------
+
+    async def _connect_tcp(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        engine: TlsEngine,
+        target: TlsTarget,
+        sock: socket.socket | None,
+        log: Any,
+    ) -> None:
+        host, port = target.address
+        timeout = self.settings.connect_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                if sock is not None:
+                    await loop.create_connection(lambda: engine, sock=sock)
+                else:
+                    await loop.create_connection(lambda: engine, host, port)
+        except TimeoutError:
+            exc: TlsError = TlsTimeout(
+                f"Connecting to {_fmt_addr(target.address)} for {target.uri} took longer "
+                f"than {timeout:g} s; check the address and any firewall in between.",
+                peer=target,
+                timeout=timeout,
+            )
+            self._failed(log, target, "timeout", exc)
+            raise exc from None
+        except OSError as err:
+            exc = TlsConnectError(
+                f"Could not connect to {_fmt_addr(target.address)} for {target.uri} "
+                f"({err.strerror or err}); check the address and that the server listens "
+                "there.",
+                peer=target,
+            )
+            self._failed(log, target, "connect", exc)
+            raise exc from err
+
+    async def _after_failed_handshake(
+        self,
+        engine: TlsEngine,
+        target: TlsTarget,
+        exc: BaseException,
+        decided_at: list[datetime],
+        log: Any,
+    ) -> None:
+        check = engine.check
+        if check is not None and not check.verdict.accepted:
+            self._log_decision(log, target, check)
+            await self._record(check, decided_at[0], log)
+            self._failed(log, target, "rejected", exc)
+        elif isinstance(exc, TlsTimeout):
+            self._failed(log, target, "timeout", exc)
+        elif isinstance(exc, asyncio.CancelledError):
+            pass
+        else:
+            self._failed(log, target, "handshake", exc)
+
+    def _map_failure(
+        self, engine: TlsEngine, target: TlsTarget, exc: BaseException
+    ) -> BaseException:
+        if isinstance(exc, _Rejected):
+            return TrustRejected(
+                rejection_message(target, exc.check.verdict),
+                peer=target,
+                verdict=exc.check.verdict,
+                chain=exc.check.chain,
+            )
+        if isinstance(exc, TlsError | asyncio.CancelledError):
+            return exc
+        if engine.policy_error is exc:
+            return TlsHandshakeError(
+                f"The trust policy failed while checking the certificate of {target.uri} "
+                f"({type(exc).__name__}: {exc}); the connection was refused. Report this "
+                "with the log.",
+                peer=target,
+            )
+        return exc
+
+    async def _record(self, check: TrustCheck, now: datetime, log: Any) -> None:
+        if not (self.record and check.record):
+            return
+        try:
+            async with asyncio.timeout(self.settings.handshake_timeout):
+                await asyncio.to_thread(self.policy.record, check, now)
+        except TimeoutError:
+            log.error(
+                "trust.record.failed",
+                error=f"recording took longer than {self.settings.handshake_timeout:g} s",
+            )
+        except Exception as exc:
+            log.error("trust.record.failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _log_decision(self, log: Any, target: TlsTarget, check: TrustCheck) -> None:
+        verdict = check.verdict
+        reasons = [str(r) for r in verdict.reasons]
+        rule = str(verdict.rule)
+        kind = "accept" if verdict.accepted else "reject"
+        self.metrics.handshakes.inc(transport=target.scheme, verdict=kind, rule=rule)
+        for reason in reasons:
+            self.metrics.reasons.inc(transport=target.scheme, rule=rule, reason=reason)
+        (log.info if verdict.accepted else log.warning)(
+            "trust.decision",
+            verdict=kind,
+            rule=rule,
+            reasons=reasons,
+            leaf_fingerprint=verdict.leaf_fingerprint,
+        )
+
+    def _failed(self, log: Any, target: TlsTarget, kind: str, exc: BaseException) -> None:
+        self.metrics.failures.inc(transport=target.scheme, kind=kind)
+        fields: dict[str, Any] = {"kind": kind, "error": str(exc)}
+        if isinstance(exc, TlsHandshakeError) and exc.openssl_reasons:
+            fields["openssl_reasons"] = list(exc.openssl_reasons)
+        log.warning("tls.handshake.failed", **fields)
+
+    def _closed(self, live: LiveConnection) -> None:
+        self.registry.discard(live)
+        self.metrics.open.dec(transport=live.target.scheme)
+
+
+def _fmt_addr(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
