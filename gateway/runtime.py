@@ -30,6 +30,7 @@ from gateway.metrics import MetricsRegistry
 from gateway.supervisor import Service, Supervisor
 
 GATEWAY_ACTOR = Actor(name="gateway", interface="gateway")
+STOP_THREADS_SECONDS = 0.8  # with the supervisor's deadline, the process exits within 5 s
 
 _log = get_logger(area="gateway")
 
@@ -131,5 +132,15 @@ async def run_gateway(
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
     finally:
-        store.close()
+        # Store calls still running in worker threads (a cancelled to_thread does not
+        # stop its thread) must end before the store's connections are closed.
+        try:
+            async with asyncio.timeout(STOP_THREADS_SECONDS):
+                await asyncio.get_running_loop().shutdown_default_executor()
+        except TimeoutError:
+            # Every change is its own transaction: leaving the file to the process exit
+            # is safe; closing it under a running query is not.
+            _log.error("gateway.stop.threads_timeout", seconds=STOP_THREADS_SECONDS)
+        else:
+            store.close()
     return 0
