@@ -28,6 +28,7 @@ from gateway.expiry import ExpiryWatch
 from gateway.log import get_logger
 from gateway.metrics import MetricsRegistry
 from gateway.supervisor import Service, Supervisor
+from gateway.systemd import Notifier
 
 GATEWAY_ACTOR = Actor(name="gateway", interface="gateway")
 STOP_THREADS_SECONDS = 0.8  # with the supervisor's deadline, the process exits within 5 s
@@ -116,7 +117,7 @@ async def run_gateway(
         generated = await asyncio.to_thread(ensure_password, data_dir, env)
         registry = MetricsRegistry()
         services = build_services(config, store, AsyncDeviceService(service), registry)
-        supervisor = Supervisor(services, config)
+        supervisor = Supervisor(services, config, Notifier(env))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, supervisor.request_stop)
         loop.add_signal_handler(signal.SIGINT, supervisor.request_stop)

@@ -18,6 +18,7 @@ from typing import Protocol
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.log import get_logger
+from gateway.systemd import Notifier
 
 STOP_DEADLINE = 4.0  # seconds for all parts to stop; the process exits within 5 s
 
@@ -51,9 +52,12 @@ Announce = Callable[[str], None]
 
 
 class Supervisor:
-    def __init__(self, services: Sequence[Service], config: Config) -> None:
+    def __init__(
+        self, services: Sequence[Service], config: Config, notifier: Notifier | None = None
+    ) -> None:
         self.services = tuple(services)
         self.config = config
+        self.notifier = notifier or Notifier({})  # outside systemd: every call is a no-op
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.reloaded = asyncio.Event()  # set after each completed reload (tests wait on it)
@@ -80,13 +84,16 @@ class Supervisor:
             _log.info("gateway.started", services=[s.name for s in self.services])
             if on_started is not None:
                 on_started()
+            self.notifier.ready(status="running")
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(_guard(service.name, service.run()), name=service.name)
                     for service in self.services
                 ]
                 tasks.append(group.create_task(self._reloads(load), name="reload"))
+                tasks.append(group.create_task(self.notifier.watchdog(), name="watchdog"))
                 await self.stopping.wait()
+                self.notifier.stopping()
                 for task in tasks:
                     task.cancel()
         finally:
@@ -99,11 +106,18 @@ class Supervisor:
             await self.reload(load)
 
     async def reload(self, load: ConfigLoader) -> None:
+        self.notifier.reloading()
+        try:
+            await self._reload(load)
+        finally:
+            self.notifier.ready(status="running")
+            self.reloaded.set()
+
+    async def _reload(self, load: ConfigLoader) -> None:
         try:
             new = await asyncio.to_thread(load)
         except GatewayError as exc:
             _log.error("config.reload.failed", error=str(exc))
-            self.reloaded.set()
             return
         changed = diff_config(self.config, new)
         _log.info("config.reloaded", changed=changed, source=new.source)
@@ -116,7 +130,6 @@ class Supervisor:
             except GatewayError as exc:
                 _log.error("config.reload.failed", service=service.name, error=str(exc))
         self.config = new
-        self.reloaded.set()
 
     async def _stop(self, started: Sequence[Service]) -> None:
         try:

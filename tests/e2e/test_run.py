@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import signal
+import socket
 import ssl
 import sys
 from datetime import UTC, datetime
@@ -216,3 +217,31 @@ class TestAdminOverHttps:
             with pytest.raises(aiohttp.ClientConnectionError):
                 async with api.get(f"{API}/trust"):
                     pass
+
+
+class TestSystemd:
+    async def test_ready_reloading_and_stopping_are_notified(self, tmp_path: Path) -> None:
+        """Under Type=notify: READY=1 once listening, RELOADING=1/READY=1 around SIGHUP,
+        STOPPING=1 on SIGTERM."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        path = tmp_path / "notify.sock"
+        sock.bind(str(path))
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+
+        async def next_message() -> str:
+            async with asyncio.timeout(30):
+                return (await loop.sock_recv(sock, 4096)).decode()
+
+        try:
+            gateway = await start_gateway(tmp_path, extra_env={"NOTIFY_SOCKET": str(path)})
+            try:
+                assert "READY=1" in await next_message()
+                gateway.process.send_signal(signal.SIGHUP)
+                assert "RELOADING=1" in await next_message()
+                assert "READY=1" in await next_message()
+            finally:
+                assert await gateway.stop() == 0
+            assert "STOPPING=1" in await next_message()
+        finally:
+            sock.close()
