@@ -128,7 +128,7 @@ _STORE_PARAMETERS = (
         scope=ParameterScope.STORE,
         target="http_auth_username",
         type_name=f"text, at most {HTTP_AUTH_MAX_LENGTH} characters, no ':'",
-        default="",
+        default='""',
         effect="User name for HTTP digest authentication with the provisioning server; "
         "empty turns authentication off.",
         parse=_credential(secret=False, username=True),
@@ -138,7 +138,7 @@ _STORE_PARAMETERS = (
         scope=ParameterScope.STORE,
         target="http_auth_password",
         type_name=f"text, at most {HTTP_AUTH_MAX_LENGTH} characters",
-        default="",
+        default='""',
         effect="Password for HTTP digest authentication; write-only, never shown, "
         "logged or returned.",
         secret=True,
@@ -175,10 +175,19 @@ _STORE_PARAMETERS = (
 )
 
 
+_TYPE_NAMES = {
+    "a string": "text",
+    "a list of a string": "comma-separated list",
+    "true or false": "0/1",
+    "an integer": "integer",
+    'a duration string like "30s"': 'duration ("30s", "5m", "1h")',
+}
+
+
 def _config_type_name(path: str, type_name: str) -> str:
     if path == "tls.min_version":
         return " or ".join(TLS_VERSIONS)
-    return type_name
+    return _TYPE_NAMES.get(type_name, type_name)
 
 
 def _config_value_parser(path: str, type_name: str) -> Callable[[str], object]:
@@ -195,6 +204,8 @@ def _config_value_parser(path: str, type_name: str) -> Callable[[str], object]:
 
 
 def _config_default(value: object) -> str:
+    if value in ("", ()):
+        return '""'
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, tuple):
@@ -212,7 +223,12 @@ _CONFIG_PARAMETERS = tuple(
         type_name=_config_type_name(key.path, key.type_name),
         default=_config_default(key.default),
         effect=f"Config key {key.path}: checked and reported, not applied at run time.",
-        parse=_config_value_parser(key.path, _config_type_name(key.path, key.type_name)),
+        parse=_config_value_parser(
+            key.path,
+            _config_type_name(key.path, key.type_name)
+            if key.path == "tls.min_version"
+            else key.type_name,
+        ),
     )
     for key in config_keys()
 )
