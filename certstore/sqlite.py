@@ -567,7 +567,35 @@ class SqliteStore:
                 f"The certificate store {self._path} could not be switched to WAL mode "
                 f"(it is in {mode} mode); put the data directory on a local file system."
             )
+        if 0 < version < SCHEMA_VERSION:
+            self._copy_before_upgrade(conn, version)
         self._write("preparing the store", self._migrate)
+
+    def _copy_before_upgrade(self, conn: sqlite3.Connection, version: int) -> Path:
+        """A complete copy of an older store (keys and secrets included, mode 0600) next to
+        it, made before its schema is migrated: the way back if an upgrade goes wrong."""
+        stamp = self._now().strftime("%Y%m%dT%H%M%SZ")
+        target = self._path.with_name(f"{self._path.name}.schema-v{version}-{stamp}.bak")
+        created = False
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.close(fd)
+            created = True
+            copy = sqlite3.connect(target)
+            try:
+                conn.backup(copy)
+            finally:
+                copy.close()
+        except (OSError, sqlite3.Error) as exc:
+            if created:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            raise StorageError(
+                f"Before upgrading the certificate store from schema version {version}, a "
+                f"copy could not be written to {target} ({exc}); nothing was changed. Free "
+                "some disk space and start again."
+            ) from exc
+        return target
 
     def _refuse_newer(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -587,6 +615,15 @@ class SqliteStore:
                 conn.execute(statement)
         if version == 0:
             self._seed(conn)
+        else:
+            self._audit(
+                conn,
+                SYSTEM_ACTOR,
+                "store.migrate",
+                str(self._path.name),
+                {"from_version": version, "to_version": SCHEMA_VERSION},
+                self._now(),
+            )
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _seed(self, conn: sqlite3.Connection) -> None:
