@@ -184,6 +184,12 @@ class TestDigestAuthentication:
         with capture_logs() as logs:
             result = await client.fetch()
         assert result.status is FetchStatus.APPLIED
+        events = [e for e in logs if e["event"].startswith("provisioning.")]
+        assert [e["event"] for e in events] == [
+            "provisioning.fetch.started",
+            "provisioning.fetch.applied",
+        ]
+        assert events[-1]["changed"] == ["http_auth_password"]
         assert result.apply is not None
         (change,) = result.apply.changes
         assert (change.old, change.new) == ("[redacted]", "[redacted]")
