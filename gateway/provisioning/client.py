@@ -357,7 +357,7 @@ class ProvisioningClient:
         except aiohttp.ClientError as exc:
             # Server disconnects, broken payloads, a digest challenge that cannot be
             # answered (unsupported algorithm or qop).
-            digest = "Digest auth" in str(exc) or "digest" in str(exc).lower()
+            digest = "digest" in str(exc).lower()
             raise _Attempt(
                 FetchStatus.FAILED,
                 f"Fetching {url} failed: {exc or type(exc).__name__}.",
