@@ -19,7 +19,7 @@ import math
 import random
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -309,7 +309,10 @@ class SipRelay:
         self._failed_snapshot: object | None = None
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._rng = random.Random()
-        self.connects = 0  # flows opened so far (tests wait on changes)
+        self.connects = 0  # flows opened so far
+        self._flow_waiters: list[asyncio.Future[None]] = []
+        #: Called with every completed transaction (after the log line and the metric).
+        self.observers: list[Callable[[TransactionDone], None]] = []
 
     @classmethod
     def from_config(
@@ -540,6 +543,7 @@ class SipRelay:
         self.metrics.reconnects.inc()
         self.metrics.flows.set(1)
         self.upstream_connected.set()
+        self._notify_flow()
         self._log.info(
             "sip.upstream.connected",
             upstream=uri,
@@ -547,6 +551,19 @@ class SipRelay:
             peer=str(transport.get_extra_info("peername")),
         )
         self._execute(self.core.upstream_up(sockname[0], sockname[1], self._loop.time()))
+
+    async def wait_for_flow(self, count: int) -> None:
+        """Wait until ``count`` upstream flows have been opened since the start."""
+        while self.connects < count:
+            waiter = asyncio.get_running_loop().create_future()
+            self._flow_waiters.append(waiter)
+            await waiter
+
+    def _notify_flow(self) -> None:
+        waiters, self._flow_waiters = self._flow_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _demand(self) -> None:
         """Requests wait for the flow: connect now, or answer them with the last failure."""
@@ -683,6 +700,8 @@ class SipRelay:
             peer=done.peer,
             duration_ms=round(done.duration * 1000, 2),
         )
+        for observer in self.observers:
+            observer(done)
 
     def _dropped(self, dropped: Dropped) -> None:
         self.metrics.dropped.inc(reason=dropped.reason)
