@@ -57,7 +57,11 @@ class SipSection:
     listen_tcp: tuple[str, ...] = ("127.0.0.1:5060",)
     upstream: str = ""  # e.g. "sips:sip.example.net" (SRV when no port)
     upstream_address: str = ""  # optional "host:port" override of DNS
-    keepalive: Duration = Duration(30.0)
+    keepalive: Duration = Duration(30.0)  # RFC 5626 CRLF ping on the upstream flow; "0s" = off
+    source_rate: int = 500  # messages per second one base station (source address) may send
+    source_burst: int = 1000  # messages it may send at once above that rate
+    source_inflight: int = 500  # its transactions without a final answer
+    source_connections: int = 16  # its TCP connections
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
