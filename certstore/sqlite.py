@@ -91,6 +91,7 @@ from certstore.store import (
     ExpiringItem,
     PendingCsr,
     PinRequest,
+    ProvisionOutcome,
     RestoreSummary,
 )
 from certstore.validation import (
@@ -1652,6 +1653,71 @@ class SqliteStore:
             return updated
 
         return self._write("changing the settings", body)
+
+    def provision(
+        self,
+        changes: Mapping[str, object],
+        certificates: Sequence[Certificate],
+        *,
+        actor: Actor,
+        source: TrustSource = TrustSource.PROVISIONED,
+    ) -> ProvisionOutcome:
+        """Change settings and trust certificates in one transaction.
+
+        Everything is checked before the write lock is taken; a crash or an error
+        leaves the store as it was. Settings already at the asked value and
+        certificates already trusted write nothing; when nothing changes, nothing is
+        audited and the handshake view's generation stays put. The audit events are the
+        usual ``settings.update`` (the password only as "changed") and ``trust.add``.
+        """
+        self._check_actor(actor)
+        if not isinstance(changes, Mapping):
+            raise ValidationError("settings", "The settings must be given as names and values.")
+        apply_settings_changes(Settings(), changes)
+        for cert in certificates:
+            if not isinstance(cert, Certificate):
+                raise ValidationError("certificates", "Only parsed certificates can be trusted.")
+        source = TrustSource(source)
+
+        def body(conn: sqlite3.Connection) -> ProvisionOutcome:
+            now = self._now()
+            current = self._read_settings(conn)
+            updated, diff = apply_settings_changes(current, changes)
+            if diff:
+                conn.executemany(
+                    "INSERT INTO settings (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [(name, json.dumps(getattr(updated, name))) for name in diff],
+                )
+                self._audit(
+                    conn, actor, "settings.update", ",".join(sorted(diff)), {"changed": diff}, now
+                )
+            added = self._insert_trust(conn, certificates, source, None, now)
+            if added.added:
+                self._audit(
+                    conn,
+                    actor,
+                    "trust.add",
+                    added.added[0].fingerprint
+                    if len(added.added) == 1
+                    else f"{len(added.added)} certificates",
+                    {
+                        "source": source.value,
+                        "added": [c.fingerprint for c in added.added],
+                        "already_present": len(added.already_present),
+                    },
+                    now,
+                )
+            if diff or added.added:
+                self._bump(conn)
+            return ProvisionOutcome(
+                settings_before=current,
+                settings=updated,
+                changed=tuple(sorted(diff)),
+                trust=added,
+            )
+
+        return self._write("applying a provisioning document", body)
 
     # -- device identity ----------------------------------------------------------------------
 

@@ -93,6 +93,21 @@ class RestoreSummary:
     secrets_restored: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvisionOutcome:
+    """What :meth:`CertStore.provision` changed: the settings before and after (``changed``
+    names the settings that differ) and the certificates added or already trusted."""
+
+    settings_before: Settings
+    settings: Settings
+    changed: tuple[str, ...]
+    trust: AddResult
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.changed or self.trust.added)
+
+
 class CertStore(Protocol):
     """The trust state, persisted. Implementations must be safe for several processes."""
 
@@ -167,6 +182,19 @@ class CertStore(Protocol):
     def update_settings(self, changes: Mapping[str, object], *, actor: Actor) -> Settings:
         """Change some settings; unknown names and wrong types raise ValidationError
         naming the field, and nothing changes."""
+        ...
+
+    def provision(
+        self,
+        changes: Mapping[str, object],
+        certificates: Sequence[Certificate],
+        *,
+        actor: Actor,
+        source: TrustSource = TrustSource.PROVISIONED,
+    ) -> ProvisionOutcome:
+        """Change settings and trust certificates in one transaction (a provisioning
+        document): bad input raises ValidationError and nothing changes; what is already
+        so writes nothing and audits nothing."""
         ...
 
     # -- device identity ---------------------------------------------------------------

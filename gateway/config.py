@@ -57,7 +57,11 @@ class SipSection:
     listen_tcp: tuple[str, ...] = ("127.0.0.1:5060",)
     upstream: str = ""  # e.g. "sips:sip.example.net" (SRV when no port)
     upstream_address: str = ""  # optional "host:port" override of DNS
-    keepalive: Duration = Duration(30.0)
+    keepalive: Duration = Duration(30.0)  # RFC 5626 CRLF ping on the upstream flow; "0s" = off
+    source_rate: int = 500  # messages per second one base station (source address) may send
+    source_burst: int = 1000  # messages it may send at once above that rate
+    source_inflight: int = 500  # its transactions without a final answer
+    source_connections: int = 16  # its TCP connections
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,27 +209,74 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"Config key {path} must be {_type_name(tp)}, not {value!r}.")
 
 
+def _from_text(path: str, text: str, tp: Any) -> Any:
+    if get_origin(tp) is tuple:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        return _coerce(path, items, tp)
+    if tp is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{text!r} is not true/false")
+    if tp is int:
+        return int(text)
+    if tp is Duration:
+        return Duration.parse(text)
+    return text
+
+
 def _from_env(path: str, env_name: str, text: str, tp: Any) -> Any:
     try:
-        if get_origin(tp) is tuple:
-            items = [item.strip() for item in text.split(",") if item.strip()]
-            return _coerce(path, items, tp)
-        if tp is bool:
-            lowered = text.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(f"{text!r} is not true/false")
-        if tp is int:
-            return int(text)
-        if tp is Duration:
-            return Duration.parse(text)
-        return text
+        return _from_text(path, text, tp)
     except (ValueError, ConfigError) as exc:
         raise ConfigError(
             f"Environment variable {env_name} (config key {path}) must be {_type_name(tp)}: {exc}."
         ) from exc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigKey:
+    """One key of the configuration: its ``section.key`` path, type and default."""
+
+    path: str
+    type_name: str
+    default: Any
+
+
+def config_keys() -> tuple[ConfigKey, ...]:
+    """Every key of the configuration, in file order."""
+    keys: list[ConfigKey] = []
+    defaults = Config()
+    for name in _SECTIONS:
+        section = getattr(defaults, name)
+        hints = get_type_hints(type(section))
+        for f in dataclasses.fields(section):
+            keys.append(
+                ConfigKey(
+                    path=f"{name}.{f.name}",
+                    type_name=_type_name(hints[f.name]),
+                    default=getattr(section, f.name),
+                )
+            )
+    return tuple(keys)
+
+
+def parse_config_text(path: str, text: str) -> Any:
+    """The value of config key ``path`` (``section.key``) written as text, the way an
+    environment override writes it (lists comma-separated, booleans 1/0/true/false).
+    Raises :class:`ConfigError` naming the key and the expected type."""
+    section, _, key = path.partition(".")
+    section_cls = get_type_hints(Config).get(section) if section in _SECTIONS else None
+    hints = get_type_hints(section_cls) if section_cls is not None else {}
+    if key not in hints:
+        raise ConfigError(f"There is no config key {path}.")
+    tp = hints[key]
+    try:
+        return _from_text(path, text, tp)
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"Config key {path} must be {_type_name(tp)}: {exc}.") from exc
 
 
 def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:

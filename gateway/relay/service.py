@@ -1,0 +1,735 @@
+"""The SIP relay service: the asyncio adapter around :class:`ProxyCore`.
+
+``SipRelay.serve()`` listens for base stations on UDP and TCP (``sip.listen_udp``,
+``sip.listen_tcp``), keeps one persistent TLS flow to the upstream through the TLS
+connector (RFC 3263 resolution or ``sip.upstream_address``; reconnect with
+exponential backoff and jitter; RFC 5626 CRLF keep-alive), and runs until it is
+cancelled. Every message goes through the sans-I/O core; this module only moves
+bytes, reads the clock, arms the core's one timer, and turns the core's notes into
+logs and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import math
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from gateway.config import Config, SipSection
+from gateway.errors import TlsError, TlsTimeout, TrustRejected
+from gateway.metrics import MetricsRegistry
+from gateway.relay.flows import LanFlow
+from gateway.relay.limits import SourceLimiter
+from gateway.relay.proxy import (
+    CloseUpstream,
+    ConnectUpstream,
+    Dropped,
+    Listener,
+    Output,
+    PathSupport,
+    ProxyCore,
+    ProxySettings,
+    SendLan,
+    SendUpstream,
+    TransactionDone,
+)
+from gateway.relay.resolve import Lookup, ResolveError, resolve_upstream
+from gateway.relay.transaction import DEFAULT_TIMERS, TimerSettings
+from gateway.sip import (
+    KeepAlivePing,
+    KeepAlivePong,
+    RemoteProtocolError,
+    Request,
+    Response,
+    StreamFramer,
+)
+from gateway.sip.framing import NEED_DATA
+from gateway.tls.connector import TlsConnector
+from gateway.tls.engine import TlsTransport
+
+#: Methods counted under their own name in metrics; the rest are "other".
+KNOWN_METHODS = frozenset(
+    [
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "INFO",
+        "INVITE",
+        "MESSAGE",
+        "NOTIFY",
+        "OPTIONS",
+        "PRACK",
+        "PUBLISH",
+        "REFER",
+        "REGISTER",
+        "SUBSCRIBE",
+        "UPDATE",
+    ]
+)
+_CLOSE_WAIT = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelaySettings:
+    """Tuning that is not in the configuration file (tests and benchmarks change it)."""
+
+    reconnect_min: float = 0.5  # first retry delay after a failed connection (s)
+    reconnect_max: float = 30.0  # the backoff's ceiling (s)
+    udp_receive_buffer: int = 4 * 1024 * 1024  # SO_RCVBUF of the LAN UDP sockets
+    timers: TimerSettings = DEFAULT_TIMERS
+    pong_timeout: float = 10.0
+    max_pending: int = 2000
+
+
+class RelayMetrics:
+    def __init__(self, registry: MetricsRegistry) -> None:
+        self.transactions = registry.counter(
+            "sipsgate_sip_transactions_total",
+            "SIP transactions completed, by direction, method and final status.",
+            ("direction", "method", "status"),
+        )
+        self.dropped = registry.counter(
+            "sipsgate_sip_messages_dropped_total",
+            "SIP messages dropped, by reason.",
+            ("reason",),
+        )
+        self.flows = registry.gauge(
+            "sipsgate_sip_upstream_flows",
+            "Upstream TLS flows open now.",
+        )
+        self.reconnects = registry.counter(
+            "sipsgate_sip_upstream_connects_total",
+            "Upstream TLS flows opened (the first and every reconnect).",
+        )
+        self.connect_failures = registry.counter(
+            "sipsgate_sip_upstream_connect_failures_total",
+            "Attempts to open the upstream flow that failed, by kind.",
+            ("kind",),
+        )
+        self.lan_connections = registry.gauge(
+            "sipsgate_sip_lan_connections",
+            "TCP connections from base stations open now.",
+        )
+
+
+def parse_listen(address: str, what: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); port 0 asks the OS for one."""
+    text = address.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = text.rpartition(":")
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+        if not 0 <= port < 65536:
+            raise ValueError(port_text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{what} entry {address!r} is not an IP address and port such as "
+            "'192.168.1.2:5060' or '[2001:db8::1]:5060'."
+        ) from exc
+    return host, port
+
+
+def _advertised(host: str) -> str:
+    """The address to name in Via and Record-Route for a socket bound to ``host``."""
+    if not ipaddress.ip_address(host).is_unspecified:
+        return host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((probe, 9))  # no packet is sent: this only picks the source address
+            return str(s.getsockname()[0])
+        except OSError:
+            return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+class _UdpLan(asyncio.DatagramProtocol):
+    def __init__(self, relay: SipRelay, index: int) -> None:
+        self.relay = relay
+        self.index = index
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.relay._on_datagram(data, addr, self.index)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a base station that went away: nothing to do.
+        self.relay._log.debug("sip.lan.udp_error", error=str(exc))
+
+
+class _TcpLan(asyncio.Protocol):
+    """One TCP connection from a base station."""
+
+    def __init__(self, relay: SipRelay, index: int) -> None:
+        self.relay = relay
+        self.index = index
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.flow: LanFlow | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        host, port = transport.get_extra_info("peername")[:2]
+        self.relay._tcp_opened(self, host, port)
+
+    def data_received(self, data: bytes) -> None:
+        flow = self.flow
+        if flow is None:
+            return
+        relay = self.relay
+        self.framer.receive_data(data)
+        while True:
+            try:
+                event = self.framer.next_event()
+            except RemoteProtocolError as exc:
+                relay._tcp_malformed(self, exc)
+                return
+            if event is NEED_DATA:
+                return
+            if isinstance(event, Request | Response):
+                if not relay._allow(flow.host):
+                    continue
+                relay._execute(relay.core.receive_lan(event, flow, relay._loop.time()))
+            elif isinstance(event, KeepAlivePing):
+                assert self.transport is not None
+                self.transport.write(b"\r\n")
+            elif not isinstance(event, KeepAlivePong):
+                return
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay._tcp_closed(self)
+
+
+class _UpstreamFlow(asyncio.Protocol):
+    """The protocol on the TLS flow to the upstream."""
+
+    def __init__(self, relay: SipRelay) -> None:
+        self.relay = relay
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[Exception | None] = relay._loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        relay = self.relay
+        core = relay.core
+        self.framer.receive_data(data)
+        while True:
+            try:
+                event = self.framer.next_event()
+            except RemoteProtocolError as exc:
+                relay._log.warning("sip.upstream.malformed", error=str(exc))
+                relay.metrics.dropped.inc(reason="malformed-upstream")
+                assert self.transport is not None
+                self.transport.close()
+                return
+            if event is NEED_DATA:
+                return
+            if isinstance(event, Request | Response):
+                relay._execute(core.receive_upstream(event, relay._loop.time()))
+            elif isinstance(event, KeepAlivePong):
+                core.receive_pong()
+            elif isinstance(event, KeepAlivePing):
+                assert self.transport is not None
+                self.transport.write(b"\r\n")
+            else:
+                return
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class SipRelay:
+    """The SIP relay as a service: ``await relay.serve()`` runs it until cancelled."""
+
+    def __init__(
+        self,
+        sip: SipSection,
+        connector: TlsConnector,
+        *,
+        metrics: MetricsRegistry | None = None,
+        lookup: Lookup | None = None,
+        settings: RelaySettings | None = None,
+        agent: str = "sipsgate",
+    ) -> None:
+        self.sip = sip
+        self.connector = connector
+        self.metrics = RelayMetrics(metrics or MetricsRegistry())
+        self.lookup = lookup
+        self.settings = settings or RelaySettings()
+        self.agent = agent
+        self.ready = asyncio.Event()
+        self.udp_addresses: list[tuple[str, int]] = []
+        self.tcp_addresses: list[tuple[str, int]] = []
+        self.upstream_connected = asyncio.Event()  # set while a flow is open
+        self._log = structlog.get_logger("gateway.relay")
+        self._udp_binds = [parse_listen(a, "sip.listen_udp") for a in sip.listen_udp]
+        self._tcp_binds = [parse_listen(a, "sip.listen_tcp") for a in sip.listen_tcp]
+        self._limiter = SourceLimiter(sip.source_rate, sip.source_burst)
+        self._core: ProxyCore | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._udp: dict[int, asyncio.DatagramTransport] = {}
+        self._servers: list[asyncio.Server] = []
+        self._tcp: dict[int, _TcpLan] = {}
+        self._tcp_per_host: dict[str, int] = {}
+        self._conn_ids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._flow: _UpstreamFlow | None = None
+        self._connecting = False
+        self._wanted = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_failure: tuple[str, str] | None = None  # warning, reason text
+        self._failed_snapshot: object | None = None
+        self._drop_logged: dict[tuple[str, str], float] = {}
+        self._rng = random.Random()
+        self.connects = 0  # flows opened so far
+        self._flow_waiters: list[asyncio.Future[None]] = []
+        #: Called with every completed transaction (after the log line and the metric).
+        self.observers: list[Callable[[TransactionDone], None]] = []
+
+    @classmethod
+    def from_config(
+        cls, config: Config, connector: TlsConnector, *, metrics: MetricsRegistry | None = None
+    ) -> SipRelay:
+        """The relay ``sipsgate run`` starts: the [sip] section, the shared connector."""
+        return cls(
+            config.sip,
+            connector,
+            metrics=metrics,
+            settings=RelaySettings(),
+            agent=config.gateway.name,
+        )
+
+    @property
+    def core(self) -> ProxyCore:
+        assert self._core is not None, "the relay is not serving"
+        return self._core
+
+    # --- running -------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Listen, keep the upstream flow, relay; returns only by cancellation."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            listeners = await self._open_listeners()
+            self._core = ProxyCore(
+                ProxySettings(
+                    listeners=listeners,
+                    timers=self.settings.timers,
+                    max_pending=self.settings.max_pending,
+                    source_inflight=self.sip.source_inflight,
+                    keepalive=float(self.sip.keepalive),
+                    pong_timeout=self.settings.pong_timeout,
+                    agent=self.agent,
+                )
+            )
+            self._log.info(
+                "sip.relay.started",
+                udp=[f"{h}:{p}" for h, p in self.udp_addresses],
+                tcp=[f"{h}:{p}" for h, p in self.tcp_addresses],
+                upstream=self.sip.upstream or None,
+                upstream_address=self.sip.upstream_address or None,
+            )
+            self.ready.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._keep_upstream(), name="sip-upstream")
+        finally:
+            await self._close()
+
+    async def _open_listeners(self) -> tuple[Listener, ...]:
+        loop = self._loop
+        listeners: list[Listener] = []
+        for host, port in self._udp_binds:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVBUF, self.settings.udp_receive_buffer
+                )
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            index = len(listeners)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda index=index: _UdpLan(self, index),  # type: ignore[misc]
+                sock=sock,
+            )
+            self._udp[index] = transport
+            bound = sock.getsockname()[:2]
+            self.udp_addresses.append((bound[0], bound[1]))
+            listeners.append(Listener(transport="udp", host=_advertised(host), port=bound[1]))
+        for host, port in self._tcp_binds:
+            index = len(listeners)
+            server = await loop.create_server(
+                lambda index=index: _TcpLan(self, index),  # type: ignore[misc]
+                host,
+                port,
+                reuse_address=True,
+            )
+            self._servers.append(server)
+            bound = server.sockets[0].getsockname()[:2]
+            self.tcp_addresses.append((bound[0], bound[1]))
+            listeners.append(Listener(transport="tcp", host=_advertised(host), port=bound[1]))
+        return tuple(listeners)
+
+    async def _close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for transport in self._udp.values():
+            transport.close()
+        for server in self._servers:
+            server.close()
+        for conn in list(self._tcp.values()):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), _CLOSE_WAIT)
+        flow = self._flow
+        if flow is not None and flow.transport is not None:
+            flow.transport.close()
+            if isinstance(flow.transport, TlsTransport):
+                with contextlib.suppress(TimeoutError):
+                    await flow.transport.wait_closed()
+        self._udp.clear()
+        self._servers.clear()
+        self.ready.clear()
+
+    # --- the upstream flow -------------------------------------------------------------
+
+    async def _keep_upstream(self) -> None:
+        """Open the flow, watch it, reopen it with backoff; forever."""
+        if not self.sip.upstream:
+            self._last_failure = (
+                "sip.upstream is not configured; set it to the provider's sips: URI.",
+                "No upstream configured",
+            )
+            self._retry_at = math.inf
+            await asyncio.Future()  # requests are answered 503 by _execute
+        self._wanted.set()
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            delay = self._retry_at - self._loop.time()
+            if delay > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+            flow = await self._connect()
+            if flow is None:
+                self._wanted.set()  # keep trying, with backoff
+                continue
+            exc = await flow.lost
+            self._flow = None
+            self.upstream_connected.clear()
+            self.metrics.flows.set(0)
+            now = self._loop.time()
+            if isinstance(exc, TrustRejected):
+                self._log.warning(
+                    "sip.upstream.revoked",
+                    error=str(exc),
+                    rule=str(exc.verdict.rule),
+                )
+            else:
+                self._log.warning("sip.upstream.lost", error=str(exc) if exc else "closed")
+            self._execute(self.core.upstream_down(now))
+            self._wanted.set()
+
+    async def _connect(self) -> _UpstreamFlow | None:
+        loop = self._loop
+        self._connecting = True
+        error: BaseException | None = None
+        kind = "connect"
+        try:
+            try:
+                targets = await resolve_upstream(
+                    self.sip.upstream, override=self.sip.upstream_address, lookup=self.lookup
+                )
+            except ResolveError as exc:
+                error, kind = exc, "resolve"
+                targets = []
+            for target in targets:
+                try:
+                    transport, flow = await self.connector.create_connection(
+                        lambda: _UpstreamFlow(self), target
+                    )
+                except TrustRejected as exc:
+                    error, kind = exc, "rejected"
+                    break  # a decision, not an outage: trying the next server changes nothing
+                except TlsTimeout as exc:
+                    error, kind = exc, "timeout"
+                except TlsError as exc:
+                    error, kind = exc, "connect"
+                else:
+                    self._up(flow, transport, target.uri)
+                    return flow
+        finally:
+            self._connecting = False
+        assert error is not None
+        self._failures += 1
+        backoff = min(
+            self.settings.reconnect_max, self.settings.reconnect_min * 2 ** (self._failures - 1)
+        )
+        backoff *= 0.5 + 0.5 * self._rng.random()  # jitter: never all gateways at once
+        now = loop.time()
+        self._retry_at = now + backoff
+        if kind == "rejected":
+            warning = (
+                f"The upstream certificate was rejected: {error} The chain is in the "
+                "rejected certificates list of sipsgate (admin pages, or "
+                "`sipsgate certs rejected`)."
+            )
+            reason = "Upstream certificate rejected"
+            self._failed_snapshot = self.connector.policy.snapshot()
+        else:
+            warning = f"The upstream server cannot be reached: {error}"
+            reason = "Upstream unreachable"
+            self._failed_snapshot = None
+        self._last_failure = (warning, reason)
+        self.metrics.connect_failures.inc(kind=kind)
+        self._log.warning(
+            "sip.upstream.failed",
+            kind=kind,
+            error=str(error),
+            retry_in=round(backoff, 2),
+            failures=self._failures,
+        )
+        self._execute(
+            self.core.upstream_failed(
+                warning, now, reason_text=reason, retry_after=max(1, math.ceil(backoff))
+            )
+        )
+        return None
+
+    def _up(self, flow: _UpstreamFlow, transport: Any, uri: str) -> None:
+        sockname = transport.get_extra_info("sockname")
+        self._flow = flow
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_failure = None
+        self._failed_snapshot = None
+        self.connects += 1
+        self.metrics.reconnects.inc()
+        self.metrics.flows.set(1)
+        self.upstream_connected.set()
+        self._notify_flow()
+        self._log.info(
+            "sip.upstream.connected",
+            upstream=uri,
+            local=f"{sockname[0]}:{sockname[1]}",
+            peer=str(transport.get_extra_info("peername")),
+        )
+        self._execute(self.core.upstream_up(sockname[0], sockname[1], self._loop.time()))
+
+    async def wait_for_flow(self, count: int) -> None:
+        """Wait until ``count`` upstream flows have been opened since the start."""
+        while self.connects < count:
+            waiter = asyncio.get_running_loop().create_future()
+            self._flow_waiters.append(waiter)
+            await waiter
+
+    def _notify_flow(self) -> None:
+        waiters, self._flow_waiters = self._flow_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _demand(self) -> None:
+        """Requests wait for the flow: connect now, or answer them with the last failure."""
+        if self._flow is not None or self._connecting:
+            return
+        now = self._loop.time()
+        trust_changed = (
+            self._failed_snapshot is not None
+            and self.connector.policy.snapshot() is not self._failed_snapshot
+        )
+        if now < self._retry_at and self._last_failure is not None and not trust_changed:
+            warning, reason = self._last_failure
+            retry = self._retry_at - now
+            self._execute(
+                self.core.upstream_failed(
+                    warning,
+                    now,
+                    reason_text=reason,
+                    retry_after=max(1, math.ceil(retry)) if math.isfinite(retry) else None,
+                )
+            )
+            return
+        if trust_changed:
+            self._retry_at = 0.0
+        self._wanted.set()
+        self._wake.set()
+
+    # --- LAN side ---------------------------------------------------------------------------
+
+    def _allow(self, host: str) -> bool:
+        if self._limiter.allow(host, self._loop.time()):
+            return True
+        self._dropped(Dropped("source-rate", "message rate above sip.source_rate", host))
+        return False
+
+    def _on_datagram(self, data: bytes, addr: Any, index: int) -> None:
+        host = addr[0]
+        if not self._allow(host):
+            return
+        flow = LanFlow("udp", host, addr[1], index)
+        self._execute(self.core.receive_lan_datagram(data, flow, self._loop.time()))
+
+    def _tcp_opened(self, conn: _TcpLan, host: str, port: int) -> None:
+        count = self._tcp_per_host.get(host, 0)
+        assert conn.transport is not None
+        if count >= self.sip.source_connections or self._core is None:
+            self._dropped(Dropped("source-connections", "too many TCP connections", host))
+            conn.transport.abort()
+            return
+        self._tcp_per_host[host] = count + 1
+        flow = LanFlow("tcp", host, port, conn.index, next(self._conn_ids))
+        conn.flow = flow
+        self._tcp[flow.conn_id] = conn
+        self.core.lan_connection_opened(flow)
+        self.metrics.lan_connections.inc()
+
+    def _tcp_closed(self, conn: _TcpLan) -> None:
+        flow = conn.flow
+        if flow is None:
+            return
+        conn.flow = None
+        self._tcp.pop(flow.conn_id, None)
+        left = self._tcp_per_host.get(flow.host, 1) - 1
+        if left > 0:
+            self._tcp_per_host[flow.host] = left
+        else:
+            self._tcp_per_host.pop(flow.host, None)
+        if self._core is not None:
+            self._core.lan_connection_closed(flow)
+        self.metrics.lan_connections.dec()
+
+    def _tcp_malformed(self, conn: _TcpLan, exc: RemoteProtocolError) -> None:
+        """The stream cannot be framed any more: log it and close that connection only."""
+        peer = conn.flow.source if conn.flow else "?"
+        self._dropped(Dropped("malformed", str(exc), peer))
+        if conn.transport is not None:
+            conn.transport.close()
+
+    # --- carrying out the core's outputs -------------------------------------------------------
+
+    def _execute(self, outputs: Iterable[Output]) -> None:
+        for out in outputs:
+            kind = type(out)
+            if kind is SendUpstream:
+                flow = self._flow
+                if flow is not None and flow.transport is not None:
+                    flow.transport.write(out.data)  # type: ignore[union-attr]
+                else:
+                    self.metrics.dropped.inc(reason="no-upstream")
+            elif kind is SendLan:
+                self._send_lan(out.flow, out.data)  # type: ignore[union-attr]
+            elif kind is TransactionDone:
+                self._done(out)  # type: ignore[arg-type]
+            elif kind is Dropped:
+                self._dropped(out)  # type: ignore[arg-type]
+            elif kind is ConnectUpstream:
+                self._demand()
+            elif kind is CloseUpstream:
+                flow = self._flow
+                self._log.warning("sip.upstream.dead", reason=out.reason)  # type: ignore[union-attr]
+                if flow is not None and flow.transport is not None:
+                    flow.transport.close()
+            elif kind is PathSupport:
+                (self._log.info if out.supported else self._log.warning)(  # type: ignore[union-attr]
+                    "sip.registrar.path",
+                    supported=out.supported,  # type: ignore[union-attr]
+                    detail=out.detail,  # type: ignore[union-attr]
+                )
+        self._arm()
+
+    def _send_lan(self, flow: LanFlow, data: bytes) -> None:
+        if flow.transport == "udp":
+            transport = self._udp.get(flow.listener)
+            if transport is not None:
+                transport.sendto(data, (flow.host, flow.port))
+            return
+        conn = self._tcp.get(flow.conn_id)
+        if conn is not None and conn.transport is not None:
+            conn.transport.write(data)
+        else:
+            self.metrics.dropped.inc(reason="lan-flow-closed")
+
+    def _done(self, done: TransactionDone) -> None:
+        method = done.method if done.method in KNOWN_METHODS else "other"
+        self.metrics.transactions.inc(
+            direction=done.direction, method=method, status=str(done.status)
+        )
+        self._log.info(
+            "sip.request.answered" if done.local else "sip.request.relayed",
+            call_id=done.call_id,
+            method=done.method,
+            status=done.status,
+            direction=done.direction,
+            peer=done.peer,
+            duration_ms=round(done.duration * 1000, 2),
+        )
+        for observer in self.observers:
+            observer(done)
+
+    def _dropped(self, dropped: Dropped) -> None:
+        self.metrics.dropped.inc(reason=dropped.reason)
+        key = (dropped.reason, dropped.peer)
+        now = time.monotonic()
+        if now - self._drop_logged.get(key, -math.inf) < 1.0:
+            return  # at most one line per second per source and reason
+        if len(self._drop_logged) > 10000:
+            self._drop_logged.clear()
+        self._drop_logged[key] = now
+        self._log.warning(
+            "sip.message.dropped", reason=dropped.reason, peer=dropped.peer, detail=dropped.detail
+        )
+
+    def _arm(self) -> None:
+        core = self._core
+        if core is None:
+            return
+        deadline = core.get_timer()
+        if deadline is None or deadline >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = max(self._loop.time(), self._timer_at)
+        self._timer = None
+        self._timer_at = math.inf
+        self._execute(self.core.handle_timer(now))

@@ -1,0 +1,427 @@
+"""The SIP relay against kamailio relaying the same UDP → TLS path, in one run.
+
+Path under test: SIPp UAC (UDP) → sipsgate → TLS → kamailio (upstream) → SIPp UAS
+(UDP), OPTIONS transactions. Baseline: the same, with a second kamailio doing a
+stateful ``t_relay`` from UDP to TLS in sipsgate's place. Both run on this machine's
+two cores beside the two SIPps and the upstream kamailio.
+
+Figures:
+
+- transactions/s at zero failed transactions, closed loop (at most ``BENCH_WINDOW``
+  transactions in flight), after a warm-up of ``BENCH_WARMUP`` s (kamailio's
+  stateful relay needs about 7 s to settle); target: sipsgate at least 0.75x kamailio;
+- p99 response time at 4,000 transactions/s through sipsgate, through kamailio, and
+  straight to the upstream kamailio over UDP; "added by sipsgate" is sipsgate's p99
+  minus the direct path's; target < 5 ms;
+- 1,000 base stations registered through sipsgate (one UDP socket each, digest
+  auth), then idle with the RFC 5626 keep-alive running: sipsgate's RSS and CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.pki import CertFactory, Issued
+from tests.sip_peers import DOMAIN, PASSWORD, KamailioRegistrar
+from tests.tls_servers import free_port, read_line_matching, stop_process
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE / "scenarios"
+WARMUP = float(os.environ.get("BENCH_WARMUP", "7"))
+MEASURE = float(os.environ.get("BENCH_MEASURE", "10"))
+WINDOW = int(os.environ.get("BENCH_WINDOW", "200"))
+LATENCY_RATE = int(os.environ.get("BENCH_LATENCY_RATE", "4000"))
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "8"))
+REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "1000"))
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "10"))
+TARGET_RATIO = 0.75
+TARGET_P99_MS = 5.0
+WAIT = 120.0
+
+EDGE_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children={children}
+tcp_children={children}
+enable_tls=yes
+auto_aliases=no
+listen=udp:127.0.0.1:{udp_port}
+listen=tls:127.0.0.1:{tls_port}
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "tls.so"
+loadmodule "xlog.so"
+loadmodule "textops.so"
+modparam("tls", "config", "{tls_cfg}")
+
+event_route[core:worker-one-init] {{
+    xlog("L_NOTICE", "sipsgate-bench: kamailio ready\\n");
+}}
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    if (is_method("ACK") && !t_check_trans()) {{
+        exit;
+    }}
+    $du = "sip:127.0.0.1:{upstream_port};transport=tls";
+    t_relay();
+}}
+"""
+
+EDGE_TLS_CFG = """[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = {key}
+certificate = {cert}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+"""
+
+# --- sipsgate in its own process ------------------------------------------------------
+
+
+def child_main(argv: list[str]) -> None:
+    """Run sipsgate's relay (trusting ``root``) until SIGTERM; print the UDP address."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--upstream-port", type=int, required=True)
+    parser.add_argument("--keepalive", default="30s")
+    args = parser.parse_args(argv)
+
+    from certstore.model import TrustSource
+    from certstore.x509 import parse_der
+    from gateway.config import Duration, SipSection
+    from gateway.log import configure_logging
+    from gateway.relay.service import RelaySettings, SipRelay
+    from tests.integration.trust_env import ADMIN, make_env
+
+    configure_logging("warning", "json")
+    env = make_env(Path(args.store))
+    root_der = Path(args.root).read_bytes()
+    env.store.add_trust([parse_der(root_der)], source=TrustSource.UPLOADED, actor=ADMIN)
+    sip = SipSection(
+        listen_udp=("127.0.0.1:0",),
+        listen_tcp=(),
+        upstream=f"sips:{DOMAIN}",
+        upstream_address=f"127.0.0.1:{args.upstream_port}",
+        keepalive=Duration.parse(args.keepalive),
+        source_rate=1_000_000,
+        source_burst=1_000_000,
+        source_inflight=100_000,
+    )
+
+    async def main() -> None:
+        relay = SipRelay(sip, env.connector, settings=RelaySettings(max_pending=100_000))
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(relay.serve())
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        await relay.ready.wait()
+        await asyncio.wait_for(relay.wait_for_flow(1), 30)
+        host, port = relay.udp_addresses[0]
+        print(f"RELAY-READY {host}:{port}", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        env.store.close()
+
+    asyncio.run(main())
+
+
+class RelayProcess:
+    def __init__(self, root: Issued, upstream_port: int, *, keepalive: str = "30s") -> None:
+        self.root = root
+        self.upstream_port = upstream_port
+        self.keepalive = keepalive
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp = tempfile.TemporaryDirectory()
+        self._drain: threading.Thread | None = None
+
+    def __enter__(self) -> RelayProcess:
+        d = Path(self._tmp.name)
+        (d / "root.der").write_bytes(self.root.der)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.bench_relay", "--child",
+             "--root", str(d / "root.der"), "--store", str(d / "store.db"),
+             "--upstream-port", str(self.upstream_port), "--keepalive", self.keepalive],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            bufsize=0, env=env,
+        )  # fmt: skip
+        line = read_line_matching(self._proc, b"RELAY-READY", timeout=60)
+        self.port = int(line.rsplit(b":", 1)[1])
+        self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
+        self._drain.start()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        stop_process(self._proc, self._drain)
+        self._tmp.cleanup()
+
+
+def _drain(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if b"error" in line.lower():
+            sys.stderr.write(line.decode(errors="replace"))
+
+
+class KamailioEdge:
+    """kamailio relaying UDP → TLS statefully: the baseline in sipsgate's place."""
+
+    def __init__(self, identity: Issued, upstream_port: int, children: int = 2) -> None:
+        self.identity = identity
+        self.upstream_port = upstream_port
+        self.children = children
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp = tempfile.TemporaryDirectory()
+        self._drain: threading.Thread | None = None
+
+    def __enter__(self) -> KamailioEdge:
+        d = Path(self._tmp.name)
+        cert, key = self.identity.write(d, "edge")
+        (d / "tls.cfg").write_text(EDGE_TLS_CFG.format(key=key, cert=cert))
+        self.port = free_port()
+        (d / "kamailio.cfg").write_text(
+            EDGE_CFG.format(
+                children=self.children,
+                udp_port=self.port,
+                tls_port=free_port(),
+                tls_cfg=d / "tls.cfg",
+                upstream_port=self.upstream_port,
+            )
+        )
+        self._proc = subprocess.Popen(
+            ["kamailio", "-f", str(d / "kamailio.cfg"), "-DD", "-E", "-Y", str(d), "-m", "512"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+        )  # fmt: skip
+        read_line_matching(self._proc, b"kamailio ready", timeout=30)
+        self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
+        self._drain.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        stop_process(self._proc, self._drain)
+        self._tmp.cleanup()
+
+
+# --- SIPp runs -------------------------------------------------------------------------
+
+
+class SippUas:
+    """The far SIPp answering OPTIONS on a chosen UDP port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SippUas:
+        self._proc = subprocess.Popen(
+            ["sipp", "-sf", str(SCENARIOS / "options_uas.xml"), "-i", "127.0.0.1",
+             "-p", str(self.port), "-t", "u1", "-nostdin", "-buff_size", "4194304"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        stop_process(self._proc)
+
+
+@dataclass
+class LoadResult:
+    successful: int
+    failed: int
+    seconds: float
+    rtts_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.successful / self.seconds if self.seconds else 0.0
+
+    def p99(self) -> float:
+        if not self.rtts_ms:
+            return float("nan")
+        ordered = sorted(self.rtts_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def run_sipp(
+    target: tuple[str, int],
+    scenario: str,
+    *,
+    rate: int,
+    calls: int,
+    window: int | None = None,
+    rtt: bool = False,
+    extra: tuple[str, ...] = (),
+    transport: str = "u1",
+) -> LoadResult:
+    """Run one SIPp UAC to completion (bounded) and read its final statistics."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        args = [
+            "sipp", f"{target[0]}:{target[1]}", "-sf", str(SCENARIOS / scenario),
+            "-i", "127.0.0.1", "-t", transport, "-r", str(rate), "-m", str(calls),
+            "-nostdin", "-key", "domain", DOMAIN, "-recv_timeout", "5000",
+            "-buff_size", "4194304", "-trace_stat", "-stf", str(d / "stat.csv"),
+            "-fd", "3600",
+        ]  # fmt: skip
+        if window is not None:
+            args += ["-l", str(window)]
+        if rtt:
+            args += ["-trace_rtt", "-rtt_freq", "1000"]
+        args += list(extra)
+        started = time.perf_counter()
+        proc = subprocess.run(
+            args, cwd=d, stdin=subprocess.DEVNULL, capture_output=True, timeout=WAIT, check=False
+        )
+        seconds = time.perf_counter() - started
+        successful, failed = _final_counts(d / "stat.csv")
+        if successful + failed == 0:
+            raise RuntimeError(f"SIPp reported nothing: {proc.stdout[-2000:]!r}")
+        rtts: list[float] = []
+        for path in d.glob("*_rtt.csv"):
+            with path.open() as fh:
+                for row in csv.reader(fh, delimiter=";"):
+                    if len(row) >= 2:
+                        try:
+                            rtts.append(float(row[1]))
+                        except ValueError:
+                            continue
+        return LoadResult(successful, failed, seconds, rtts)
+
+
+def _final_counts(path: Path) -> tuple[int, int]:
+    with path.open() as fh:
+        rows = list(csv.reader(fh, delimiter=";"))
+    header, last = rows[0], rows[-1]
+    successful = int(last[header.index("SuccessfulCall(C)")])
+    failed = int(last[header.index("FailedCall(C)")])
+    return successful, failed
+
+
+def throughput(target: tuple[str, int], label: str) -> LoadResult:
+    """Warm up, then the closed-loop rate (at most WINDOW transactions in flight)."""
+    run_sipp(target, "options_uac.xml", rate=3000, calls=int(3000 * WARMUP), window=WINDOW)
+    calls = int(MEASURE * 8000)
+    result = run_sipp(target, "options_uac.xml", rate=100_000, calls=calls, window=WINDOW)
+    print(
+        f"  {label:<28} {result.rate:8.0f} transactions/s "
+        f"({result.successful} ok, {result.failed} failed, {result.seconds:.1f} s)"
+    )
+    return result
+
+
+def latency(target: tuple[str, int], label: str) -> LoadResult:
+    calls = int(LATENCY_RATE * LATENCY_SECONDS)
+    result = run_sipp(target, "options_uac.xml", rate=LATENCY_RATE, calls=calls, rtt=True)
+    print(
+        f"  {label:<28} p99 {result.p99():6.2f} ms at {LATENCY_RATE}/s "
+        f"({result.successful} ok, {result.failed} failed)"
+    )
+    return result
+
+
+# --- process accounting -------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def main() -> int:
+    if "--child" in sys.argv:
+        child_main([a for a in sys.argv[1:] if a != "--child"])
+        return 0
+    print("bench_relay: SIPp (UDP) → relay → TLS → kamailio → SIPp, OPTIONS")
+    pki = CertFactory()
+    root = pki.ca("sipsgate bench root")
+    leaf = pki.leaf(root, cn=DOMAIN, dns=(DOMAIN,))
+    status = 0
+    with (
+        SippUas() as uas,
+        KamailioRegistrar(leaf, uas_port=uas.port, shm_mb=512, children=2) as upstream,
+    ):
+        with RelayProcess(root, upstream.port) as relay:
+            ours = throughput(("127.0.0.1", relay.port), "sipsgate")
+            ours_lat = latency(("127.0.0.1", relay.port), "sipsgate")
+        with KamailioEdge(leaf, upstream.port) as edge:
+            theirs = throughput(("127.0.0.1", edge.port), "kamailio t_relay (baseline)")
+            latency(("127.0.0.1", edge.port), "kamailio t_relay (baseline)")
+        direct = latency(("127.0.0.1", upstream.udp_port), "direct to upstream (UDP)")
+        ratio = ours.rate / theirs.rate if theirs.rate else 0.0
+        added = ours_lat.p99() - direct.p99()
+        ok_rate = ratio >= TARGET_RATIO and ours.failed == 0
+        ok_lat = added < TARGET_P99_MS and ours_lat.failed == 0
+        print(
+            f"  ratio sipsgate/kamailio: {ratio:.2f} (target ≥ {TARGET_RATIO}) "
+            f"{'OK' if ok_rate else 'MISSED'}"
+        )
+        print(
+            f"  p99 added by sipsgate at {LATENCY_RATE}/s: {added:.2f} ms "
+            f"(target < {TARGET_P99_MS} ms) {'OK' if ok_lat else 'MISSED'}"
+        )
+        status |= 0 if ok_rate and ok_lat else 1
+
+        with RelayProcess(root, upstream.port, keepalive="5s") as relay:
+            base_rss = rss_kib(relay.pid)
+            registered = run_sipp(
+                ("127.0.0.1", relay.port), "register_many.xml", rate=200,
+                calls=REGISTRATIONS, transport="un",
+                extra=("-au", "bench", "-ap", PASSWORD, "-max_socket", str(REGISTRATIONS + 50)),
+            )  # fmt: skip
+            cpu_before = cpu_seconds(relay.pid)
+            time.sleep(IDLE_SECONDS)  # measuring idle CPU over a fixed window
+            cpu_idle = (cpu_seconds(relay.pid) - cpu_before) / IDLE_SECONDS * 100
+            rss = rss_kib(relay.pid)
+            print(
+                f"  {registered.successful} of {REGISTRATIONS} registrations held "
+                f"({registered.failed} failed); RSS {base_rss / 1024:.1f} → {rss / 1024:.1f} MiB; "
+                f"idle CPU {cpu_idle:.2f} % over {IDLE_SECONDS:g} s (keep-alive every 5 s)"
+            )
+            if registered.failed:
+                status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
