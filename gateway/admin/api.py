@@ -43,6 +43,9 @@ from gateway.admin.app import (
     state_of,
 )
 from gateway.admin.security import read_limited
+from gateway.provisioning.apply import apply_document, check_document
+from gateway.provisioning.document import parse_document
+from gateway.provisioning.errors import DocumentError, DocumentTooLarge
 
 PEM_TYPE = "application/x-pem-file"
 DER_TYPE = "application/pkix-cert"
@@ -628,6 +631,30 @@ async def restore(request: web.Request) -> web.Response:
     return web.json_response(restore_summary(summary))
 
 
+async def provisioning_apply(request: web.Request) -> web.Response:
+    """Apply a provisioning document (the format the provisioning client fetches), all or
+    nothing; ``?dry_run=true`` only reports what it would change."""
+    state = state_of(request)
+    dry_run = query_bool(request, "dry_run")
+    files = await read_upload(request, state.max_upload)
+    if len(files) != 1:
+        raise ApiError(400, "one-file", "Send exactly one provisioning document.")
+    try:
+        document = parse_document(files[0][1])
+    except DocumentTooLarge as exc:
+        raise ApiError(413, "too-large", str(exc)) from exc
+    except DocumentError as exc:
+        raise ApiError(400, "invalid-document", str(exc)) from exc
+    actor = principal_of(request).actor
+    if dry_run:
+        result = await state.call(check_document, state.store, document, running=state.config)
+    else:
+        result = await state.call(
+            apply_document, state.store, document, actor=actor, running=state.config
+        )
+    return web.json_response(result.to_dict(), status=200 if result.ok else 422)
+
+
 async def metrics(request: web.Request) -> web.Response:
     state = state_of(request)
     snapshot = await state.call(state.store.snapshot)
@@ -683,4 +710,5 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{v1}/expiring", expiring)
     r.add_get(f"{v1}/backup", backup)
     r.add_post(f"{v1}/restore", restore)
+    r.add_post(f"{v1}/provisioning/apply", provisioning_apply)
     r.add_get("/metrics", metrics)

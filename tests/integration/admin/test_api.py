@@ -495,3 +495,42 @@ class TestOperations:
             text = await response.text()
         assert "sipsgate_rejected_chains 1" in text
         assert "sipsgate_admin_requests_total{" in text
+
+
+class TestProvisioningApply:
+    DOCUMENT = (
+        b"SystemSettings.global.Security_Certificates_AcceptAllCertificates=1\n"
+        b"Security.global.HTTPAuthUsername=7C2F80C6E5C2\n"
+        b"Security.global.HTTPAuthPassword=prov-secret\n"
+    )
+
+    async def test_dry_run_then_apply(
+        self, admin: AdminHarness, api: aiohttp.ClientSession
+    ) -> None:
+        async with api.post(
+            f"{API}/provisioning/apply", params={"dry_run": "true"}, data=self.DOCUMENT
+        ) as response:
+            assert response.status == 200, await response.text()
+            checked = await response.json()
+        assert checked["dry_run"] is True
+        assert admin.store.get_settings().accept_all_certificates is False
+        async with api.post(f"{API}/provisioning/apply", data=self.DOCUMENT) as response:
+            assert response.status == 200
+            text = await response.text()
+        assert json.loads(text)["status"] == "applied"
+        assert "prov-secret" not in text
+        settings = admin.store.get_settings()
+        assert settings.accept_all_certificates is True
+        assert settings.http_auth_username == "7C2F80C6E5C2"
+
+    async def test_invalid_document_changes_nothing(
+        self, admin: AdminHarness, api: aiohttp.ClientSession
+    ) -> None:
+        bad = self.DOCUMENT + b"Security.global.HTTPAuthUsername=" + b"u" * 75 + b"\n"
+        async with api.post(f"{API}/provisioning/apply", data=bad) as response:
+            assert response.status == 422
+            assert (await response.json())["status"] == "invalid"
+        assert admin.store.get_settings().accept_all_certificates is False
+        async with api.post(f"{API}/provisioning/apply", data=b"\xff\xfe<x") as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["code"] == "invalid-document"
