@@ -9,6 +9,7 @@ gateway cleanly; SIGHUP reloads the configuration file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import time
@@ -24,13 +25,19 @@ from gateway.admin.auth import ADMIN_USER, AdminAuth, ensure_password
 from gateway.admin.server import AdminServer, ListenAddress, parse_listen_all
 from gateway.admin.tls import DeviceTls
 from gateway.config import Config, load_config
+from gateway.errors import GatewayError
 from gateway.expiry import ExpiryWatch
 from gateway.log import get_logger
 from gateway.metrics import MetricsRegistry
+from gateway.provisioning.service import ProvisioningService, build_client
+from gateway.relay.service import SipRelay
 from gateway.supervisor import Service, Supervisor
 from gateway.systemd import Notifier
+from gateway.tls.connector import TlsConnector
+from gateway.tls.factory import build_connector
 
 GATEWAY_ACTOR = Actor(name="gateway", interface="gateway")
+RELAY_START_SECONDS = 10.0
 STOP_THREADS_SECONDS = 0.8  # with the supervisor's deadline, the process exits within 5 s
 
 _log = get_logger(area="gateway")
@@ -65,17 +72,111 @@ class ExpiryService:
         return None
 
 
+class RevocationService:
+    """Closes live TLS flows whose peer the trust state no longer accepts (DESIGN §5)."""
+
+    name = "revocation"
+
+    def __init__(self, connector: TlsConnector) -> None:
+        self._connector = connector
+
+    async def start(self) -> list[str]:
+        return []
+
+    async def run(self) -> None:
+        await self._connector.watch_revocations()
+
+    async def reload(self, config: Config) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RelayService:
+    """The SIP relay as a part of the gateway: listeners are bound before READY."""
+
+    name = "sip"
+
+    def __init__(self, config: Config, connector: TlsConnector, registry: MetricsRegistry) -> None:
+        self._config = config
+        self._connector = connector
+        self._registry = registry
+        self._relay: SipRelay | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> list[str]:
+        relay = SipRelay.from_config(self._config, self._connector, metrics=self._registry)
+        task = asyncio.create_task(relay.serve(), name="sip-relay")
+        self._relay, self._task = relay, task
+        ready = asyncio.create_task(relay.ready.wait())
+        done, _ = await asyncio.wait(
+            {task, ready}, timeout=RELAY_START_SECONDS, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if task in done:
+                task.result()  # the listener's own error (address in use, ...)
+            await self.stop()
+            raise GatewayError(
+                f"The SIP relay did not start within {RELAY_START_SECONDS:g} s; "
+                "check sip.listen_udp and sip.listen_tcp."
+            )
+        upstream = self._config.sip.upstream or "(no upstream configured: sip.upstream)"
+        listening = [f"udp {h}:{p}" for h, p in relay.udp_addresses]
+        listening += [f"tcp {h}:{p}" for h, p in relay.tcp_addresses]
+        return [f"SIP relay: {', '.join(listening)} -> {upstream}"]
+
+    async def run(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def reload(self, config: Config) -> None:
+        old, self._config = self._config, config
+        if config.sip == old.sip and config.gateway.name == old.gateway.name:
+            return
+        _log.info("sip.relay.restarting", reason="the [sip] configuration changed")
+        await self.stop()
+        for line in await self.start():
+            _log.info("sip.relay.restarted", detail=line)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def build_services(
     config: Config, store: SqliteStore, device: AsyncDeviceService, registry: MetricsRegistry
 ) -> list[Service]:
     """Every long-lived part of the gateway, in start order. New parts go here."""
     device_tls = DeviceTls(store, min_version=config.tls.min_version)
     auth = AdminAuth(config.data_dir, clock=time.monotonic)
+    # One connector for every outbound TLS connection: SIPS upstream and HTTPS provisioning.
+    connector = build_connector(config, store, registry)
+    provisioning = ProvisioningService(
+        build_client(config, store, tls=connector, metrics=registry),
+        interval=float(config.provisioning.interval),
+    )
     app = create_app(
-        store, config, auth=auth, registry=registry, device_tls=device_tls, device=device
+        store,
+        config,
+        auth=auth,
+        registry=registry,
+        device_tls=device_tls,
+        device=device,
+        provisioning=provisioning,
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
-    return [AdminServer(app, device_tls, config), ExpiryService(watch)]
+    return [
+        AdminServer(app, device_tls, config),
+        RelayService(config, connector, registry),
+        provisioning,
+        RevocationService(connector),
+        ExpiryService(watch),
+    ]
 
 
 def identity_names(config: Config, listen: Sequence[ListenAddress]) -> tuple[str, ...]:

@@ -29,6 +29,9 @@ WAIT = 30.0
 _URL = re.compile(r"^Admin endpoint: (https?://\S+)$")
 
 
+PASSWORD_LINE = "Admin password (user admin), shown only this once: "
+
+
 def write_config(
     path: Path, data_dir: Path, listen: list[str], host_names: list[str] | None = None
 ) -> None:
@@ -38,6 +41,8 @@ def write_config(
         f'[gateway]\ndata_dir = "{data_dir}"\nname = "sipsgate-e2e"\n'
         f"host_names = [{names_toml}]\n\n"
         f"[admin]\nlisten = [{listen_toml}]\n\n"
+        # The relay listens too; the OS picks its ports so tests never collide.
+        '[sip]\nlisten_udp = ["127.0.0.1:0"]\nlisten_tcp = ["127.0.0.1:0"]\n\n'
         '[log]\nformat = "json"\nlevel = "debug"\n',
         encoding="utf-8",
     )
@@ -76,6 +81,20 @@ class GatewayProcess:
             headers={"Authorization": basic_header()} if basic else None,
             cookie_jar=aiohttp.CookieJar(unsafe=True),
         )
+
+    async def wait_for_stdout(self, prefix: str, within: float = WAIT) -> str:
+        """The first standard output line starting with ``prefix`` (reads on until it)."""
+        for line in self.stdout_lines:
+            if line.startswith(prefix):
+                return line
+        assert self.process.stdout is not None
+        async with asyncio.timeout(within):
+            while raw := await self.process.stdout.readline():
+                line = raw.decode().rstrip("\n")
+                self.stdout_lines.append(line)
+                if line.startswith(prefix):
+                    return line
+        raise AssertionError(f"sipsgate run ended before printing {prefix!r}")
 
     async def _read_stderr(self) -> None:
         assert self.process.stderr is not None
@@ -174,8 +193,12 @@ async def start_gateway(
         await process.wait()
         raise
     if expect_password:
-        # On first start without SIPSGATE_ADMIN_PASSWORD the generated one follows the URLs.
+        # On first start without SIPSGATE_ADMIN_PASSWORD the generated one follows the
+        # other start lines (URLs, the SIP relay's addresses).
         async with asyncio.timeout(WAIT):
-            raw = await process.stdout.readline()
-        gateway.stdout_lines.append(raw.decode().rstrip("\n"))
+            while not gateway.stdout_lines[-1].startswith(PASSWORD_LINE):
+                raw = await process.stdout.readline()
+                if not raw:
+                    raise AssertionError("sipsgate run ended before it printed the password")
+                gateway.stdout_lines.append(raw.decode().rstrip("\n"))
     return gateway

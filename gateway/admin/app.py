@@ -56,6 +56,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.log import get_logger
 from gateway.metrics import Counter, MetricsRegistry
+from gateway.provisioning.service import ProvisioningService
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -110,6 +111,8 @@ class AdminState:
     clock: Callable[[], datetime] = _utc_now
     device_tls: DeviceTls | None = None
     device: AsyncDeviceService | None = None
+    # The running provisioning client (absent in tools and tests that do not need it).
+    provisioning: ProvisioningService | None = None
     started: float = field(default_factory=time.monotonic)
     # Small per-application caches (e.g. the expiry banner per store generation).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -462,6 +465,7 @@ def create_app(
     registry: MetricsRegistry | None = None,
     device_tls: DeviceTls | None = None,
     device: AsyncDeviceService | None = None,
+    provisioning: ProvisioningService | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> web.Application:
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
@@ -477,6 +481,7 @@ def create_app(
         clock=clock,
         device_tls=device_tls,
         device=device,
+        provisioning=provisioning,
     )
 
     def limit_for(request: web.Request) -> int:

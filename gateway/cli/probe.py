@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from certstore import render
-from certstore.decision import decide
 from certstore.model import Certificate, Peer, Verdict
-from certstore.sqlite import SqliteStore
 from certstore.store import CertStore
+from gateway.cli.common import store_for
 from gateway.config import load_config
 from gateway.errors import (
     TlsConnectError,
@@ -34,9 +33,9 @@ from gateway.errors import (
 from gateway.log import configure_logging
 from gateway.tls.advice import advise, rule_sentence
 from gateway.tls.connector import TlsConnector
-from gateway.tls.engine import TlsSettings
+from gateway.tls.factory import build_connector
 from gateway.tls.policy import TlsTarget, target_from_uri
-from gateway.tls.trust import StoreTrustPolicy, peer_for
+from gateway.tls.trust import peer_for
 
 EXIT_ACCEPT = 0
 EXIT_REJECT = 1
@@ -143,15 +142,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     # The verdict is the output; the log (standard error) only carries real errors.
     configure_logging(level="error", fmt=config.log.format)
-    settings = TlsSettings(
-        min_version=config.tls.min_version,
-        handshake_timeout=float(config.tls.handshake_timeout),
-        connect_timeout=float(config.tls.handshake_timeout),
-    )
-    store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+    store = store_for(config)
     try:
-        policy = StoreTrustPolicy(store, decide=decide, identity=store.device_identity)
-        connector = TlsConnector(policy, settings=settings, record=args.record)
+        connector = build_connector(config, store, record=args.record)
         result = asyncio.run(run_probe(connector, target))
         now = datetime.now(UTC)
         recorded = bool(args.record and result.verdict is not None and result.verdict.should_record)

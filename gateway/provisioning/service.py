@@ -16,7 +16,6 @@ from dataclasses import replace
 
 import structlog
 
-from certstore.decision import decide
 from certstore.model import Actor
 from certstore.sqlite import SqliteStore
 from gateway.config import Config
@@ -26,23 +25,9 @@ from gateway.provisioning.mac import MacSource, PrimaryInterfaceMac
 from gateway.provisioning.result import FetchResult, Trigger
 from gateway.provisioning.state import ProvisioningState
 from gateway.tls.connector import TlsConnector
-from gateway.tls.engine import TlsSettings
-from gateway.tls.trust import StoreTrustPolicy
+from gateway.tls.factory import build_connector
 
 FAILURE_DELAY = 60.0  # seconds before the first retry of a run that did not succeed
-
-
-def build_connector(
-    config: Config, store: SqliteStore, metrics: MetricsRegistry | None = None
-) -> TlsConnector:
-    """A TLS connector deciding against ``store`` (the production trust policy)."""
-    policy = StoreTrustPolicy(store, decide=decide, identity=store.device_identity)
-    settings = TlsSettings(
-        min_version=config.tls.min_version,
-        handshake_timeout=float(config.tls.handshake_timeout),
-        connect_timeout=float(config.tls.handshake_timeout),
-    )
-    return TlsConnector(policy, settings=settings, metrics=metrics)
 
 
 def build_client(
