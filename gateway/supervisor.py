@@ -81,7 +81,7 @@ class Supervisor:
                 started.append(service)  # stopped too if its start fails half-way
                 for line in await service.start():
                     announce(line)
-            _log.info("gateway.started", services=[s.name for s in self.services])
+            _log.info("gateway.process.started", services=[s.name for s in self.services])
             if on_started is not None:
                 on_started()
             self.notifier.ready(status="running")
@@ -120,10 +120,10 @@ class Supervisor:
             _log.error("config.reload.failed", error=str(exc))
             return
         changed = diff_config(self.config, new)
-        _log.info("config.reloaded", changed=changed, source=new.source)
+        _log.info("config.file.reloaded", changed=changed, source=new.source)
         restart_needed = [k for k in changed if k.split(".")[0] in ("gateway", "store", "log")]
         if restart_needed:
-            _log.warning("config.restart_needed", keys=restart_needed)
+            _log.warning("config.restart.needed", keys=restart_needed)
         for service in self.services:
             try:
                 await service.reload(new)
@@ -138,7 +138,7 @@ class Supervisor:
                     await service.stop()
         except TimeoutError:
             _log.error("gateway.stop.timeout", deadline=STOP_DEADLINE)
-        _log.info("gateway.stopped")
+        _log.info("gateway.process.stopped")
 
 
 async def _guard(name: str, work: Awaitable[None]) -> None:

@@ -184,7 +184,7 @@ async def start_gateway(
                 match = _URL.match(line)
                 if match:
                     gateway.urls.append(match.group(1))
-                if gateway.urls and "gateway.started" in "".join(gateway.stderr_lines):
+                if gateway.urls and "gateway.process.started" in "".join(gateway.stderr_lines):
                     break
                 if gateway.urls and len(gateway.urls) >= len(listen or ["x"]):
                     break

@@ -98,7 +98,7 @@ class ProvisioningService:
     async def serve(self) -> None:
         """Fetch at start and on every interval until cancelled."""
         if not self.client.configured:
-            self._log.info("provisioning.disabled", reason="provisioning.url is empty")
+            self._log.info("provisioning.client.disabled", reason="provisioning.url is empty")
             await asyncio.Event().wait()  # nothing to do until cancelled
         trigger = Trigger.START
         failures = 0

@@ -198,7 +198,7 @@ class TestAdminOverHttps:
             gateway.process.send_signal(signal.SIGHUP)
             line = await gateway.wait_for_log("https://127.0.0.2:")
             url = json.loads(line)["url"]
-            reloaded = json.loads(await gateway.wait_for_log("config.reloaded"))
+            reloaded = json.loads(await gateway.wait_for_log("config.file.reloaded"))
             assert reloaded["changed"] == ["admin.listen"]
             async with gateway.session(url=url) as api, api.get(f"{API}/settings") as response:
                 assert response.status == 200
