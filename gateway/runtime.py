@@ -21,7 +21,7 @@ from certstore.device_service import AsyncDeviceService, DeviceService
 from certstore.model import Actor
 from certstore.sqlite import SqliteStore
 from gateway.admin.app import create_app
-from gateway.admin.auth import ADMIN_USER, AdminAuth, ensure_password
+from gateway.admin.auth import ADMIN_USER, AdminAuth, credentials_path, ensure_password
 from gateway.admin.server import AdminServer, ListenAddress, parse_listen_all
 from gateway.admin.tls import DeviceTls
 from gateway.config import Config, load_config
@@ -224,12 +224,22 @@ async def run_gateway(
         loop.add_signal_handler(signal.SIGINT, supervisor.request_stop)
         loop.add_signal_handler(signal.SIGHUP, supervisor.request_reload)
 
+        shown = False
+
         def started() -> None:
+            nonlocal shown
             if generated is not None:
                 announce(f"Admin password (user {ADMIN_USER}), shown only this once: {generated}")
+                shown = True
 
         try:
             await supervisor.serve(lambda: load_config(config_path, env=env), announce, started)
+        except BaseException:
+            if generated is not None and not shown:
+                # The start failed before the generated password was shown: forget it, so
+                # the next start generates (and shows) a new one instead of locking out.
+                credentials_path(data_dir).unlink(missing_ok=True)
+            raise
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

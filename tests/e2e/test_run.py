@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
 import socket
 import ssl
@@ -85,6 +86,35 @@ class TestFirstStart:
         assert b"non-loopback" in err
         assert b"Admin endpoint" not in out
         assert not (tmp_path / "var" / "admin.json").exists()
+
+    async def test_failed_first_start_does_not_lock_the_admin_out(self, tmp_path: Path) -> None:
+        """A first start that fails (the SIP port is taken) before showing the generated
+        password leaves no password behind; the next start generates and shows one."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            write_config(tmp_path / "sipsgate.toml", tmp_path / "var", ["127.0.0.1:0"])
+            config = (tmp_path / "sipsgate.toml").read_text()
+            (tmp_path / "sipsgate.toml").write_text(
+                config.replace('listen_udp = ["127.0.0.1:0"]', f'listen_udp = ["127.0.0.1:{port}"]')
+            )
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SIPSGATE_")}
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "run", "--config",
+                str(tmp_path / "sipsgate.toml"), cwd=tmp_path,
+                env={**env, "PYTHONPATH": str(REPO)},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(30):
+                out, _ = await process.communicate()
+        assert process.returncode != 0
+        assert b"shown only this once" not in out
+        assert not (tmp_path / "var" / "admin.json").exists()
+        gateway = await start_gateway(tmp_path, password=None)  # the port is free again
+        try:
+            assert gateway.stdout_lines[-1].startswith("Admin password (user admin)")
+        finally:
+            assert await gateway.stop() == 0
 
 
 class TestAdminOverHttps:
