@@ -54,6 +54,7 @@ from gateway.sip import (
     StreamFramer,
 )
 from gateway.sip.framing import NEED_DATA
+from gateway.sip.wire import Wire
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsTransport
 
@@ -176,7 +177,7 @@ class _TcpLan(asyncio.Protocol):
     def __init__(self, relay: SipRelay, index: int) -> None:
         self.relay = relay
         self.index = index
-        self.framer = StreamFramer()
+        self.framer = StreamFramer(wire=True)
         self.transport: asyncio.Transport | None = None
         self.flow: LanFlow | None = None
 
@@ -200,7 +201,7 @@ class _TcpLan(asyncio.Protocol):
                 return
             if event is NEED_DATA:
                 return
-            if isinstance(event, Request | Response):
+            if isinstance(event, Wire | Request | Response):
                 if not relay._allow(flow.host):
                     continue
                 relay._execute(relay.core.receive_lan(event, flow, relay._loop.time()))
@@ -222,7 +223,7 @@ class _UpstreamFlow(asyncio.Protocol):
 
     def __init__(self, relay: SipRelay) -> None:
         self.relay = relay
-        self.framer = StreamFramer()
+        self.framer = StreamFramer(wire=True)
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[Exception | None] = relay._loop.create_future()
 
@@ -245,7 +246,7 @@ class _UpstreamFlow(asyncio.Protocol):
                 return
             if event is NEED_DATA:
                 return
-            if isinstance(event, Request | Response):
+            if isinstance(event, Wire | Request | Response):
                 relay._execute(core.receive_upstream(event, relay._loop.time()))
             elif isinstance(event, KeepAlivePong):
                 core.receive_pong()
