@@ -58,11 +58,19 @@ from gateway.sip import (
     parse_datagram,
     parse_name_addr_list,
     parse_via,
+    parse_via_list,
     serialise,
     split_comma_list,
     validate_request,
 )
-from gateway.sip.headers import quote
+from gateway.sip.headers import (
+    check_call_id,
+    parse_cseq,
+    parse_max_forwards,
+    parse_name_addr,
+    quote,
+)
+from gateway.sip.wire import SimpleVia, Wire, scan_datagram, simple_name_addr, simple_via
 
 MAGIC = "z9hG4bK"
 #: Methods whose initial request (no To tag) creates a dialog: these are Record-Routed.
@@ -182,12 +190,12 @@ class ServerTx(ServerTransaction):
     """A server transaction and what the proxy needs to answer on it."""
 
     __slots__ = (
+        "_build",
+        "_request",
         "call_id",
         "client",
         "counted",
-        "cseq",
         "key",
-        "request",
         "source",
         "started",
         "ua_path",
@@ -195,8 +203,9 @@ class ServerTx(ServerTransaction):
 
     def __init__(
         self,
-        request: Request,
+        request: Request | None,
         *,
+        method: str,
         key: str,
         source: LanFlow | None,
         reliable: bool,
@@ -204,15 +213,37 @@ class ServerTx(ServerTransaction):
         settings: TimerSettings,
         call_id: str,
     ) -> None:
-        super().__init__(request.method, reliable=reliable, settings=settings)
+        super().__init__(method, reliable=reliable, settings=settings)
         self.key = key
-        self.request: Request | None = request  # dropped once the final answer is out
+        self._request = request  # dropped once the final answer is out
+        self._build: Callable[[], Request] | None = None
         self.source = source  # None: the upstream flow
         self.started = now
         self.call_id = call_id
         self.client: ClientTx | None = None
         self.counted = False
         self.ua_path = False
+
+    def defer(self, build: Callable[[], Request]) -> None:
+        """Keep ``build`` instead of the request: it is built only if an answer needs it."""
+        self._build = build
+
+    @property
+    def live(self) -> bool:
+        """Whether the request still waits for its final answer (it is kept until then)."""
+        return self._request is not None or self._build is not None
+
+    @property
+    def request(self) -> Request | None:
+        if self._request is None and self._build is not None:
+            self._request = self._build()
+            self._build = None
+        return self._request
+
+    @request.setter
+    def request(self, request: Request | None) -> None:
+        self._request = request
+        self._build = None
 
 
 class ClientTx(ClientTransaction):
@@ -231,9 +262,10 @@ class ClientTx(ClientTransaction):
 
     def __init__(
         self,
-        request: Request,
+        request: Request | None,
         data: bytes,
         *,
+        method: str,
         key: str,
         branch: str,
         dest: LanFlow | None,
@@ -242,7 +274,7 @@ class ClientTx(ClientTransaction):
         settings: TimerSettings,
     ) -> None:
         reliable = dest is None or dest.transport == "tcp"
-        super().__init__(request.method, reliable=reliable, now=now, settings=settings)
+        super().__init__(method, reliable=reliable, now=now, settings=settings)
         self.key = key
         self.branch = branch
         self.dest = dest  # None: the upstream flow
@@ -336,7 +368,7 @@ class ProxyCore:
             self._send(ctx.dest, ctx.data, out)
         elif action is TimerAction.TIMEOUT:
             stx = ctx.server
-            if stx is not None and stx.request is not None:
+            if stx is not None and stx.live:
                 self._answer(stx, 408, now, out)
 
     def _server_timer(
@@ -359,7 +391,7 @@ class ProxyCore:
         out: list[Output] = []
         pending, self._pending = self._pending, []
         for item in pending:
-            if item.server.request is not None:
+            if item.server.live:
                 self._forward_upstream(item.server, item.request, now, out)
         return out
 
@@ -374,7 +406,7 @@ class ProxyCore:
                 tx.deadline = None
                 self.table.discard(key, tx)
                 stx = tx.server
-                if stx is not None and stx.request is not None:
+                if stx is not None and stx.live:
                     self._answer(
                         stx,
                         503,
@@ -399,7 +431,7 @@ class ProxyCore:
         out: list[Output] = []
         pending, self._pending = self._pending, []
         for item in pending:
-            if item.server.request is not None:
+            if item.server.live:
                 self._answer(
                     item.server,
                     503,
@@ -433,6 +465,9 @@ class ProxyCore:
 
     def receive_lan_datagram(self, data: bytes, flow: LanFlow, now: float) -> list[Output]:
         """One UDP datagram from a base station (malformed ones are dropped, RFC 3261 §18)."""
+        wire = scan_datagram(data)
+        if wire is not None:
+            return self.receive_lan(wire, flow, now)
         if not data.strip(b"\r\n\x00 "):
             return []  # a keep-alive (CRLF, NUL words): nothing to answer on UDP
         try:
@@ -441,9 +476,18 @@ class ProxyCore:
             return [Dropped("malformed", str(exc), flow.source)]
         return self.receive_lan(message, flow, now)
 
-    def receive_lan(self, message: Request | Response, flow: LanFlow, now: float) -> list[Output]:
-        """One parsed message from a base station."""
+    def receive_lan(
+        self, message: Request | Response | Wire, flow: LanFlow, now: float
+    ) -> list[Output]:
+        """One parsed (or scanned) message from a base station."""
         out: list[Output] = []
+        if isinstance(message, Wire):
+            if message.status:
+                if self._fast_response(message, flow, now, out):
+                    return out
+            elif self._fast_request(message, flow, now, out):
+                return out
+            message = message.to_message()
         try:
             if isinstance(message, Response):
                 self._lan_response(message, flow, now, out)
@@ -508,6 +552,7 @@ class ProxyCore:
         source = self._reply_flow(flow, via)
         stx = ServerTx(
             request,
+            method=method,
             key=key,
             source=source,
             reliable=flow.transport == "tcp",
@@ -533,6 +578,160 @@ class ProxyCore:
         if stx.invite:
             self._answer(stx, 100, now, out)
         self._forward_upstream(stx, request, now, out)
+
+    # --- the fast path: plain requests and responses, spliced line by line -----------------
+    #
+    # Taken only when the outcome is the one the full path would reach; anything else
+    # (no flow yet, a retransmission, Route, dialogs, INVITE, ACK, CANCEL, a loop, a
+    # header the plain recognisers do not know) returns False before any state changed,
+    # and the message goes the full way.
+
+    def _fast_request(self, w: Wire, flow: LanFlow, now: float, out: list[Output]) -> bool:
+        method = w.method
+        local = self.upstream_local
+        keys = w.keys
+        if (
+            local is None
+            or method in _FULL_PATH_METHODS
+            or "route" in keys
+            or (method == "REGISTER" and self.path_supported is False)
+            or "via" not in keys
+        ):
+            return False
+        values = w.values
+        vi = keys.index("via")
+        via = simple_via(values[vi])
+        if via is None:
+            return False
+        branch = via.param("branch")[1]
+        if branch is None or not branch.startswith(MAGIC):
+            return False
+        key = f"s|{branch}|{via.sent_by}|{method}"
+        if key in self.table.by_key:
+            return False  # a retransmission
+        max_forwards = self._fast_valid(w, vi)
+        host = flow.host
+        if max_forwards <= 0 or self._inflight.get(host, 0) >= self.settings.source_inflight:
+            return False
+        call_id = values[keys.index("call-id")]
+        has_rport, _ = via.param("rport")
+        if flow.transport == "tcp" or has_rport or (via.port or 5060) == flow.port:
+            source = flow
+        else:
+            source = LanFlow("udp", host, via.port or 5060, flow.listener)
+        stx = ServerTx(
+            None, method=method, key=key, source=source, reliable=flow.transport == "tcp",
+            now=now, settings=self.timers, call_id=call_id,
+        )  # fmt: skip
+        stx.defer(lambda: self._full_request(w, flow))
+        self._inflight[host] = self._inflight.get(host, 0) + 1
+        stx.counted = True
+        self.table.add(key, stx)
+
+        # What _stamp_via and _forward_upstream do, on the lines.
+        lines = w.lines.copy()
+        stamped = _stamp_simple(via, flow)
+        if stamped is not None:
+            lines[vi] = f"Via: {stamped}"
+        mi = keys.index("max-forwards")
+        lines[mi] = f"{w.lines[mi][: -len(values[mi]) - 2]}: {max_forwards - 1}"
+        path_at = -1
+        path_line = ""
+        if method == "REGISTER":
+            token = self.tokens.flow_token(flow)
+            stx.ua_path = "path" in ",".join(w.get_all("supported")).lower()
+            path_line = f"Path: <sip:{token}@{local};transport=tls;lr;ob>"
+            if "path" in keys:
+                path_at = keys.index("path")
+            else:
+                lines.append(path_line)
+            if not stx.ua_path:
+                lines.append("Supported: path")
+        loop = _loop_hash(
+            w.uri, w.get("from"), w.get("to"), call_id, values[keys.index("cseq")], None
+        )
+        ours = self._branch_with(key, loop)
+        via_line = f"Via: SIP/2.0/TLS {local};branch={ours}"
+        if path_at > vi:
+            lines.insert(path_at, path_line)
+        lines.insert(vi, via_line)
+        if 0 <= path_at <= vi:
+            lines.insert(path_at, path_line)
+        data = w.render(lines)
+        ctx = ClientTx(
+            None, data, method=method, key=f"c|{ours}|{method}", branch=ours, dest=None,
+            server=stx, now=now, settings=self.timers,
+        )  # fmt: skip
+        ctx.path_added = method == "REGISTER"
+        stx.client = ctx
+        self.table.add(ctx.key, ctx)
+        out.append(SendUpstream(data))
+        return True
+
+    def _fast_valid(self, w: Wire, top: int) -> int:
+        """Max-Forwards when ``validate_request`` passes and no Via is ours; else -1."""
+        keys = w.keys
+        for name in _SINGLE:
+            if keys.count(name) != 1:
+                return -1
+        prefix = self._prefix
+        try:
+            for i, (k, v) in enumerate(zip(keys, w.values, strict=True)):
+                if k == "via":
+                    if prefix in v:
+                        return -1  # maybe a loop: the full path looks closer
+                    if i != top and ("," in v or simple_via(v) is None):
+                        parse_via_list(v)
+                elif k == "to" or k == "from":
+                    if not simple_name_addr(v):
+                        parse_name_addr(v)
+                elif k in _ADDRESS_LISTS:
+                    parse_name_addr_list(v, allow_wildcard=k == "contact")
+            check_call_id(w.values[keys.index("call-id")])
+            cseq = parse_cseq(w.values[keys.index("cseq")])
+            max_forwards = parse_max_forwards(w.values[keys.index("max-forwards")])
+        except RemoteProtocolError:
+            return -1
+        return max_forwards if cseq.method == w.method else -1
+
+    def _full_request(self, w: Wire, flow: LanFlow) -> Request:
+        """The request the full path would have kept for a transaction the fast path took."""
+        request = w.to_message()
+        assert isinstance(request, Request)
+        via = request.top_via
+        assert via is not None
+        return self._stamp_via(request, via, flow)
+
+    def _fast_response(self, w: Wire, flow: LanFlow | None, now: float, out: list[Output]) -> bool:
+        keys = w.keys
+        if "via" not in keys or "cseq" not in keys:
+            return False
+        vi = keys.index("via")
+        via = simple_via(w.values[vi])
+        if via is None:
+            return False
+        branch = via.param("branch")[1]
+        if branch is None or not branch.startswith(self._prefix):
+            return False
+        try:
+            cseq = parse_cseq(w.values[keys.index("cseq")])
+        except RemoteProtocolError:
+            return False
+        ctx = self.table.by_key.get(f"c|{branch}|{cseq.method}")
+        if type(ctx) is not ClientTx or ctx.invite or ctx.path_added or ctx.cancel:
+            return False
+        stx = ctx.server
+        if stx is None or stx.method == "REGISTER":
+            return False
+        status = w.status
+        action = ctx.on_response(status, now)
+        self.table.schedule(ctx.key, ctx)
+        if action is ResponseAction.ABSORB:
+            return True
+        lines = w.lines.copy()
+        del lines[vi]
+        self._pass_response(stx, w.render(lines), status, now, out)
+        return True
 
     def _checks(self, stx: ServerTx, request: Request, now: float, out: list[Output]) -> bool:
         """Max-Forwards (483) and loop detection (482, RFC 3261 §16.3)."""
@@ -569,7 +768,7 @@ class ProxyCore:
         self._send(stx.source, self._local_response(request, 200, tag_seed=stx.key), out)
         ctx = stx.client
         if ctx is None or stx.state is not State.PROCEEDING:
-            if stx.request is not None and ctx is None:
+            if stx.live and ctx is None:
                 self._answer(stx, 487, now, out)  # never forwarded (waiting for the flow)
             return
         if ctx.state is State.PROCEEDING:
@@ -593,7 +792,8 @@ class ProxyCore:
         cancel = Request(method="CANCEL", uri=inv.uri, headers=Headers.from_pairs(headers))
         data = serialise(cancel)
         cancel_tx = ClientTx(
-            cancel, data, key=f"c|{ctx.branch}|CANCEL", branch=ctx.branch, dest=ctx.dest,
+            cancel, data, method="CANCEL", key=f"c|{ctx.branch}|CANCEL", branch=ctx.branch,
+            dest=ctx.dest,
             server=None, now=now, settings=self.timers,
         )  # fmt: skip
         self.table.add(cancel_tx.key, cancel_tx)
@@ -608,9 +808,13 @@ class ProxyCore:
 
     # --- messages from upstream ---------------------------------------------------------------
 
-    def receive_upstream(self, message: Request | Response, now: float) -> list[Output]:
+    def receive_upstream(self, message: Request | Response | Wire, now: float) -> list[Output]:
         """One message that arrived over the upstream TLS flow."""
         out: list[Output] = []
+        if isinstance(message, Wire):
+            if message.status and self._fast_response(message, None, now, out):
+                return out
+            message = message.to_message()
         try:
             if isinstance(message, Response):
                 self._response(message, None, now, out)
@@ -650,7 +854,8 @@ class ProxyCore:
                 self._forward_lan(None, request, dest, now, out)
             return
         stx = ServerTx(
-            request, key=key, source=None, reliable=True, now=now, settings=self.timers,
+            request, method=method, key=key, source=None, reliable=True, now=now,
+            settings=self.timers,
             call_id=request.call_id or "",
         )  # fmt: skip
         self.table.add(key, stx)
@@ -746,27 +951,22 @@ class ProxyCore:
             return  # our own CANCEL's answer
         if ctx.path_added and 200 <= status < 300:
             response = self._registered(ctx, stx, response, out)
-        elif ctx.path_added and status == 420 and stx.request is not None:
+        elif ctx.path_added and status == 420 and stx.live:
             unsupported = ",".join(response.headers.get_all("Unsupported")).lower()
             if "path" in unsupported:
                 self.path_supported = False
                 out.append(PathSupport(False, "the registrar answered 420 Unsupported: path"))
-                self._forward_upstream(stx, stx.request, now, out)  # again, Contact rewritten
+                request = stx.request
+                assert request is not None
+                self._forward_upstream(stx, request, now, out)  # again, Contact rewritten
                 return
-        request = stx.request
-        if (
-            flow is None
-            and request is not None
-            and request.method == "REGISTER"
-            and "Contact" in response.headers
-        ):
+        if flow is None and stx.live and stx.method == "REGISTER" and "Contact" in response.headers:
             response = self._restore_contacts(response)
-        self._pass_response(stx, response, status, now, out)
+        self._pass_response(stx, serialise(response), status, now, out)
 
     def _pass_response(
-        self, stx: ServerTx, response: Response, status: int, now: float, out: list[Output]
+        self, stx: ServerTx, data: bytes, status: int, now: float, out: list[Output]
     ) -> None:
-        data = serialise(response)
         first_final = stx.final_status is None
         if stx.send_response(status, data, now):
             self._send(stx.source, data, out)
@@ -891,7 +1091,8 @@ class ProxyCore:
         request = request.prepend_header("Via", f"SIP/2.0/TLS {local};branch={branch}")
         data = serialise(request)
         ctx = ClientTx(
-            request, data, key=f"c|{branch}|{method}", branch=branch, dest=None, server=stx,
+            request, data, method=method, key=f"c|{branch}|{method}", branch=branch, dest=None,
+            server=stx,
             now=now, settings=self.timers,
         )  # fmt: skip
         ctx.path_added = path_added
@@ -944,7 +1145,8 @@ class ProxyCore:
         data = serialise(request)
         if stx is not None:
             ctx = ClientTx(
-                request, data, key=f"c|{branch}|{method}", branch=branch, dest=dest, server=stx,
+                request, data, method=method, key=f"c|{branch}|{method}", branch=branch,
+                dest=dest, server=stx,
                 now=now, settings=self.timers,
             )  # fmt: skip
             stx.client = ctx
@@ -1017,14 +1219,13 @@ class ProxyCore:
     def _final(
         self, stx: ServerTx, status: int, now: float, out: list[Output], *, local: bool
     ) -> None:
-        request = stx.request
         stx.request = None
         self._uncount(stx)
         source = stx.source
         out.append(
             TransactionDone(
                 "inbound" if source is None else "outbound",
-                request.method if request is not None else stx.method,
+                stx.method,
                 status,
                 stx.call_id,
                 now - stx.started,
@@ -1100,16 +1301,18 @@ class ProxyCore:
         return f"{via.branch if via else ''}|{via.sent_by if via else ''}|{request.method}"
 
     def _branch(self, key: str, request: Request) -> str:
+        return self._branch_with(key, self._loop_hash(request))
+
+    def _branch_with(self, key: str, loop_hash: str) -> str:
         unique = hashlib.blake2s(key.encode(), key=self._hash_key, digest_size=6).hexdigest()
-        return f"{self._prefix}{unique}{self._loop_hash(request)}"
+        return f"{self._prefix}{unique}{loop_hash}"
 
     def _loop_hash(self, request: Request) -> str:
         """RFC 3261 §16.6 step 8: what a looped request would carry unchanged."""
         h = request.headers
-        route = h.get("Route") or ""
-        cseq = (h.get("CSeq") or "").split(" ", 1)[0]
-        text = f"{request.uri}|{h.get('From')}|{h.get('To')}|{h.get('Call-ID')}|{cseq}|{route}"
-        return hashlib.blake2s(text.encode(), digest_size=4).hexdigest()
+        return _loop_hash(
+            request.uri, h.get("From"), h.get("To"), h.get("Call-ID"), h.get("CSeq"), h.get("Route")
+        )
 
     def _tag(self, seed: str) -> str:
         return hashlib.blake2s(seed.encode(), key=self._hash_key, digest_size=6).hexdigest()
@@ -1160,10 +1363,45 @@ class ProxyCore:
 
 
 _OPEN_CLIENT = (State.CALLING, State.TRYING, State.PROCEEDING)
+_FULL_PATH_METHODS = frozenset({"ACK", "CANCEL", *DIALOG_METHODS})
+_SINGLE = ("to", "from", "cseq", "call-id", "max-forwards")
+_ADDRESS_LISTS = frozenset({"contact", "record-route", "path"})
+
+
+def _stamp_simple(via: SimpleVia, flow: LanFlow) -> str | None:
+    """What ``ProxyCore._stamp_via`` writes for this Via, or None when it leaves it."""
+    params = via.params
+    changed = False
+    if via.host != flow.host:
+        params = [(k, v) for k, v in params if k.lower() != "received"]
+        params.append(("received", flow.host))
+        changed = True
+    present, rport = via.param("rport")
+    if present and (rport is None or int(rport) != flow.port):
+        params = [(k, v) if k.lower() != "rport" else (k, str(flow.port)) for k, v in params]
+        changed = True
+    if not changed:
+        return None
+    return str(SimpleVia(via.transport, via.host, via.port, params))
+
+
 _RESPONSE_COPY = {
     "via": True, "v": True, "from": True, "f": True, "to": True, "t": True,
     "call-id": True, "i": True, "cseq": True,
 }  # fmt: skip
+
+
+def _loop_hash(
+    uri: str,
+    from_: str | None,
+    to: str | None,
+    call_id: str | None,
+    cseq: str | None,
+    route: str | None,
+) -> str:
+    number = (cseq or "").split(" ", 1)[0]
+    text = f"{uri}|{from_}|{to}|{call_id}|{number}|{route or ''}"
+    return hashlib.blake2s(text.encode(), digest_size=4).hexdigest()
 
 
 def _has_to_tag(request: Request) -> bool:

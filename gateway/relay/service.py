@@ -54,6 +54,7 @@ from gateway.sip import (
     StreamFramer,
 )
 from gateway.sip.framing import NEED_DATA
+from gateway.sip.wire import Wire
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsTransport
 
@@ -157,13 +158,31 @@ def _advertised(host: str) -> str:
             return "::1" if family == socket.AF_INET6 else "127.0.0.1"
 
 
+#: Datagrams read from a LAN socket in one go (after the one asyncio hands over);
+#: what they send upstream leaves in one TLS write.
+_UDP_BATCH = 64
+
+
 class _UdpLan(asyncio.DatagramProtocol):
-    def __init__(self, relay: SipRelay, index: int) -> None:
+    def __init__(self, relay: SipRelay, index: int, sock: socket.socket) -> None:
         self.relay = relay
         self.index = index
+        self.sock = sock
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.relay._on_datagram(data, addr, self.index)
+        relay = self.relay
+        relay._batch = []
+        try:
+            relay._on_datagram(data, addr, self.index)
+            recvfrom = self.sock.recvfrom
+            for _ in range(_UDP_BATCH):
+                try:
+                    data, addr = recvfrom(65536)
+                except OSError:  # BlockingIOError: drained; others: asyncio reports them
+                    break
+                relay._on_datagram(data, addr, self.index)
+        finally:
+            relay._flush_batch()
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a base station that went away: nothing to do.
@@ -176,7 +195,7 @@ class _TcpLan(asyncio.Protocol):
     def __init__(self, relay: SipRelay, index: int) -> None:
         self.relay = relay
         self.index = index
-        self.framer = StreamFramer()
+        self.framer = StreamFramer(wire=True)
         self.transport: asyncio.Transport | None = None
         self.flow: LanFlow | None = None
 
@@ -200,7 +219,7 @@ class _TcpLan(asyncio.Protocol):
                 return
             if event is NEED_DATA:
                 return
-            if isinstance(event, Request | Response):
+            if isinstance(event, Wire | Request | Response):
                 if not relay._allow(flow.host):
                     continue
                 relay._execute(relay.core.receive_lan(event, flow, relay._loop.time()))
@@ -222,7 +241,7 @@ class _UpstreamFlow(asyncio.Protocol):
 
     def __init__(self, relay: SipRelay) -> None:
         self.relay = relay
-        self.framer = StreamFramer()
+        self.framer = StreamFramer(wire=True)
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[Exception | None] = relay._loop.create_future()
 
@@ -245,7 +264,7 @@ class _UpstreamFlow(asyncio.Protocol):
                 return
             if event is NEED_DATA:
                 return
-            if isinstance(event, Request | Response):
+            if isinstance(event, Wire | Request | Response):
                 relay._execute(core.receive_upstream(event, relay._loop.time()))
             elif isinstance(event, KeepAlivePong):
                 core.receive_pong()
@@ -300,6 +319,7 @@ class SipRelay:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._flow: _UpstreamFlow | None = None
+        self._batch: list[bytes] | None = None  # upstream writes held while a batch is read
         self._connecting = False
         self._wanted = asyncio.Event()
         self._wake = asyncio.Event()
@@ -381,7 +401,7 @@ class SipRelay:
                 raise
             index = len(listeners)
             transport, _ = await loop.create_datagram_endpoint(
-                lambda index=index: _UdpLan(self, index),  # type: ignore[misc]
+                lambda index=index, sock=sock: _UdpLan(self, index, sock),  # type: ignore[misc]
                 sock=sock,
             )
             self._udp[index] = transport
@@ -649,10 +669,12 @@ class SipRelay:
             kind = type(out)
             if kind is SendUpstream:
                 flow = self._flow
-                if flow is not None and flow.transport is not None:
-                    flow.transport.write(out.data)  # type: ignore[union-attr]
-                else:
+                if flow is None or flow.transport is None:
                     self.metrics.dropped.inc(reason="no-upstream")
+                elif self._batch is not None:
+                    self._batch.append(out.data)  # type: ignore[union-attr]
+                else:
+                    flow.transport.write(out.data)  # type: ignore[union-attr]
             elif kind is SendLan:
                 self._send_lan(out.flow, out.data)  # type: ignore[union-attr]
             elif kind is TransactionDone:
@@ -673,6 +695,17 @@ class SipRelay:
                     detail=out.detail,  # type: ignore[union-attr]
                 )
         self._arm()
+
+    def _flush_batch(self) -> None:
+        """One TLS write for everything the last batch of datagrams sends upstream."""
+        batch, self._batch = self._batch, None
+        if not batch:
+            return
+        flow = self._flow
+        if flow is not None and flow.transport is not None:
+            flow.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        else:
+            self.metrics.dropped.inc(len(batch), reason="no-upstream")
 
     def _send_lan(self, flow: LanFlow, data: bytes) -> None:
         if flow.transport == "udp":

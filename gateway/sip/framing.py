@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.message import Request, Response
 from gateway.sip.parser import parse_head, with_body
+from gateway.sip.wire import Wire, attach_body, scan_head
 
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
@@ -58,7 +59,7 @@ class KeepAlivePong:
     """The peer sent a single CRLF, the answer to our ping."""
 
 
-Event = Request | Response | KeepAlivePing | KeepAlivePong | _Sentinel
+Event = Request | Response | Wire | KeepAlivePing | KeepAlivePong | _Sentinel
 
 _PING = KeepAlivePing()
 _PONG = KeepAlivePong()
@@ -72,7 +73,10 @@ class StreamFramer:
         *,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        wire: bool = False,
     ) -> None:
+        """With ``wire``, a message in canonical form comes out as a scanned
+        :class:`~gateway.sip.wire.Wire` instead of a Request or Response."""
         if max_header_size < 16 or max_body_size < 0:
             raise LocalProtocolError(
                 f"Framer limits must be positive (header {max_header_size}, body {max_body_size})."
@@ -81,7 +85,8 @@ class StreamFramer:
         self.max_body_size = max_body_size
         self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer already searched for CRLF CRLF
-        self._pending: tuple[Request | Response, int] | None = None
+        self._pending: tuple[Request | Response | Wire, int] | None = None
+        self._wire = wire
         self._eof = False
         self._error: RemoteProtocolError | None = None
 
@@ -155,7 +160,14 @@ class StreamFramer:
                     f"The header block is {end} octets, above the limit of {self.max_header_size}.",
                     status_hint=513,
                 )
-            message, length = parse_head(bytes(buffer[:end]))
+            head = bytes(buffer[:end])
+            scanned = scan_head(head) if self._wire else None
+            message: Request | Response | Wire
+            length: int | None
+            if scanned is not None:
+                message, length = scanned
+            else:
+                message, length = parse_head(head)
             if length is None:
                 raise RemoteProtocolError(
                     "A message on a stream transport must carry Content-Length "
@@ -174,8 +186,10 @@ class StreamFramer:
         if len(buffer) < length:
             return NEED_DATA
         self._pending = None
-        if not length:
-            return message
-        body = bytes(buffer[:length])
+        body = bytes(buffer[:length]) if length else b""
         del buffer[:length]
-        return with_body(message, body)
+        if type(message) is Wire:
+            attach_body(message, body)
+            return message
+        assert isinstance(message, Request | Response)
+        return with_body(message, body) if body else message

@@ -42,21 +42,25 @@ def _version(text: str, line: str) -> str:
     return text
 
 
-def _start_line(line: str, headers: Headers) -> Request | Response:
-    if line[:4].upper() == "SIP/":
-        parts = line.split(" ", 2)
-        if len(parts) < 2:
-            raise RemoteProtocolError(f"The status line {line!r} has no status code.")
-        version = _version(parts[0], line)
-        code = parts[1]
-        if len(code) != 3 or not code.isascii() or not code.isdigit() or code[0] not in "123456":
-            raise RemoteProtocolError(
-                f"The status code {code!r} is not a three-digit code from 100 to 699."
-            )
-        reason = parts[2] if len(parts) == 3 else ""
-        if _BAD_REASON.search(reason):
-            raise RemoteProtocolError(f"The reason phrase {reason!r} holds control characters.")
-        return Response(status=int(code), reason=reason, version=version, headers=headers)
+def check_status_line(line: str) -> tuple[int, str]:
+    """The status code and reason of a status line; RemoteProtocolError if malformed."""
+    parts = line.split(" ", 2)
+    if len(parts) < 2:
+        raise RemoteProtocolError(f"The status line {line!r} has no status code.")
+    _version(parts[0], line)
+    code = parts[1]
+    if len(code) != 3 or not code.isascii() or not code.isdigit() or code[0] not in "123456":
+        raise RemoteProtocolError(
+            f"The status code {code!r} is not a three-digit code from 100 to 699."
+        )
+    reason = parts[2] if len(parts) == 3 else ""
+    if _BAD_REASON.search(reason):
+        raise RemoteProtocolError(f"The reason phrase {reason!r} holds control characters.")
+    return int(code), reason
+
+
+def check_request_line(line: str) -> tuple[str, str, str]:
+    """Method, Request-URI and version of a request line; RemoteProtocolError if malformed."""
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise RemoteProtocolError(
@@ -75,7 +79,15 @@ def _start_line(line: str, headers: Headers) -> Request | Response:
             raise RemoteProtocolError(
                 f"The Request-URI {uri!r} carries URI headers, which RFC 3261 §19.1.5 forbids."
             )
-    version = _version(version_text, line)
+    return method, uri, _version(version_text, line)
+
+
+def _start_line(line: str, headers: Headers) -> Request | Response:
+    if line[:4].upper() == "SIP/":
+        status, reason = check_status_line(line)
+        version = line.split(" ", 1)[0]
+        return Response(status=status, reason=reason, version=version, headers=headers)
+    method, uri, version = check_request_line(line)
     return Request(method=method, uri=uri, version=version, headers=headers)
 
 

@@ -43,7 +43,9 @@ def parse_everything(message: Request | Response) -> None:
             validate_response(message)
     except RemoteProtocolError:
         pass
-    assert parse_datagram(serialise(message)).headers.fields[:1] == message.headers.fields[:1]
+    again = parse_datagram(serialise(message))
+    if message.headers.fields:  # a message without headers comes back with Content-Length
+        assert again.headers.fields[:1] == message.headers.fields[:1]
 
 
 def drain(framer: StreamFramer) -> list[object]:
