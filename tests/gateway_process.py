@@ -127,7 +127,37 @@ class GatewayProcess:
             if self._stderr_task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(self._stderr_task, WAIT)
+        self.assert_no_secrets_logged()
         return code
+
+    def secrets(self) -> list[str]:
+        """What must never reach a log line: the admin password (given or generated), the
+        stored HTTP digest password, and every line of the device's private key."""
+        found = [PASSWORD] + [
+            line.removeprefix(PASSWORD_LINE) for line in self.stdout_lines if PASSWORD_LINE in line
+        ]
+        store_file = self.data_dir / "sipsgate.db"
+        if store_file.exists():
+            store = SqliteStore(store_file)
+            try:
+                found.append(store.get_settings().http_auth_password)
+                identity = store.device_identity()
+            finally:
+                store.close()
+            if identity is not None:
+                found += [
+                    line
+                    for line in identity.private_key_pem.decode().splitlines()
+                    if line and not line.startswith("-----")
+                ]
+        return [secret for secret in found if len(secret) >= 8]
+
+    def assert_no_secrets_logged(self) -> None:
+        """Every `sipsgate run` a test starts is checked when it stops (DESIGN §11)."""
+        log = "\n".join(self.stderr_lines)
+        leaked = [secret[:4] + "..." for secret in self.secrets() if secret in log]
+        assert not leaked, f"secrets reached the log: {leaked}"
+        assert "PRIVATE KEY" not in log
 
 
 async def start_gateway(
