@@ -30,6 +30,7 @@ from gateway.admin.auth import AdminAuth, LoginThrottle, write_password
 from gateway.admin.tls import DeviceTls
 from gateway.config import Config, build_config
 from gateway.metrics import MetricsRegistry
+from gateway.provisioning.service import ProvisioningService
 
 PASSWORD = "correct horse battery staple"
 TEST_ACTOR = Actor(name="test", interface="cli")
@@ -180,6 +181,7 @@ async def start_admin(
     config: Config | None = None,
     throttle: LoginThrottle | None = None,
     registry: MetricsRegistry | None = None,
+    provisioning: ProvisioningService | None = None,
 ) -> AdminHarness:
     service = device_service(store)
     identity = service.ensure_standard_identity(actor=TEST_ACTOR)
@@ -194,6 +196,7 @@ async def start_admin(
         device_tls=device_tls,
         registry=registry,
         device=AsyncDeviceService(service),
+        provisioning=provisioning,
     )
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server(ssl=device_tls.server_context())

@@ -7,6 +7,7 @@ turned into the error shape by the application's error middleware.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -44,8 +45,11 @@ from gateway.admin.app import (
 )
 from gateway.admin.security import read_limited
 from gateway.provisioning.apply import apply_document, check_document
+from gateway.provisioning.client import without_credentials
 from gateway.provisioning.document import parse_document
 from gateway.provisioning.errors import DocumentError, DocumentTooLarge
+from gateway.provisioning.result import FetchResult
+from gateway.provisioning.service import ProvisioningService
 
 PEM_TYPE = "application/x-pem-file"
 DER_TYPE = "application/pkix-cert"
@@ -633,14 +637,16 @@ async def restore(request: web.Request) -> web.Response:
 
 async def provisioning_apply(request: web.Request) -> web.Response:
     """Apply a provisioning document (the format the provisioning client fetches), all or
-    nothing; ``?dry_run=true`` only reports what it would change."""
+    nothing; ``?dry_run=true`` only reports what it would change. Applied through the
+    running provisioning service (when there is one), so it becomes the last result."""
     state = state_of(request)
     dry_run = query_bool(request, "dry_run")
     files = await read_upload(request, state.max_upload)
     if len(files) != 1:
         raise ApiError(400, "one-file", "Send exactly one provisioning document.")
+    data = files[0][1]
     try:
-        document = parse_document(files[0][1])
+        document = parse_document(data)
     except DocumentTooLarge as exc:
         raise ApiError(413, "too-large", str(exc)) from exc
     except DocumentError as exc:
@@ -648,11 +654,89 @@ async def provisioning_apply(request: web.Request) -> web.Response:
     actor = principal_of(request).actor
     if dry_run:
         result = await state.call(check_document, state.store, document, running=state.config)
+    elif state.provisioning is not None:
+        recorded = await state.provisioning.apply(data, actor=actor)
+        if recorded.apply is None:  # not expected: the same bytes were read above
+            raise ApiError(400, "invalid-document", "; ".join(recorded.errors))
+        result = recorded.apply
     else:
         result = await state.call(
             apply_document, state.store, document, actor=actor, running=state.config
         )
     return web.json_response(result.to_dict(), status=200 if result.ok else 422)
+
+
+# -- provisioning: the last result and a fetch on demand ------------------------------------
+
+
+def running_provisioning(state: AdminState) -> ProvisioningService:
+    """The provisioning service of this process; 409 when there is none (a tool, a test)."""
+    if state.provisioning is None:
+        raise ApiError(
+            409,
+            "provisioning-not-running",
+            "Provisioning is not running in this process; use the gateway's admin endpoint "
+            "or `sipsgate provision`.",
+        )
+    return state.provisioning
+
+
+def shown_url(template: str) -> str | None:
+    """``provisioning.url`` as shown: ``None`` when empty, and never with credentials
+    (the client refuses a URL holding them, but the text is still in the config)."""
+    text = template.strip()
+    return without_credentials(text) if text else None
+
+
+async def provisioning_status(service: ProvisioningService) -> dict[str, Any]:
+    """What ``GET /api/v1/provisioning`` answers and the Settings page shows."""
+    last: FetchResult | None = await service.last_result()
+    return {
+        "configured": service.client.configured,
+        "url": shown_url(service.client.url_template),
+        "interval_seconds": service.interval,
+        "last_result": last.to_dict() if last is not None else None,
+    }
+
+
+async def provisioning_get(request: web.Request) -> web.Response:
+    service = running_provisioning(state_of(request))
+    return web.json_response(await provisioning_status(service))
+
+
+def fetch_options(body: Mapping[str, Any]) -> bool:
+    """``force`` from the body of ``POST /api/v1/provisioning/fetch``."""
+    unknown = sorted(set(body) - {"force"})
+    if unknown:
+        raise ValidationError(
+            unknown[0], f'"{unknown[0][:40]}" is not an option of a fetch; only "force" is.'
+        )
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ValidationError("force", "force must be true or false.")
+    return force
+
+
+async def run_fetch(service: ProvisioningService, *, force: bool) -> FetchResult:
+    """One fetch now. 409 when ``provisioning.url`` is empty; a run that fails (401,
+    a rejected certificate, an unreachable server) is a result, not an error. The run
+    is shielded so that a client going away does not cut it short."""
+    if not service.client.configured:
+        raise ApiError(
+            409,
+            "provisioning-not-configured",
+            "provisioning.url is not set: set it in the [provisioning] section of the "
+            "config to fetch a document.",
+        )
+    return await asyncio.shield(service.fetch_now(force=force))
+
+
+async def provisioning_fetch(request: web.Request) -> web.Response:
+    state = state_of(request)
+    body = await read_json_object(request, limit=state.max_upload, optional=True)
+    force = fetch_options(body)
+    result = await run_fetch(running_provisioning(state), force=force)
+    return web.json_response(result.to_dict())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -710,5 +794,7 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{v1}/expiring", expiring)
     r.add_get(f"{v1}/backup", backup)
     r.add_post(f"{v1}/restore", restore)
+    r.add_get(f"{v1}/provisioning", provisioning_get)
+    r.add_post(f"{v1}/provisioning/fetch", provisioning_fetch)
     r.add_post(f"{v1}/provisioning/apply", provisioning_apply)
     r.add_get("/metrics", metrics)

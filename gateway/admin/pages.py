@@ -45,6 +45,7 @@ from gateway.admin.app import (
 )
 from gateway.admin.auth import SESSION_COOKIE, SESSION_MAX_SECONDS, Session
 from gateway.log import get_logger
+from gateway.provisioning.result import FetchResult
 
 PAGE_SIZE = 50
 BANNER_DAYS = 30
@@ -660,6 +661,14 @@ async def settings_page(request: web.Request) -> web.Response:
     state = state_of(request)
     value = await state.call(state.store.get_settings)
     rejected = await state.call(state.store.list_rejected)
+    provisioning = None
+    last_at = ""
+    if state.provisioning is not None:
+        provisioning = await api.provisioning_status(state.provisioning)
+        last = provisioning["last_result"]
+        if last is not None:
+            at = datetime.fromisoformat(last["at"]).astimezone(UTC)
+            last_at = at.strftime("%Y-%m-%d %H:%M:%S UTC")
     return await page(
         request,
         "settings.html",
@@ -667,6 +676,8 @@ async def settings_page(request: web.Request) -> web.Response:
             "settings": render.settings(value),
             "overridden": sum(1 for r in rejected if r.overridden),
             "rejected_total": len(rejected),
+            "provisioning": provisioning,
+            "provisioning_last_at": last_at,
         },
         active="settings",
     )
@@ -687,6 +698,34 @@ async def settings_form(request: web.Request) -> web.StreamResponse:
     except InputError as exc:
         raise back(request, "/settings", "error", f"Nothing was changed: {exc}") from None
     raise back(request, "/settings", "ok", "Settings saved.")
+
+
+def fetch_message(result: FetchResult) -> tuple[str, str]:
+    """The flash message after *Fetch now*: its level and text."""
+    if not result.ok:
+        detail = result.errors[-1] if result.errors else "see the last result below"
+        return "error", f"Provisioning fetch: {result.status.value}. {detail}"
+    text = f"Provisioning fetch: {result.status.value}."
+    if result.apply is not None:
+        changed = len(result.apply.changes)
+        added = len(result.apply.certificates_added)
+        text += f" {changed} setting(s) changed, {added} certificate(s) added."
+        if result.apply.unknown:
+            text += f" {len(result.apply.unknown)} unknown name(s) ignored."
+    return "ok", text
+
+
+async def provisioning_fetch_form(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    form = await form_of(request)
+    force = form_text(form, "force") == "on"
+    try:
+        service = api.running_provisioning(state)
+        result = await api.run_fetch(service, force=force)
+    except ApiError as exc:
+        raise back(request, "/settings", "error", exc.message) from None
+    level, text = fetch_message(result)
+    raise back(request, "/settings", level, text)
 
 
 async def restore_form(request: web.Request) -> web.StreamResponse:
@@ -769,6 +808,7 @@ def setup(app: web.Application) -> None:
     r.add_get("/settings", settings_page)
     r.add_post("/settings", settings_form)
     r.add_post("/settings/restore", restore_form)
+    r.add_post("/settings/provisioning/fetch", provisioning_fetch_form)
     r.add_get("/audit", audit_page)
 
 

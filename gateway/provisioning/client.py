@@ -103,21 +103,38 @@ def expand_url(template: str, *, name: str, mac: MacSource) -> str:
         return quote(values[key], safe="")
 
     text = _PLACEHOLDER.sub(substitute, template.strip())
+    shown = without_credentials(text)  # an error message never repeats a password
     try:
         url = URL(text)
     except (ValueError, TypeError) as exc:
-        raise ProvisioningUrlError(f"provisioning.url {text!r} is not a URL ({exc}).") from exc
-    if url.scheme != "https" or not url.host:
-        raise ProvisioningUrlError(
-            f"provisioning.url {text!r} must be an https:// URL with a host: the document "
-            "changes trust settings and must come over a verified connection."
-        )
+        raise ProvisioningUrlError(f"provisioning.url {shown!r} is not a URL.") from exc
     if url.user is not None or url.password is not None:
         raise ProvisioningUrlError(
             "provisioning.url must not hold a user name or password; set the HTTP digest "
             "credentials in the settings (Security.global.HTTPAuthUsername/Password)."
         )
+    if url.scheme != "https" or not url.host:
+        raise ProvisioningUrlError(
+            f"provisioning.url {shown!r} must be an https:// URL with a host: the document "
+            "changes trust settings and must come over a verified connection."
+        )
     return str(url)
+
+
+def without_credentials(text: str) -> str:
+    """``text`` (a URL, possibly with placeholders) without a ``user:password@`` part."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    end = len(rest)
+    for mark in "/?#":
+        index = rest.find(mark)
+        if index != -1:
+            end = min(end, index)
+    authority = rest[:end]
+    if "@" in authority:
+        authority = authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{rest[end:]}"
 
 
 class _Attempt(Exception):

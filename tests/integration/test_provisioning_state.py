@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.provisioning.apply import ApplyResult, ApplyStatus, SettingChange
-from gateway.provisioning.client import expand_url
+from gateway.provisioning.client import expand_url, without_credentials
 from gateway.provisioning.errors import ProvisioningUrlError
 from gateway.provisioning.mac import PrimaryInterfaceMac
 from gateway.provisioning.result import FetchResult, FetchStatus, Trigger
@@ -120,9 +120,24 @@ class TestUrl:
             ("https://prov.test/{mac}.xml", "no MAC address"),
             ("http://prov.test/a.xml", "https://"),
             ("https://user:pw@prov.test/a.xml", "must not hold a user name"),
+            ("http://user:pw@prov.test/a.xml", "must not hold a user name"),
             ("https:///a.xml", "https://"),
         ],
     )
     def test_bad_urls(self, template: str, message: str) -> None:
-        with pytest.raises(ProvisioningUrlError, match=message.replace("{", r"\{")):
+        with pytest.raises(ProvisioningUrlError, match=message.replace("{", r"\{")) as caught:
             expand_url(template, name="x", mac=lambda: None)
+        assert ":pw@" not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("url", "shown"),
+        [
+            ("https://user:pw@prov.test/a.xml", "https://prov.test/a.xml"),
+            ("https://u:p@ss@prov.test:8443/{mac}.xml", "https://prov.test:8443/{mac}.xml"),
+            ("https://prov.test/a.xml?next=a@b", "https://prov.test/a.xml?next=a@b"),
+            ("https://prov.test", "https://prov.test"),
+            ("prov.test/a.xml", "prov.test/a.xml"),
+        ],
+    )
+    def test_credentials_are_left_out_of_a_shown_url(self, url: str, shown: str) -> None:
+        assert without_credentials(url) == shown

@@ -8,6 +8,7 @@ document: status code, content type, headers and body schema.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import positive_data_acceptance
 
+from certstore.sqlite import SqliteStore
 from certstore.x509 import to_pem
+from gateway.config import Config, build_config
+from gateway.provisioning.client import RetryPolicy
+from gateway.provisioning.service import ProvisioningService, build_client
 from tests.admin_support import (
     TEST_ACTOR,
     AdminHarness,
@@ -80,6 +85,26 @@ for _name, _strategy in _FORMATS.items():
 schema = schemathesis.openapi.from_path(OPENAPI)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def unreachable_provisioning(
+    data_dir: Path, store: SqliteStore
+) -> tuple[Config, ProvisioningService]:
+    """A real provisioning service whose server is not there: a fetch runs and fails
+    quickly (one attempt), so its result is checked against the document too."""
+    url = f"https://127.0.0.1:{closed_port()}/provisioning/{{mac}}.xml"
+    raw = {"gateway": {"data_dir": str(data_dir)}, "provisioning": {"url": url}}
+    config = build_config(raw, env={})
+    client = build_client(config, store, mac=lambda: "7C2F80C6E5C2", retry=RetryPolicy(attempts=1))
+    return config, ProvisioningService(client, interval=float(config.provisioning.interval))
+
+
 @dataclass
 class LiveAdmin:
     base_url: str
@@ -106,7 +131,10 @@ def live_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAdmin]:
     data_dir.mkdir()
     store = open_store(data_dir)
     try:
-        harness = asyncio.run_coroutine_threadsafe(start_admin(store, data_dir), loop).result(WAIT)
+        config, service = unreachable_provisioning(data_dir, store)
+        harness = asyncio.run_coroutine_threadsafe(
+            start_admin(store, data_dir, config=config, provisioning=service), loop
+        ).result(WAIT)
         ca_file = root / "admin-ca.pem"
         ca_file.write_bytes(to_pem(harness.identity.chain))
         yield LiveAdmin(base_url=harness.base_url.rstrip("/"), ca_file=ca_file, harness=harness)
