@@ -1095,6 +1095,10 @@ def export_chain(chain: Sequence[Certificate], fmt: ExportFormat | str = ExportF
     return pkcs7.serialize_certificates([c.x509 for c in chain], serialization.Encoding.DER)
 
 
+# OpenSSL refuses longer passphrases for PEM encryption (it raises instead of saying so).
+MAX_EXPORT_PASSPHRASE = 1023
+
+
 def export_with_key(
     chain: Sequence[Certificate], key_pem: bytes, *, passphrase: bytes | None = None
 ) -> bytes:
@@ -1102,6 +1106,12 @@ def export_with_key(
     unless a passphrase is given."""
     key_out = key_pem
     if passphrase:
+        if len(passphrase) > MAX_EXPORT_PASSPHRASE:
+            raise ValidationError(
+                "passphrase",
+                f"The export passphrase is {len(passphrase)} bytes long; use at most "
+                f"{MAX_EXPORT_PASSPHRASE} (OpenSSL's limit for encrypted PEM keys).",
+            )
         key = load_private_key(key_pem)
         key_out = key.private_bytes(
             serialization.Encoding.PEM,
