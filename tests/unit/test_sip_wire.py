@@ -4,6 +4,7 @@ and the relay's spliced fast path sends what its full path sends."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from gateway.sip import (
     parse_via,
     serialise,
 )
-from gateway.sip.wire import Wire, scan_datagram, simple_name_addr, simple_via
+from gateway.sip.wire import Wire, _split_head, scan_datagram, simple_name_addr, simple_via
 from tests.unit.test_sip_fuzz import any_input
 
 FIXTURES = sorted((Path(__file__).parent / "sip_torture").glob("*.dat"))
@@ -139,6 +140,29 @@ class TestRecognisers:
         """A name-addr the plain recogniser takes, the full parser takes too."""
         if simple_name_addr(value):
             parse_name_addr(value)
+
+
+# The canonical head as a regular expression: what _split_head checks with string methods.
+_TCHAR = r"A-Za-z0-9\-.!%*_+`'~"
+_LINE = f"[{_TCHAR}]+: (?:[^\\r\\n \\t](?:[^\\r\\n]*[^\\r\\n \\t])?)?"
+CANONICAL_HEAD = re.compile(f"[^\\r\\n]+(?:\\r\\n{_LINE})*")
+_PIECES = st.sampled_from(
+    ["\r\n", "\r", "\n", ": ", ":", " ", "\t", "Via", "v", "X-a", "x y", "é", "\x00", "a,b", ""]
+)
+
+
+class TestSplitHead:
+    @SETTINGS
+    @given(st.one_of(st.lists(_PIECES, max_size=14).map("".join), st.text(max_size=40)))
+    def test_canonical_exactly_when_the_expression_matches(self, text: str) -> None:
+        """The string-method check takes a head exactly when the regular expression does."""
+        split = _split_head(text)
+        assert (split is not None) == (CANONICAL_HEAD.fullmatch(text) is not None)
+        if split is not None:
+            start, lines, keys, values = split
+            assert "\r\n".join([start, *lines]) == text
+            assert keys == [header_key(line.partition(": ")[0]) for line in lines]
+            assert values == [line.partition(": ")[2] for line in lines]
 
 
 # --- the relay: fast path and full path send the same ---------------------------------
