@@ -42,6 +42,10 @@ class _Metric:
             )
         return tuple(str(labels[name]) for name in self.labels)
 
+    def key(self, **labels: str) -> LabelValues:
+        """The checked label values, for :meth:`Counter.inc_key` on a hot path."""
+        return self._key(labels)
+
     def value(self, **labels: str) -> float:
         """The current value for these label values (0 when never touched)."""
         return self._values.get(self._key(labels), 0.0)
@@ -78,6 +82,10 @@ class Counter(_Metric):
             raise ValueError(f"Counter {self.name} cannot go down (got {amount}).")
         key = self._key(labels)
         self._values[key] = self._values.get(key, 0.0) + amount
+
+    def inc_key(self, key: LabelValues) -> None:
+        """Add one to the series ``key`` (made by :meth:`key`, so already checked)."""
+        self._values[key] = self._values.get(key, 0.0) + 1.0
 
 
 class Gauge(_Metric):

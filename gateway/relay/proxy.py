@@ -707,7 +707,12 @@ class ProxyCore:
         if "via" not in keys or "cseq" not in keys:
             return False
         vi = keys.index("via")
-        via = simple_via(w.values[vi])
+        value = w.values[vi]
+        rest: str | None = None
+        if "," in value:  # our Via and the ones below it on one line, as some stacks write
+            elements = split_comma_list(value)
+            value, rest = elements[0], ", ".join(elements[1:])
+        via = simple_via(value)
         if via is None:
             return False
         branch = via.param("branch")[1]
@@ -729,7 +734,10 @@ class ProxyCore:
         if action is ResponseAction.ABSORB:
             return True
         lines = w.lines.copy()
-        del lines[vi]
+        if rest is None:
+            del lines[vi]
+        else:  # what pop_first_value leaves: the other values, joined by ", "
+            lines[vi] = f"{lines[vi][: -len(w.values[vi]) - 2]}: {rest}"
         self._pass_response(stx, w.render(lines), status, now, out)
         return True
 

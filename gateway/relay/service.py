@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 import itertools
+import logging
 import math
 import random
 import socket
@@ -306,6 +307,9 @@ class SipRelay:
         self.tcp_addresses: list[tuple[str, int]] = []
         self.upstream_connected = asyncio.Event()  # set while a flow is open
         self._log = structlog.get_logger("gateway.relay")
+        self._level_wrapper: object = None  # the wrapper class _info_on was read from
+        self._info_on = True
+        self._series: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self._udp_binds = [parse_listen(a, "sip.listen_udp") for a in sip.listen_udp]
         self._tcp_binds = [parse_listen(a, "sip.listen_tcp") for a in sip.listen_tcp]
         self._limiter = SourceLimiter(sip.source_rate, sip.source_burst)
@@ -721,20 +725,42 @@ class SipRelay:
 
     def _done(self, done: TransactionDone) -> None:
         method = done.method if done.method in KNOWN_METHODS else "other"
-        self.metrics.transactions.inc(
-            direction=done.direction, method=method, status=str(done.status)
-        )
-        self._log.info(
-            "sip.request.answered" if done.local else "sip.request.relayed",
-            call_id=done.call_id,
-            method=done.method,
-            status=done.status,
-            direction=done.direction,
-            peer=done.peer,
-            duration_ms=round(done.duration * 1000, 2),
-        )
+        series = (done.direction, method, done.status)
+        key = self._series.get(series)
+        if key is None:  # a bounded set: two directions, 15 method names, status codes
+            key = self.metrics.transactions.key(
+                direction=done.direction, method=method, status=str(done.status)
+            )
+            self._series[series] = key
+        self.metrics.transactions.inc_key(key)
+        if self._info_enabled():
+            self._log.info(
+                "sip.request.answered" if done.local else "sip.request.relayed",
+                call_id=done.call_id,
+                method=done.method,
+                status=done.status,
+                direction=done.direction,
+                peer=done.peer,
+                duration_ms=round(done.duration * 1000, 2),
+            )
         for observer in self.observers:
             observer(done)
+
+    def _info_enabled(self) -> bool:
+        """Whether an info event would be written, without assembling a logger to ask.
+
+        Read from the configured wrapper class at each call (the configuration can change
+        while the relay runs); the answer is kept per class.
+        """
+        wrapper = structlog.get_config()["wrapper_class"]
+        if wrapper is not self._level_wrapper:
+            # Only a class that defines the check is asked (a generic wrapper would turn
+            # the call into a log event of its own).
+            self._info_on = not hasattr(wrapper, "is_enabled_for") or bool(
+                self._log.bind().is_enabled_for(logging.INFO)
+            )
+            self._level_wrapper = wrapper
+        return self._info_on
 
     def _dropped(self, dropped: Dropped) -> None:
         self.metrics.dropped.inc(reason=dropped.reason)

@@ -19,6 +19,7 @@ caller, as much as it needs: see ``gateway.relay.proxy``.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from gateway.sip.errors import RemoteProtocolError
@@ -26,11 +27,35 @@ from gateway.sip.message import Request, Response, header_key
 from gateway.sip.parser import check_request_line, check_status_line, parse_datagram
 
 _TCHAR = r"A-Za-z0-9\-.!%*_+`'~"
-# One canonical header line: a token, ": ", a value without CR/LF that neither starts
-# nor ends with SP/HTAB (the full parser strips those; here they must be absent).
-_LINE = f"[{_TCHAR}]+: (?:[^\\r\\n \\t](?:[^\\r\\n]*[^\\r\\n \\t])?)?"
-_HEAD = re.compile(f"[^\\r\\n]+(?:\\r\\n{_LINE})*")
+_TOKEN = re.compile(f"[{_TCHAR}]+")
 _DIGITS = re.compile(r"[0-9]{1,10}")
+# Header name as written (a token) -> look-up key, learnt as names are seen (bounded).
+_KEY_OF: dict[str, str] = {}
+_KEYS_KEPT = 512
+
+
+def _key_of(name: str) -> str:
+    key = header_key(name)
+    if len(_KEY_OF) < _KEYS_KEPT:
+        _KEY_OF[name] = key
+    return key
+
+
+@functools.lru_cache(maxsize=1024)
+def _start_fields(start: str) -> tuple[str, str, int] | None:
+    """(method, uri, 0) of a request line or ("", "", status) of a status line; None if bad.
+
+    Kept per line: a base station sends the same few request lines, an upstream the
+    same few status lines.
+    """
+    try:
+        if start[:4].upper() == "SIP/":
+            status, _ = check_status_line(start)
+            return "", "", status
+        method, uri, _ = check_request_line(start)
+    except RemoteProtocolError:
+        return None
+    return method, uri, 0
 
 
 class Wire:
@@ -97,17 +122,10 @@ def scan_head(head: bytes, body: bytes | None = None) -> tuple[Wire, int] | None
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if _HEAD.fullmatch(text) is None:
+    split = _split_head(text)
+    if split is None:
         return None
-    lines = text.split("\r\n")
-    start = lines[0]
-    del lines[0]
-    keys: list[str] = []
-    values: list[str] = []
-    for line in lines:
-        name, _, value = line.partition(": ")
-        keys.append(header_key(name))
-        values.append(value)
+    start, lines, keys, values = split
     if keys.count("content-length") != 1:
         return None
     length_text = values[keys.index("content-length")]
@@ -116,20 +134,50 @@ def scan_head(head: bytes, body: bytes | None = None) -> tuple[Wire, int] | None
     length = int(length_text)
     if str(length) != length_text:
         return None  # leading zeros: serialise would write it differently
-    try:
-        if start[:4].upper() == "SIP/":
-            status, _ = check_status_line(start)
-            method = uri = ""
-        else:
-            method, uri, _ = check_request_line(start)
-            status = 0
-    except RemoteProtocolError:
+    checked = _start_fields(start)
+    if checked is None:
         return None
+    method, uri, status = checked
     wire = Wire(start, lines, keys, values, b"", head)
     wire.method, wire.uri, wire.status = method, uri, status
     if body is not None:
         attach_body(wire, body)
     return wire, length
+
+
+def _split_head(text: str) -> tuple[str, list[str], list[str], list[str]] | None:
+    """Start line, header lines, their keys and values; None unless canonical.
+
+    Canonical: CR and LF only as CRLF; a non-empty start line; then lines
+    ``token: value`` where the value neither starts nor ends with SP/HTAB (the full
+    parser strips those; here they must be absent). String methods, not a regex over
+    the whole head: this runs for every message the relay moves.
+    """
+    crlf = text.count("\r\n")
+    if text.count("\r") != crlf or text.count("\n") != crlf:
+        return None
+    lines = text.split("\r\n")
+    start = lines[0]
+    if not start:
+        return None
+    del lines[0]
+    known = _KEY_OF
+    keys: list[str] = []
+    values: list[str] = []
+    for line in lines:
+        name, sep, value = line.partition(": ")
+        if not sep:
+            return None
+        key = known.get(name)
+        if key is None:
+            if _TOKEN.fullmatch(name) is None:
+                return None
+            key = _key_of(name)
+        if value and (value[0] in " \t" or value[-1] in " \t"):
+            return None
+        keys.append(key)
+        values.append(value)
+    return start, lines, keys, values
 
 
 def attach_body(wire: Wire, body: bytes) -> None:

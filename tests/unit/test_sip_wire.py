@@ -4,6 +4,7 @@ and the relay's spliced fast path sends what its full path sends."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from gateway.sip import (
     parse_via,
     serialise,
 )
-from gateway.sip.wire import Wire, scan_datagram, simple_name_addr, simple_via
+from gateway.sip.wire import Wire, _split_head, scan_datagram, simple_name_addr, simple_via
 from tests.unit.test_sip_fuzz import any_input
 
 FIXTURES = sorted((Path(__file__).parent / "sip_torture").glob("*.dat"))
@@ -141,6 +142,29 @@ class TestRecognisers:
             parse_name_addr(value)
 
 
+# The canonical head as a regular expression: what _split_head checks with string methods.
+_TCHAR = r"A-Za-z0-9\-.!%*_+`'~"
+_LINE = f"[{_TCHAR}]+: (?:[^\\r\\n \\t](?:[^\\r\\n]*[^\\r\\n \\t])?)?"
+CANONICAL_HEAD = re.compile(f"[^\\r\\n]+(?:\\r\\n{_LINE})*")
+_PIECES = st.sampled_from(
+    ["\r\n", "\r", "\n", ": ", ":", " ", "\t", "Via", "v", "X-a", "x y", "é", "\x00", "a,b", ""]
+)
+
+
+class TestSplitHead:
+    @SETTINGS
+    @given(st.one_of(st.lists(_PIECES, max_size=14).map("".join), st.text(max_size=40)))
+    def test_canonical_exactly_when_the_expression_matches(self, text: str) -> None:
+        """The string-method check takes a head exactly when the regular expression does."""
+        split = _split_head(text)
+        assert (split is not None) == (CANONICAL_HEAD.fullmatch(text) is not None)
+        if split is not None:
+            start, lines, keys, values = split
+            assert "\r\n".join([start, *lines]) == text
+            assert keys == [header_key(line.partition(": ")[0]) for line in lines]
+            assert values == [line.partition(": ")[2] for line in lines]
+
+
 # --- the relay: fast path and full path send the same ---------------------------------
 
 KEY = bytes(range(32))
@@ -190,10 +214,19 @@ def requests(draw: st.DrawFn) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def answer(data: bytes, status: int) -> bytes:
-    """The upstream's answer to a relayed request (what kamailio and the far end write)."""
+def answer(data: bytes, status: int, *, join_vias: bool = False) -> bytes:
+    """The upstream's answer to a relayed request (what kamailio and the far end write).
+
+    With ``join_vias`` every Via value is on the first Via line, comma-separated (what
+    SIPp's ``[last_Via:]`` writes).
+    """
     request = parse_datagram(data)
     keep = [(f.name, f.value) for f in request.headers if header_key(f.name) in _ANSWER]
+    if join_vias:
+        vias = [v for name, v in keep if header_key(name) == "via"]
+        first = next(i for i, (name, _) in enumerate(keep) if header_key(name) == "via")
+        keep = [(n, v) for n, v in keep if header_key(n) != "via"]
+        keep.insert(first, ("Via", ", ".join(vias)))
     return serialise(Response(status=status, reason="X", headers=keep))
 
 
@@ -202,8 +235,10 @@ _ANSWER = frozenset({"via", "from", "to", "call-id", "cseq", "path"})
 
 class TestFastPathIsFullPath:
     @SETTINGS
-    @given(requests(), st.sampled_from([100, 200, 404]), st.integers(1, 65535))
-    def test_request_and_response(self, data: bytes, status: int, port: int) -> None:
+    @given(requests(), st.sampled_from([100, 200, 404]), st.integers(1, 65535), st.booleans())
+    def test_request_and_response(
+        self, data: bytes, status: int, port: int, join_vias: bool
+    ) -> None:
         """A request and its answer, fast (scanned) and full (parsed): same bytes out."""
         flow = LanFlow("udp", "192.168.1.20", port, 0)
         fast, slow = make_core(), make_core()
@@ -221,7 +256,7 @@ class TestFastPathIsFullPath:
         sent = [o.data for o in out_fast if isinstance(o, SendUpstream)]
         if not sent:
             return
-        reply = answer(sent[0], status)
+        reply = answer(sent[0], status, join_vias=join_vias)
         framer = StreamFramer(wire=True)
         framer.receive_data(reply)
         event = framer.next_event()
@@ -233,7 +268,7 @@ class TestFastPathIsFullPath:
             if isinstance(a, SendLan):
                 assert isinstance(b, SendLan)
                 assert a.flow == b.flow
-                assert shape(a.data) == shape(b.data)
+                assert a.data == b.data
             else:
                 assert a == b
 
@@ -249,3 +284,51 @@ class TestFastPathIsFullPath:
         assert [type(o) for o in out] == [SendUpstream]
         stx = core.table.get("s|z9hG4bK1|192.168.1.20|OPTIONS")
         assert stx is not None and stx._build is not None  # type: ignore[attr-defined]
+
+    def test_answer_with_joined_vias_takes_the_fast_path(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A 200 whose Via line holds ours and the base station's is relayed from its lines."""
+        core = make_core()
+        data = (
+            b"OPTIONS sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK1"
+            b"\r\nMax-Forwards: 70\r\nFrom: <sip:a@example.net>;tag=1\r\nTo: <sip:bob@example.net>"
+            b"\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        (sent,) = core.receive_lan_datagram(data, BS, 1.0)
+        assert isinstance(sent, SendUpstream)
+        reply = answer(sent.data, 200, join_vias=True)
+        assert reply.count(b"Via:") == 1
+        event = scan_datagram(reply)
+        assert event is not None
+
+        def refuse(self: Wire) -> Request | Response:
+            raise AssertionError("the full parser was used")
+
+        monkeypatch.setattr(Wire, "to_message", refuse)
+        out = core.receive_upstream(event, 1.1)
+        assert isinstance(out[0], SendLan)
+        assert b"Via: SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK1\r\n" in out[0].data
+
+    def test_answer_with_a_bad_via_after_ours_is_relayed_as_the_full_path_does(self) -> None:
+        """The values after ours on the joined line are passed on as they came, whatever."""
+        core, slow = make_core(), make_core()
+        data = (
+            b"OPTIONS sip:bob@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK1"
+            b"\r\nMax-Forwards: 70\r\nFrom: <sip:a@example.net>;tag=1\r\nTo: <sip:bob@example.net>"
+            b"\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        (sent,) = core.receive_lan_datagram(data, BS, 1.0)
+        slow.receive_lan(parse_datagram(data), BS, 1.0)
+        assert isinstance(sent, SendUpstream)
+        ours = parse_datagram(sent.data).headers.get_all("Via")[0]
+        reply = (
+            f"SIP/2.0 200 OK\r\nVia: {ours},, junk\t,\r\nFrom: <sip:a@example.net>;tag=1"
+            "\r\nTo: <sip:bob@example.net>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS"
+            "\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        event = scan_datagram(reply)
+        assert event is not None
+        fast_out = core.receive_upstream(event, 1.1)
+        slow_out = slow.receive_upstream(parse_datagram(reply), 1.1)
+        assert fast_out == slow_out
