@@ -164,6 +164,13 @@ def _advertised(host: str) -> str:
 _UDP_BATCH = 64
 
 
+#: UDP sources whose LanFlow is kept for reuse. A finished server transaction waits
+#: out Timer J (32 s) with its LanFlow; sharing one per source keeps tens of thousands
+#: of identical objects away from the cyclic garbage collector, whose full collections
+#: pause the event loop in proportion to the objects it tracks.
+_UDP_FLOWS_KEPT = 4096
+
+
 class _UdpLan(asyncio.DatagramProtocol):
     def __init__(self, relay: SipRelay, index: int, sock: socket.socket) -> None:
         self.relay = relay
@@ -318,6 +325,8 @@ class SipRelay:
         self._udp: dict[int, asyncio.DatagramTransport] = {}
         self._servers: list[asyncio.Server] = []
         self._tcp: dict[int, _TcpLan] = {}
+        #: One LanFlow per UDP source, shared by its transactions (see _UDP_FLOWS_KEPT).
+        self._udp_flows: dict[tuple[str, int, int], LanFlow] = {}
         self._tcp_per_host: dict[str, int] = {}
         self._conn_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
@@ -627,7 +636,12 @@ class SipRelay:
         host = addr[0]
         if not self._allow(host):
             return
-        flow = LanFlow("udp", host, addr[1], index)
+        key = (host, addr[1], index)
+        flow = self._udp_flows.get(key)
+        if flow is None:
+            if len(self._udp_flows) >= _UDP_FLOWS_KEPT:
+                self._udp_flows.clear()
+            flow = self._udp_flows[key] = LanFlow("udp", host, addr[1], index)
         self._execute(self.core.receive_lan_datagram(data, flow, self._loop.time()))
 
     def _tcp_opened(self, conn: _TcpLan, host: str, port: int) -> None:

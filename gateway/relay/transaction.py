@@ -312,11 +312,18 @@ class TransactionTable(Generic[_T]):
 
     ``schedule(tx)`` is called after anything that may have moved ``tx.deadline``;
     stale heap entries are skipped lazily, so re-arming costs one push.
+
+    A heap entry names its transaction by key only: an entry left behind by a
+    transaction that has gone (a client transaction ends long before its Timer F
+    entry comes up) holds no reference to it, and entries of plain floats, ints and
+    strings are not tracked by the cyclic garbage collector, whose full collections
+    take time in proportion to the tracked objects (at thousands of transactions a
+    second, tens of thousands of entries).
     """
 
     def __init__(self) -> None:
         self.by_key: dict[str, _T] = {}
-        self._heap: list[tuple[float, int, str, _T]] = []
+        self._heap: list[tuple[float, int, str]] = []
         self._counter = itertools.count()
 
     def __len__(self) -> int:
@@ -337,7 +344,7 @@ class TransactionTable(Generic[_T]):
             return
         seq = next(self._counter)
         tx._seq = seq
-        heapq.heappush(self._heap, (tx.deadline, seq, key, tx))
+        heapq.heappush(self._heap, (tx.deadline, seq, key))
 
     def discard(self, key: str, tx: _T) -> None:
         if self.by_key.get(key) is tx:
@@ -346,9 +353,11 @@ class TransactionTable(Generic[_T]):
     def get_timer(self) -> float | None:
         """The earliest deadline of any live transaction, or None."""
         heap = self._heap
+        by_key = self.by_key
         while heap:
-            deadline, seq, key, tx = heap[0]
-            if tx._seq == seq and self.by_key.get(key) is tx:
+            deadline, seq, key = heap[0]
+            tx = by_key.get(key)
+            if tx is not None and tx._seq == seq:
                 return deadline
             heapq.heappop(heap)
         return None
@@ -356,10 +365,12 @@ class TransactionTable(Generic[_T]):
     def due(self, now: float) -> list[tuple[str, _T]]:
         """Pop every transaction whose current deadline is at or before ``now``."""
         heap = self._heap
+        by_key = self.by_key
         out: list[tuple[str, _T]] = []
         while heap and heap[0][0] <= now:
-            _, seq, key, tx = heapq.heappop(heap)
-            if tx._seq == seq and self.by_key.get(key) is tx:
+            _, seq, key = heapq.heappop(heap)
+            tx = by_key.get(key)
+            if tx is not None and tx._seq == seq:
                 tx._seq = -1
                 out.append((key, tx))
         return out

@@ -35,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN, PASSWORD, KamailioRegistrar
@@ -53,6 +54,9 @@ SWEEP = tuple(
     int(r) for r in os.environ.get("BENCH_SWEEP", "2000,3000,3500,4000,4500,5000").split(",") if r
 )
 SHOW_PID = os.environ.get("BENCH_SHOW_PID", "") not in ("", "0")  # for attaching a profiler
+#: A file the relay process appends one line a second to: event-loop lag, the timer
+#: heap, the work per timer firing, the socket backlog (for finding latency, off by default).
+PROBE = os.environ.get("BENCH_PROBE", "")
 TARGET_RATIO = 0.75
 TARGET_P99_MS = 5.0
 WAIT = 120.0
@@ -147,12 +151,90 @@ def child_main(argv: list[str]) -> None:
         await relay.ready.wait()
         await asyncio.wait_for(relay.wait_for_flow(1), 30)
         host, port = relay.udp_addresses[0]
+        probes = [asyncio.create_task(_probe(relay, Path(PROBE)))] if PROBE else []
         print(f"RELAY-READY {host}:{port}", flush=True)
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        for probe in probes:
+            probe.cancel()
         env.store.close()
 
     asyncio.run(main())
+
+
+async def _probe(relay: Any, path: Path) -> None:
+    """Sample the relay once a second: loop lag (a 1 ms sleep that overruns), timers."""
+    import socket as socket_mod
+
+    loop = asyncio.get_running_loop()
+    core = relay.core
+    flow = relay._flow
+    sock = flow.transport.get_extra_info("socket") if flow and flow.transport else None
+    nodelay = sock.getsockopt(socket_mod.IPPROTO_TCP, socket_mod.TCP_NODELAY) if sock else None
+    firings: list[tuple[float, int]] = []
+    original_timer = relay._on_timer
+
+    def timed_timer() -> None:
+        started = time.perf_counter()
+        before = len(core.table._heap)
+        original_timer()
+        firings.append((time.perf_counter() - started, before - len(core.table._heap)))
+
+    relay._on_timer = timed_timer
+    durations: list[float] = []
+    import gc
+
+    gcs: list[str] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        elif info["generation"] == 2:
+            gcs.append(f"{(time.perf_counter() - gc_started[0]) * 1e3:.0f}")
+
+    gc.callbacks.append(on_gc)
+    relay.observers.append(lambda done: durations.append(done.duration))
+    with path.open("a") as fh:
+        fh.write(f"upstream TCP_NODELAY={nodelay}\n")
+        lags: list[float] = []
+        next_report = loop.time() + 1.0
+        cpu0 = time.process_time()
+        while True:
+            expected = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            lags.append(loop.time() - expected)
+            if loop.time() >= next_report:
+                next_report += 1.0
+                lags.sort()
+                f_times = sorted(t for t, _ in firings)
+                fh.write(
+                    f"t={loop.time():.1f} cpu={time.process_time() - cpu0:.2f}s "
+                    f"lag p50={lags[len(lags) // 2] * 1e3:.2f} "
+                    f"p99={lags[int(len(lags) * 0.99)] * 1e3:.2f} max={lags[-1] * 1e3:.2f} ms "
+                    f"samples={len(lags)} table={len(core.table)} heap={len(core.table._heap)} "
+                    f"loop_sched={len(loop._scheduled)} firings={len(firings)} "  # type: ignore[attr-defined]
+                    f"fire_max={(f_times[-1] if f_times else 0) * 1e3:.2f} ms "
+                    f"fire_sum={sum(f_times) * 1e3:.1f} ms "
+                    f"popped_max={max((n for _, n in firings), default=0)} "
+                    + _upstream_rtt(durations)
+                    + f" gc2_ms={','.join(gcs)}"
+                    + "\n"
+                )
+                fh.flush()
+                cpu0 = time.process_time()
+                lags.clear()
+                firings.clear()
+                durations.clear()
+                gcs.clear()
+
+
+def _upstream_rtt(durations: list[float]) -> str:
+    """Request in → final response back from upstream, as sipsgate's core saw it."""
+    if not durations:
+        return "upstream_rtt -"
+    d = sorted(durations)
+    return f"upstream_rtt p50={d[len(d) // 2] * 1e3:.2f} p99={d[int(len(d) * 0.99)] * 1e3:.2f} ms"
 
 
 class RelayProcess:
