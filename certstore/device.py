@@ -13,7 +13,6 @@ Private keys leave this module as unencrypted PKCS#8 PEM (the store file is 0600
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import re
 import warnings
@@ -31,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certstore.errors import Conflict, InputError, ParseError, ValidationError
 from certstore.model import Certificate, CertStatus
-from certstore.x509 import load_certificates, parse_der, to_pem
+from certstore.x509 import load_certificates, parse_der, spki_fingerprint_of_key, to_pem
 
 # Types of private key the device identity can hold.
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -256,13 +255,6 @@ def _check_key_type(key: object) -> PrivateKey:
         f"The private key is of type {type(key).__name__}; the device identity needs an RSA "
         "or ECDSA key.",
     )
-
-
-def spki_sha256(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
 
 
 # -- subject and subject alternative names -------------------------------------------------
@@ -897,12 +889,12 @@ def _finish(
             f"The private key is a weak {key_spec_of(key)} key; set gateway.allow_weak_keys = "
             "true only if a device cannot use 2048-bit RSA or ECDSA.",
         )
-    expected = spki_sha256(key.public_key())
+    expected = spki_fingerprint_of_key(key.public_key())
     by_spki: dict[str, list[Certificate]] = {}
     for cert in certificates:
         public = _public_key(cert)
         if public is not None:
-            by_spki.setdefault(spki_sha256(public), []).append(cert)
+            by_spki.setdefault(spki_fingerprint_of_key(public), []).append(cert)
     leaves = by_spki.get(expected, [])
     if not leaves:
         raise KeyMismatch(
@@ -1126,4 +1118,6 @@ def key_matches_certificate(key_pem: bytes, cert: Certificate) -> bool:
     public = _public_key(cert)
     if public is None:
         return False
-    return spki_sha256(load_private_key(key_pem).public_key()) == spki_sha256(public)
+    return spki_fingerprint_of_key(
+        load_private_key(key_pem).public_key()
+    ) == spki_fingerprint_of_key(public)

@@ -17,10 +17,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from certstore.device import load_csr, spki_sha256
+from certstore.device import load_csr
 from certstore.render import certificate_details, iso
 from certstore.store import DeviceIdentity, PendingCsr
-from certstore.x509 import _EKU_NAMES, _OID_SHORT_NAMES, _key_usage_names, _rfc4514
+from certstore.x509 import (
+    EKU_NAMES,
+    OID_SHORT_NAMES,
+    key_usage_names,
+    rfc4514_name,
+    spki_fingerprint_of_key,
+)
 
 
 def _iso(value: datetime) -> str:
@@ -52,7 +58,7 @@ def _csr_key_facts(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
             "size": key.key_size,
             "curve": None,
             "weak": key.key_size < 2048,
-            "public_key_fingerprint": spki_sha256(key),
+            "public_key_fingerprint": spki_fingerprint_of_key(key),
         }
     if isinstance(key, ec.EllipticCurvePublicKey):
         return {
@@ -60,7 +66,7 @@ def _csr_key_facts(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
             "size": key.curve.key_size,
             "curve": key.curve.name,
             "weak": key.curve.key_size < 224,
-            "public_key_fingerprint": spki_sha256(key),
+            "public_key_fingerprint": spki_fingerprint_of_key(key),
         }
     return {"type": type(key).__name__, "size": 0, "curve": None, "weak": False}
 
@@ -70,7 +76,7 @@ def csr_details(pending: PendingCsr) -> dict[str, Any]:
     csr = load_csr(pending.csr_pem)
     der = csr.public_bytes(serialization.Encoding.DER)
     subject_fields = [
-        [_OID_SHORT_NAMES.get(a.oid) or a.oid.dotted_string, str(a.value)] for a in csr.subject
+        [OID_SHORT_NAMES.get(a.oid) or a.oid.dotted_string, str(a.value)] for a in csr.subject
     ]
     san: dict[str, list[str]] = {"dns": [], "ip": [], "uri": []}
     key_usage: list[str] | None = None
@@ -82,11 +88,11 @@ def csr_details(pending: PendingCsr) -> dict[str, Any]:
             san["ip"] = [str(a) for a in value.get_values_for_type(x509.IPAddress)]
             san["uri"] = list(value.get_values_for_type(x509.UniformResourceIdentifier))
         elif isinstance(value, x509.KeyUsage):
-            key_usage = list(_key_usage_names(value))
+            key_usage = list(key_usage_names(value))
         elif isinstance(value, x509.ExtendedKeyUsage):
-            eku = [_EKU_NAMES.get(oid) or oid.dotted_string for oid in value]
+            eku = [EKU_NAMES.get(oid) or oid.dotted_string for oid in value]
     return {
-        "subject": _rfc4514(csr.subject),
+        "subject": rfc4514_name(csr.subject),
         "subject_fields": subject_fields,
         "common_name": next((v for k, v in subject_fields if k == "CN"), None),
         "key_spec": pending.key_spec,

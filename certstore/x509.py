@@ -47,7 +47,7 @@ _KEY_PEM_LABELS = {
     b"DSA PRIVATE KEY",
 }
 
-_OID_SHORT_NAMES = {
+OID_SHORT_NAMES = {
     NameOID.COMMON_NAME: "CN",
     NameOID.ORGANIZATION_NAME: "O",
     NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
@@ -60,7 +60,7 @@ _OID_SHORT_NAMES = {
     NameOID.USER_ID: "UID",
 }
 
-_EKU_NAMES = {
+EKU_NAMES = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
     ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
     ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
@@ -324,20 +324,20 @@ def _spki_der(tbs: bytes) -> bytes:
 def _name_fields(name: x509.Name) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for attr in name:
-        key = _OID_SHORT_NAMES.get(attr.oid) or attr.oid.dotted_string
+        key = OID_SHORT_NAMES.get(attr.oid) or attr.oid.dotted_string
         value = attr.value if isinstance(attr.value, str) else attr.value.hex()
         out.append((key, value))
     return tuple(out)
 
 
-def _rfc4514(name: x509.Name) -> str:
+def rfc4514_name(name: x509.Name) -> str:
     try:
         return name.rfc4514_string({NameOID.EMAIL_ADDRESS: "emailAddress"})
     except ValueError:
         return ", ".join(f"{k}={v}" for k, v in _name_fields(name))
 
 
-def _key_usage_names(ku: x509.KeyUsage) -> tuple[str, ...]:
+def key_usage_names(ku: x509.KeyUsage) -> tuple[str, ...]:
     names = []
     for attr, label in (
         ("digital_signature", "digitalSignature"),
@@ -391,13 +391,13 @@ def _build(cert: x509.Certificate, der: bytes) -> Certificate:
     ku_ext = ext(x509.KeyUsage)
     if ku_ext is not None:
         assert isinstance(ku_ext.value, x509.KeyUsage)
-        key_usage = _key_usage_names(ku_ext.value)
+        key_usage = key_usage_names(ku_ext.value)
 
     eku: tuple[str, ...] | None = None
     eku_ext = ext(x509.ExtendedKeyUsage)
     if eku_ext is not None:
         assert isinstance(eku_ext.value, x509.ExtendedKeyUsage)
-        eku = tuple(_EKU_NAMES.get(oid) or oid.dotted_string for oid in eku_ext.value)
+        eku = tuple(EKU_NAMES.get(oid) or oid.dotted_string for oid in eku_ext.value)
 
     is_ca, path_length, bc_present = False, None, False
     bc_ext = ext(x509.BasicConstraints)
@@ -453,10 +453,10 @@ def _build(cert: x509.Certificate, der: bytes) -> Certificate:
         fingerprint_sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest(),
         spki_fingerprint=hashlib.sha256(spki).hexdigest(),
         version=version,
-        subject=_rfc4514(subject),
+        subject=rfc4514_name(subject),
         subject_fields=_name_fields(subject),
         subject_der=subject_der,
-        issuer=_rfc4514(issuer),
+        issuer=rfc4514_name(issuer),
         issuer_fields=_name_fields(issuer),
         issuer_der=issuer_der,
         common_name=common_name,
