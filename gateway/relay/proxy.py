@@ -544,6 +544,11 @@ class ProxyCore:
             if again is not None:
                 self._send(existing.source, again, out)
             return
+        answered = self.table.get_retired(key)
+        if answered is not None:
+            data, host, port, listener = answered
+            self._send(LanFlow("udp", host, port, listener), data, out)
+            return
         if method == "CANCEL":
             self._cancel(request, key, flow, now, out)
             return
@@ -607,7 +612,7 @@ class ProxyCore:
         if branch is None or not branch.startswith(MAGIC):
             return False
         key = f"s|{branch}|{via.sent_by}|{method}"
-        if key in self.table.by_key:
+        if key in self.table:
             return False  # a retransmission
         max_forwards = self._fast_valid(w, vi)
         host = flow.host
@@ -980,7 +985,7 @@ class ProxyCore:
             self._send(stx.source, data, out)
             if status >= 200 and first_final:
                 self._final(stx, status, now, out, local=False)
-        self.table.schedule(stx.key, stx)
+        self._keep(stx)
 
     def _registered(
         self, ctx: ClientTx, stx: ServerTx, response: Response, out: list[Output]
@@ -1217,7 +1222,7 @@ class ProxyCore:
             self._send(stx.source, data, out)
             if status >= 200 and first_final:
                 self._final(stx, status, now, out, local=True)
-        self.table.schedule(stx.key, stx)
+        self._keep(stx)
 
     def _answer_stateless(
         self, request: Request, status: int, out: list[Output], flow: LanFlow | None
@@ -1244,6 +1249,23 @@ class ProxyCore:
         ctx = stx.client
         if ctx is not None and ctx.terminated:
             stx.client = None
+
+    def _keep(self, stx: ServerTx) -> None:
+        """Re-arm ``stx`` after it answered, or retire it once it only waits out Timer J."""
+        source = stx.source
+        data = stx.last_response
+        if (
+            stx.state is State.COMPLETED
+            and not stx.invite
+            and source is not None
+            and source.transport == "udp"
+            and data is not None
+            and stx.deadline is not None
+        ):
+            record = (data, source.host, source.port, source.listener)
+            self.table.retire(stx.key, stx, record, stx.deadline)
+        else:
+            self.table.schedule(stx.key, stx)
 
     def _uncount(self, stx: ServerTx) -> None:
         if stx.counted and stx.source is not None:

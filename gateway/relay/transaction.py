@@ -14,6 +14,7 @@ J, K) are zero, as §17 says.
 
 from __future__ import annotations
 
+import collections
 import enum
 import heapq
 import itertools
@@ -306,9 +307,14 @@ class ServerTransaction(Transaction):
 
 _T = TypeVar("_T", bound=Transaction)
 
+#: What a retired UDP server transaction keeps: its final response and where it was
+#: sent (host, port, index of our listening socket). Plain values only, so that the
+#: cyclic garbage collector stops tracking it.
+AnsweredRecord = tuple[bytes, str, int, int]
+
 
 class TransactionTable(Generic[_T]):
-    """Live transactions by key, and one heap of their deadlines.
+    """Live transactions by key, one heap of their deadlines, and the answered ones.
 
     ``schedule(tx)`` is called after anything that may have moved ``tx.deadline``;
     stale heap entries are skipped lazily, so re-arming costs one push.
@@ -317,20 +323,46 @@ class TransactionTable(Generic[_T]):
     transaction that has gone (a client transaction ends long before its Timer F
     entry comes up) holds no reference to it, and entries of plain floats, ints and
     strings are not tracked by the cyclic garbage collector, whose full collections
-    take time in proportion to the tracked objects (at thousands of transactions a
-    second, tens of thousands of entries).
+    take time in proportion to the tracked objects.
+
+    ``retire(key, record, until)`` is for the bulk of a relay's transactions: a
+    non-INVITE server transaction on UDP that has sent its final answer does nothing
+    for Timer J (64*T1) but answer retransmissions with that response. It leaves
+    ``by_key`` and is kept as ``record``, a tuple of plain values (the response and
+    where it went) that the collector stops tracking; at thousands of transactions a
+    second, tens of thousands wait out Timer J, and as objects they made every full
+    collection pause the relay for tens of milliseconds. Timer J is the same for
+    every such transaction, so they expire first in, first out.
     """
 
     def __init__(self) -> None:
         self.by_key: dict[str, _T] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._counter = itertools.count()
+        self._retired: dict[str, AnsweredRecord] = {}
+        self._retired_order: collections.deque[tuple[float, str]] = collections.deque()
 
     def __len__(self) -> int:
+        """Transactions held, live or retired."""
+        return len(self.by_key) + len(self._retired)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.by_key or key in self._retired
+
+    @property
+    def live(self) -> int:
         return len(self.by_key)
+
+    @property
+    def retired(self) -> int:
+        return len(self._retired)
 
     def get(self, key: str) -> _T | None:
         return self.by_key.get(key)
+
+    def get_retired(self, key: str) -> AnsweredRecord | None:
+        """The record a retired transaction left, until its Timer J fires."""
+        return self._retired.get(key)
 
     def add(self, key: str, tx: _T) -> None:
         self.by_key[key] = tx
@@ -350,20 +382,44 @@ class TransactionTable(Generic[_T]):
         if self.by_key.get(key) is tx:
             del self.by_key[key]
 
+    def retire(self, key: str, tx: _T, record: AnsweredRecord, until: float) -> None:
+        """Replace ``tx`` by ``record`` until ``until``; its heap entries go stale."""
+        if self.by_key.get(key) is tx:
+            del self.by_key[key]
+        tx._seq = -1
+        if key in self._retired:  # a key reused within Timer J: the newer record wins
+            self._retired[key] = record
+            return
+        self._retired[key] = record
+        self._retired_order.append((until, key))
+
     def get_timer(self) -> float | None:
-        """The earliest deadline of any live transaction, or None."""
+        """The earliest deadline of any transaction, live or retired, or None."""
         heap = self._heap
         by_key = self.by_key
+        deadline: float | None = None
         while heap:
-            deadline, seq, key = heap[0]
+            at, seq, key = heap[0]
             tx = by_key.get(key)
             if tx is not None and tx._seq == seq:
-                return deadline
+                deadline = at
+                break
             heapq.heappop(heap)
-        return None
+        if self._retired_order:
+            until = self._retired_order[0][0]
+            if deadline is None or until < deadline:
+                deadline = until
+        return deadline
 
     def due(self, now: float) -> list[tuple[str, _T]]:
-        """Pop every transaction whose current deadline is at or before ``now``."""
+        """Pop every live transaction whose current deadline is at or before ``now``,
+        and forget the retired ones whose time is up (they need nothing done)."""
+        order = self._retired_order
+        if order and order[0][0] <= now:
+            retired = self._retired
+            while order and order[0][0] <= now:
+                _, key = order.popleft()
+                retired.pop(key, None)
         heap = self._heap
         by_key = self.by_key
         out: list[tuple[str, _T]] = []

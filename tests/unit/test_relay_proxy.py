@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Sequence
 
@@ -23,7 +24,15 @@ from gateway.relay.proxy import (
     TransactionDone,
 )
 from gateway.relay.resolve import ResolveError, resolve_upstream
-from gateway.sip import Request, Response, parse_datagram, serialise
+from gateway.relay.transaction import Transaction
+from gateway.sip import (
+    RemoteProtocolError,
+    Request,
+    Response,
+    StreamFramer,
+    parse_datagram,
+    serialise,
+)
 
 KEY = bytes(range(32))
 BS = LanFlow("udp", "192.168.1.20", 5060, 0)
@@ -140,6 +149,36 @@ class TestOutbound:
         c.receive_upstream(answer(fwd, 200), 0.6)
         ((_, again),) = sent_lan(c.receive_lan_datagram(request(), BS, 1.0))
         assert isinstance(again, Response) and again.status == 200
+
+    def test_answered_udp_transaction_is_held_for_timer_j_only(self) -> None:
+        """RFC 3261 §17.2.2: retransmissions get the final answer again until Timer J
+        (64*T1) fires; after that the same request is a new transaction."""
+        c = up(core())
+        (fwd,) = sent_upstream(c.receive_lan_datagram(request(), BS, 0.0))
+        assert isinstance(fwd, Request)
+        (first,) = [o for o in c.receive_upstream(answer(fwd, 200), 0.1) if isinstance(o, SendLan)]
+        for at in (1.0, 20.0, 32.0):
+            (again,) = c.receive_lan_datagram(request(), BS, at)
+            assert isinstance(again, SendLan) and again == first
+        c.handle_timer(32.09)
+        assert len(c.table) == 1
+        c.handle_timer(32.1)
+        assert len(c.table) == 0
+        assert len(sent_upstream(c.receive_lan_datagram(request(), BS, 33.0))) == 1
+
+    def test_answered_udp_transactions_hold_nothing_the_collector_tracks(self) -> None:
+        """Thousands of answered transactions a second wait out Timer J: as objects they
+        made every full garbage collection pause the relay. They are plain records."""
+        c = up(core())
+        for i in range(300):
+            raw = request(branch=f"z9hG4bK-{i}", via_host=f"192.168.1.20:{5060 + i}")
+            (fwd,) = sent_upstream(c.receive_lan_datagram(raw, BS, 0.0))
+            assert isinstance(fwd, Request)
+            c.receive_upstream(answer(fwd, 200), 0.01)
+        assert len(c.table) == 300
+        gc.collect()
+        held = [o for o in gc.get_objects() if isinstance(o, Transaction)]
+        assert held == []
 
     def test_401_challenge_is_passed_untouched(self) -> None:
         """Digest auth is end to end: the challenge arrives exactly as the registrar sent it."""

@@ -158,3 +158,29 @@ class TestTable:
         table.schedule("x", tx)
         assert len(table) == 0
         assert table.get_timer() is None
+
+    def test_retired_transaction_answers_until_its_time_then_goes(self) -> None:
+        """A retired server transaction is a plain record: found by key, counted, and
+        forgotten when its time is up, while live deadlines still come first."""
+        table: TransactionTable[ServerTransaction] = TransactionTable()
+        tx = ServerTransaction("OPTIONS", reliable=False)
+        table.add("s", tx)
+        tx.send_response(200, b"200", 1.0)
+        record = (b"200", "192.168.1.20", 5060, 0)
+        table.retire("s", tx, record, 1.0 + T.timeout)
+        assert table.get("s") is None
+        assert table.get_retired("s") == record
+        assert "s" in table and len(table) == 1 and table.retired == 1 and table.live == 0
+        live = ServerTransaction("INVITE", reliable=False)
+        table.add("i", live)
+        live.send_response(486, b"486", 2.0)  # Timer G at 2.5
+        table.schedule("i", live)
+        assert table.get_timer() == pytest.approx(2.5)
+        table.due(2.5)
+        assert table.get_retired("s") == record
+        live.on_ack(2.6)
+        table.discard("i", live)
+        assert table.get_timer() == pytest.approx(1.0 + T.timeout)
+        assert table.due(1.0 + T.timeout) == []
+        assert table.get_retired("s") is None and "s" not in table and len(table) == 0
+        assert table.get_timer() is None
