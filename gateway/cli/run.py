@@ -10,7 +10,9 @@ import sys
 from typing import Any
 
 from gateway.config import load_config
-from gateway.log import configure_logging
+from gateway.log import configure_logging, get_logger
+
+_log = get_logger(area="gateway")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -30,4 +32,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
-    return asyncio.run(run_gateway(config, config_path=args.config, env=os.environ, out=sys.stdout))
+    return asyncio.run(
+        run_gateway(
+            config,
+            config_path=args.config,
+            env=os.environ,
+            out=sys.stdout,
+            on_started=_settled,
+        )
+    )
+
+
+def _settled() -> None:
+    """Every part has started: the process's garbage-collection policy (gateway.heap)."""
+    from gateway.heap import settle_heap
+
+    frozen = settle_heap()
+    _log.debug("gateway.heap.frozen", objects=frozen)

@@ -66,6 +66,16 @@ class TestFirstStart:
         finally:
             assert await again.stop() == 0
 
+    async def test_heap_is_settled_once_started(self, tmp_path: Path) -> None:
+        """gateway.heap: once every part has started, what lives as long as the process is
+        frozen out of the collector's full collections (the relay's latency tail)."""
+        gateway = await start_gateway(tmp_path)
+        try:
+            event = json.loads(await gateway.wait_for_log('"gateway.heap.frozen"'))
+            assert event["objects"] > 10_000  # modules, classes, the app: all of start-up
+        finally:
+            assert await gateway.stop() == 0
+
     async def test_plain_http_on_a_non_loopback_address_is_refused(self, tmp_path: Path) -> None:
         write_config(tmp_path / "sipsgate.toml", tmp_path / "var", ["http://0.0.0.0:0"])
         process = await asyncio.create_subprocess_exec(
