@@ -497,6 +497,20 @@ class ProxyCore:
             self._malformed(message, flow, exc, out)
         return out
 
+    def lan_stream_broken(self, exc: RemoteProtocolError, flow: LanFlow) -> list[Output]:
+        """A base station's TCP stream cannot be framed any more (the caller closes it).
+
+        When the offending request's headers were read (no Content-Length, a body above
+        the limit), it is answered first (RFC 3261 §18.3, §21.4.11): the field engineer
+        sees why in the base station's log, not only a closed connection.
+        """
+        out: list[Output] = []
+        if exc.head is None:
+            out.append(Dropped("malformed", str(exc), flow.source))
+        else:
+            self._malformed(exc.head, flow, exc, out)
+        return out
+
     def _malformed(
         self,
         message: Request | Response,

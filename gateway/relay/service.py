@@ -674,9 +674,10 @@ class SipRelay:
         self.metrics.lan_connections.dec()
 
     def _tcp_malformed(self, conn: _TcpLan, exc: RemoteProtocolError) -> None:
-        """The stream cannot be framed any more: log it and close that connection only."""
-        peer = conn.flow.source if conn.flow else "?"
-        self._dropped(Dropped("malformed", str(exc), peer))
+        """The stream cannot be framed any more: answer what can be answered, log it,
+        and close that connection only (close() writes the answer out first)."""
+        if conn.flow is not None:
+            self._execute(self.core.lan_stream_broken(exc, conn.flow))
         if conn.transport is not None:
             conn.transport.close()
 

@@ -171,13 +171,15 @@ class StreamFramer:
             if length is None:
                 raise RemoteProtocolError(
                     "A message on a stream transport must carry Content-Length "
-                    "(RFC 3261 §18.3); this one has none."
+                    "(RFC 3261 §18.3); this one has none.",
+                    head=_parsed(message, head),
                 )
             if length > self.max_body_size:
                 raise RemoteProtocolError(
                     f"Content-Length {length} is above the body limit of "
                     f"{self.max_body_size} octets.",
                     status_hint=413,
+                    head=_parsed(message, head),
                 )
             del buffer[: end + 4]
             self._scanned = 0
@@ -193,3 +195,11 @@ class StreamFramer:
             return message
         assert isinstance(message, Request | Response)
         return with_body(message, body) if body else message
+
+
+def _parsed(message: Request | Response | Wire, head: bytes) -> Request | Response:
+    """The head as the full parser reads it (for an answer on a path that is rare)."""
+    if isinstance(message, Wire):
+        parsed, _ = parse_head(head)  # scan_head took it, so parse_head does too
+        return parsed
+    return message

@@ -342,3 +342,39 @@ async def test_malformed_sip_from_one_base_station_does_not_disturb_a_call(
         dropped = r.relay.metrics.dropped
         assert dropped.value(reason="malformed") >= 1
         assert dropped.value(reason="source-rate") >= 1
+
+
+async def test_unframeable_tcp_stream_is_answered_then_closed(
+    env: Env, kamailio: KamailioRegistrar
+) -> None:
+    """RFC 3261 §18.3: a request without Content-Length on TCP, or with a body above the
+    limit, is answered (400 / 413, saying why) before that connection alone is closed."""
+    head = (
+        "{method} sip:bs9@" + DOMAIN + " SIP/2.0\r\n"
+        "Via: SIP/2.0/TCP 127.0.0.4:5060;branch=z9hG4bK-{n}\r\n"
+        "From: <sip:bs9@" + DOMAIN + ">;tag={n}\r\nTo: <sip:bs9@" + DOMAIN + ">\r\n"
+        "Call-ID: unframeable-{n}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}\r\n"
+    )
+    cases = [
+        (1, head.format(method="OPTIONS", n=1, extra=""), "SIP/2.0 400 ", "Content-Length"),
+        (
+            2,
+            head.format(method="MESSAGE", n=2, extra="Content-Length: 99999999\r\n"),
+            "SIP/2.0 413 ",
+            "body limit",
+        ),
+    ]
+    async with running_relay(env, kamailio) as r:
+        for n, request, status_line, why in cases:
+            reader, writer = await asyncio.open_connection(*r.tcp, local_addr=("127.0.0.4", 0))
+            writer.write(request.encode())
+            async with asyncio.timeout(WAIT):
+                answer = (await reader.read()).decode()  # then EOF: the relay closed it
+            writer.close()
+            await writer.wait_closed()
+            assert answer.startswith(status_line), answer
+            assert why in answer.split("\r\n")[0]
+            assert f"\r\nCall-ID: unframeable-{n}\r\n" in answer
+        # The relay goes on: a base station registers over TCP right after.
+        ok = await Sipp("register.xml", r.tcp, transport="tcp", service="bs3").run()
+        assert_ok(ok, "REGISTER over TCP after the broken streams")

@@ -224,6 +224,24 @@ class TestOutbound:
         ((flow, resp),) = sent_lan(out)
         assert flow == tcp and isinstance(resp, Response) and resp.status == 400
 
+    def test_unframeable_stream_is_answered_when_its_head_was_read(self) -> None:
+        """RFC 3261 §18.3: a stream request without Content-Length gets a 400 that says
+        so (then the caller closes); a header block without end gets nothing to answer."""
+        c = up(core())
+        tcp = LanFlow("tcp", "192.168.1.20", 40001, 1, conn_id=7)
+        c.lan_connection_opened(tcp)
+        framer = StreamFramer()
+        framer.receive_data(request().replace(b"Content-Length: 0\r\n", b""))
+        with pytest.raises(RemoteProtocolError) as info:
+            framer.next_event()
+        out = c.lan_stream_broken(info.value, tcp)
+        ((flow, resp),) = sent_lan(out)
+        assert flow == tcp and isinstance(resp, Response) and resp.status == 400
+        assert "Content-Length" in resp.reason and resp.call_id == "call-1"
+        assert [d.reason for d in out if isinstance(d, Dropped)] == ["malformed"]
+        blind = c.lan_stream_broken(RemoteProtocolError("no end", status_hint=513), tcp)
+        assert sent_lan(blind) == [] and [type(o) for o in blind] == [Dropped]
+
     def test_upstream_timeout_answers_408(self) -> None:
         """Timer F without an answer: the base station gets 408."""
         c = up(core())

@@ -58,6 +58,23 @@ class TestMessages:
         with pytest.raises(RemoteProtocolError, match="must carry Content-Length") as info:
             framer.next_event()
         assert info.value.status_hint == 400
+        head = info.value.head  # read, so that the request can still be answered
+        assert isinstance(head, Request) and head.method == "OPTIONS" and head.cseq is not None
+
+    @pytest.mark.parametrize("wire", [False, True])
+    def test_unframeable_heads_are_full_messages(self, wire: bool) -> None:
+        """Scanned or parsed, the head an error carries is the full parser's message."""
+        framer = StreamFramer(max_body_size=10, wire=wire)
+        framer.receive_data(b"MESSAGE sip:h SIP/2.0\r\nCall-ID: c1\r\nContent-Length: 11\r\n\r\n")
+        with pytest.raises(RemoteProtocolError) as info:
+            framer.next_event()
+        head = info.value.head
+        assert type(head) is Request  # not the fast path's Wire: answers are built from it
+        assert (head.method, head.call_id, head.headers.get("Content-Length")) == (
+            "MESSAGE",
+            "c1",
+            "11",
+        )
 
     def test_error_is_sticky(self) -> None:
         """After an error the stream cannot be trusted: every call raises."""
@@ -114,6 +131,7 @@ class TestLimits:
         with pytest.raises(RemoteProtocolError, match="above the limit") as info:
             framer.next_event()
         assert info.value.status_hint == 513
+        assert info.value.head is None  # nothing was read that could be answered
 
     def test_body_cap(self) -> None:
         """A Content-Length above the body cap is refused before buffering it (413)."""
