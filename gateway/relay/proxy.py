@@ -704,7 +704,7 @@ class ProxyCore:
                 elif k == "to" or k == "from":
                     if not simple_name_addr(v):
                         parse_name_addr(v)
-                elif k in _ADDRESS_LISTS:
+                elif k in _ADDRESS_LISTS and ("," in v or not simple_name_addr(v)):
                     parse_name_addr_list(v, allow_wildcard=k == "contact")
             check_call_id(w.values[keys.index("call-id")])
             cseq = parse_cseq(w.values[keys.index("cseq")])

@@ -213,9 +213,16 @@ _VIA = re.compile(
     f"SIP/2\\.0/([A-Za-z]+) (\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9\\-.]+)(?::([0-9]{{1,5}}))?"
     f"((?:;[{_TCHAR}]+(?:=(?:[{_TCHAR}]+|\\[[0-9A-Fa-f:.]+\\]))?)*)"
 )
+_HEADER_PARAMS = f"(?:;[{_TCHAR}]+(?:=[{_TCHAR}]+)?)*"
 _NAME_ADDR = re.compile(
-    r'(?:"[^"\\\x00-\x1f\x7f]*" ?)?<[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>"]+>'
-    f"(?:;[{_TCHAR}]+(?:=[{_TCHAR}]+)?)*"
+    # name-addr: a quoted or token display name, then <URI>; or an addr-spec, whose URI
+    # then holds none of ';,?' (they would be header parameters or list separators).
+    r'(?:(?:"[^"\\\x00-\x1f\x7f]*"|'
+    f"[{_TCHAR}]+(?: [{_TCHAR}]+)*"
+    r') ?)?<[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>"]+>'
+    f"{_HEADER_PARAMS}"
+    r'|[A-Za-z][A-Za-z0-9+\-.]*:[^\s;,?<>"]+'
+    f"{_HEADER_PARAMS}"
 )
 
 ViaParams = list[tuple[str, str | None]]
@@ -281,5 +288,6 @@ def simple_via(value: str) -> SimpleVia | None:
 
 
 def simple_name_addr(value: str) -> bool:
-    """Whether ``value`` is a plain ``["display"] <uri>;params`` that ``parse_name_addr`` takes."""
+    """Whether ``value`` is a plain ``[display] <uri>;params`` or ``uri;params`` that
+    ``parse_name_addr`` takes (one address: no list, no wildcard)."""
     return _NAME_ADDR.fullmatch(value) is not None

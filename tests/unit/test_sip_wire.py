@@ -21,6 +21,7 @@ from gateway.sip import (
     header_key,
     parse_datagram,
     parse_name_addr,
+    parse_name_addr_list,
     parse_via,
     serialise,
 )
@@ -129,17 +130,25 @@ class TestRecognisers:
         st.one_of(
             st.builds(
                 lambda d, u, p: f"{d}<sip:{u}@example.net>{p}",
-                st.sampled_from(["", '"Base 1" ', '""', "Base "]),
+                st.sampled_from(["", '"Base 1" ', '""', "Base ", "sipp ", "a b<", "Base"]),
                 _token,
-                st.sampled_from(["", ";tag=a1", ";tag=x;foo", ";tag="]),
+                st.sampled_from(["", ";tag=a1", ";tag=x;foo", ";tag=", ",<sip:b>"]),
+            ),
+            st.builds(
+                lambda u, h, p: f"sip:{u}@{h}{p}",
+                _token,
+                st.sampled_from(["127.0.0.1:5061", "[::1]", "a?b", "a,b", "a b", "a>", ""]),
+                st.sampled_from(["", ";expires=60", ";q=0.5;x", ";transport=tcp", ";", ", *"]),
             ),
             st.text(max_size=40),
         )
     )
     def test_simple_name_addr_is_valid(self, value: str) -> None:
-        """A name-addr the plain recogniser takes, the full parser takes too."""
+        """An address the plain recogniser takes, the full parser takes too, as one
+        address of a list (how the relay uses it for Contact, Path, Record-Route)."""
         if simple_name_addr(value):
             parse_name_addr(value)
+            assert len(parse_name_addr_list(value, allow_wildcard=True)) == 1
 
 
 # The canonical head as a regular expression: what _split_head checks with string methods.
