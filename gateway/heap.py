@@ -9,8 +9,11 @@ meanwhile waited behind it (the relay's p99 latency was these pauses).
 
 So, once every part has started: collect what start-up left, then freeze the rest
 (:func:`gc.freeze`), so that later full collections look only at what was allocated
-since. Frozen objects are still freed by reference counting as usual; only cyclic
-garbage among them would stay, and start-up leaves none after the collection.
+since. Frozen objects are still freed by reference counting as usual, but a cycle
+among them that becomes garbage would stay: a reload that replaces a part (the relay,
+when ``[sip]`` changed) leaves the old one behind that way. So after each reload the
+heap is settled again: unfrozen, collected (the old part goes), frozen. That costs
+one full collection, at a moment an administrator chose.
 
 The library parts (the relay, the admin app) never do this themselves: it is a
 decision for the process, and a test process running many of them must not have it.
@@ -22,7 +25,9 @@ import gc
 
 
 def settle_heap() -> int:
-    """Collect, then freeze every object alive now; returns how many were frozen."""
+    """Unfreeze, collect, then freeze every object alive now; returns how many were
+    frozen."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()

@@ -195,7 +195,7 @@ async def run_gateway(
     config_path: str | None,
     env: Mapping[str, str],
     out: TextIO,
-    on_started: Callable[[], None] | None = None,
+    on_settled: Callable[[], None] | None = None,
 ) -> int:
     listen = parse_listen_all(config)  # refuse a bad admin.listen before anything is created
     announce = _say(out)
@@ -232,11 +232,11 @@ async def run_gateway(
             if generated is not None:
                 announce(f"Admin password (user {ADMIN_USER}), shown only this once: {generated}")
                 shown = True
-            if on_started is not None:
-                on_started()
 
         try:
-            await supervisor.serve(lambda: load_config(config_path, env=env), announce, started)
+            await supervisor.serve(
+                lambda: load_config(config_path, env=env), announce, started, on_settled
+            )
         except BaseException:
             if generated is not None and not shown:
                 # The start failed before the generated password was shown: forget it, so

@@ -61,6 +61,7 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.reloaded = asyncio.Event()  # set after each completed reload (tests wait on it)
+        self._on_settled: Callable[[], None] | None = None
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -73,8 +74,14 @@ class Supervisor:
         load: ConfigLoader,
         announce: Announce,
         on_started: Callable[[], None] | None = None,
+        on_settled: Callable[[], None] | None = None,
     ) -> None:
-        """Run until :meth:`request_stop`; ``announce`` gets each service's start lines."""
+        """Run until :meth:`request_stop`; ``announce`` gets each service's start lines.
+
+        ``on_started`` runs once every service has started; ``on_settled`` then, and
+        again after each reload (what the process does once its parts are in place).
+        """
+        self._on_settled = on_settled
         started: list[Service] = []
         try:
             for service in self.services:
@@ -84,6 +91,8 @@ class Supervisor:
             _log.info("gateway.process.started", services=[s.name for s in self.services])
             if on_started is not None:
                 on_started()
+            if on_settled is not None:
+                on_settled()
             self.notifier.ready(status="running")
             async with asyncio.TaskGroup() as group:
                 tasks = [
@@ -110,6 +119,8 @@ class Supervisor:
         try:
             await self._reload(load)
         finally:
+            if self._on_settled is not None:
+                self._on_settled()
             self.notifier.ready(status="running")
             self.reloaded.set()
 

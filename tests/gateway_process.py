@@ -102,14 +102,17 @@ class GatewayProcess:
             self.stderr_lines.append(line.decode("utf-8", "replace").rstrip("\n"))
             self._new_stderr.set()
 
-    async def wait_for_log(self, needle: str, within: float = WAIT) -> str:
-        """The first stderr line containing ``needle`` (waits for it)."""
+    async def wait_for_log(self, needle: str, within: float = WAIT, *, nth: int = 1) -> str:
+        """The ``nth`` stderr line containing ``needle`` (waits for it)."""
         async with asyncio.timeout(within):
             seen = 0
+            found = 0
             while True:
                 for line in self.stderr_lines[seen:]:
                     if needle in line:
-                        return line
+                        found += 1
+                        if found == nth:
+                            return line
                 seen = len(self.stderr_lines)
                 self._new_stderr.clear()
                 await self._new_stderr.wait()

@@ -38,13 +38,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             config_path=args.config,
             env=os.environ,
             out=sys.stdout,
-            on_started=_settled,
+            on_settled=_settle_heap,
         )
     )
 
 
-def _settled() -> None:
-    """Every part has started: the process's garbage-collection policy (gateway.heap)."""
+def _settle_heap() -> None:
+    """Every part runs (at start, after a reload): the process's garbage-collection
+    policy (gateway.heap)."""
     from gateway.heap import settle_heap
 
     frozen = settle_heap()

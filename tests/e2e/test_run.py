@@ -66,13 +66,23 @@ class TestFirstStart:
         finally:
             assert await again.stop() == 0
 
-    async def test_heap_is_settled_once_started(self, tmp_path: Path) -> None:
-        """gateway.heap: once every part has started, what lives as long as the process is
-        frozen out of the collector's full collections (the relay's latency tail)."""
+    async def test_heap_is_settled_once_started_and_after_a_reload(self, tmp_path: Path) -> None:
+        """gateway.heap: once every part runs, what lives as long as the process is frozen
+        out of the collector's full collections (the relay's latency tail); a reload that
+        replaced the relay settles it again, so the old relay is not kept frozen."""
         gateway = await start_gateway(tmp_path)
         try:
             event = json.loads(await gateway.wait_for_log('"gateway.heap.frozen"'))
             assert event["objects"] > 10_000  # modules, classes, the app: all of start-up
+            config = gateway.config_path.read_text()
+            gateway.config_path.write_text(
+                config.replace('listen_tcp = ["127.0.0.1:0"]', "listen_tcp = []")
+            )
+            gateway.process.send_signal(signal.SIGHUP)
+            reloaded = json.loads(await gateway.wait_for_log("config.file.reloaded"))
+            assert reloaded["changed"] == ["sip.listen_tcp"]
+            again = json.loads(await gateway.wait_for_log('"gateway.heap.frozen"', nth=2))
+            assert again["objects"] > 10_000
         finally:
             assert await gateway.stop() == 0
 
