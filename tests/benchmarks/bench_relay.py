@@ -253,7 +253,26 @@ def _upstream_rtt(durations: list[float]) -> str:
     return f"upstream_rtt p50={d[len(d) // 2] * 1e3:.2f} p99={d[int(len(d) * 0.99)] * 1e3:.2f} ms"
 
 
-class RelayProcess:
+class _Started:
+    """A process started for the benchmark (in ``_proc``), its output drained by
+    ``_drain``, its files in ``_tmp``; stopped by PID on exit."""
+
+    _proc: subprocess.Popen[bytes] | None
+    _drain: threading.Thread | None
+    _tmp: tempfile.TemporaryDirectory[str]
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        stop_process(self._proc, self._drain)
+        self._tmp.cleanup()
+
+
+class RelayProcess(_Started):
     def __init__(self, root: Issued, upstream_port: int, *, keepalive: str = "30s") -> None:
         self.root = root
         self.upstream_port = upstream_port
@@ -282,16 +301,6 @@ class RelayProcess:
         self._drain.start()
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        stop_process(self._proc, self._drain)
-        self._tmp.cleanup()
-
 
 def _drain(proc: subprocess.Popen[bytes]) -> None:
     assert proc.stdout is not None
@@ -300,7 +309,7 @@ def _drain(proc: subprocess.Popen[bytes]) -> None:
             sys.stderr.write(line.decode(errors="replace"))
 
 
-class KamailioEdge:
+class KamailioEdge(_Started):
     """kamailio relaying UDP → TLS statefully: the baseline in sipsgate's place."""
 
     def __init__(self, identity: Issued, upstream_port: int, children: int = 2) -> None:
@@ -334,16 +343,6 @@ class KamailioEdge:
         self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
         self._drain.start()
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        stop_process(self._proc, self._drain)
-        self._tmp.cleanup()
 
 
 # --- SIPp runs -------------------------------------------------------------------------
