@@ -62,6 +62,23 @@ FIXES: dict[Reason, str] = {
         "an administrator pinned this certificate (or its key) reject; remove the pin if "
         "the server is to be trusted again"
     ),
+    Reason.NAME_CONSTRAINTS: (
+        "the CA may not issue for this name: have the certificate issued by a CA allowed "
+        "to (or re-issued without the offending name); if the CA's constraint is wrong, "
+        "its operator must re-issue the CA certificate"
+    ),
+    Reason.UNKNOWN_CRITICAL_EXTENSION: (
+        "have the certificate re-issued without that critical extension (or with it "
+        "non-critical); if it is the server's own certificate, an admin may pin it accept"
+    ),
+    Reason.UNSUPPORTED_KEY: (
+        "have the certificate re-issued with an RSA key of 2048 bits or more, or an "
+        "ECDSA key on a named curve such as P-256"
+    ),
+    Reason.CHAIN_TOO_COMPLEX: (
+        "configure the server to send only its own chain (its certificate and the "
+        "intermediates above it); a CA with thousands of name constraints cannot be used"
+    ),
 }
 
 
