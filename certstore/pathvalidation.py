@@ -289,7 +289,8 @@ def validate_path(
     """
     work = _Work(signature_cache if cache is None else cache)
     # Certificates carry whole seconds; a fraction in `now` must not expire one early.
-    now = now.replace(microsecond=0)
+    if now.microsecond:
+        now = now.replace(microsecond=0)
     leaf = chain[0]
     pool: dict[bytes, list[Certificate]] = {}
     if len(chain) > 1:
@@ -535,8 +536,8 @@ def _check(
 
     for depth, cert in enumerate(path):
         is_anchor = anchored and depth == size - 1
-        # Validity at `now`, in whole seconds.
-        if now > cert.not_after.replace(microsecond=0):
+        # Validity at `now`, in whole seconds (DER times carry no fraction; `now`'s was cut).
+        if now > cert.not_after:
             message = f"The {label(depth, cert)} expired on {format_time(cert.not_after)}."
             if is_anchor:
                 message += (
@@ -544,7 +545,7 @@ def _check(
                     "a trust anchor: replace it with its renewed version, or pin the peer."
                 )
             add(Reason.EXPIRED, message, depth, cert)
-        elif now < cert.not_before.replace(microsecond=0):
+        elif now < cert.not_before:
             add(
                 Reason.NOT_YET_VALID,
                 f"The {label(depth, cert)} is not valid before "
