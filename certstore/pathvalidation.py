@@ -26,7 +26,7 @@ validator does not process (:data:`PROCESSED_CRITICAL_EXTENSIONS`), for keys sip
 refuses (DSA, EC with explicit curve parameters), and against the name constraints of
 the CAs above it (:mod:`certstore.nameconstraints`). A CA certificate, or one whose key
 usage allows certificate signing, is not accepted as the server's certificate unless it
-is itself a ``server`` entry of the trust list.
+is itself in the trust list.
 
 The work is counted, not timed: paths are at most :data:`MAX_DEPTH` certificates long,
 the first :data:`MAX_EXTRA_CERTIFICATES` distinct certificates a peer sends are looked
@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.padding import PSS, PKCS1v15
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from certstore.model import Certificate, Finding, Reason, TrustEntry, TrustKind
+from certstore.model import Certificate, Finding, Reason, TrustEntry
 from certstore.nameconstraints import MAX_NAME_COMPARISONS, Budget, check_name_constraints
 from certstore.snapshot import TrustSnapshot
 
@@ -623,11 +623,10 @@ def _check(
             leaf,
         )
     signs = leaf.key_usage is not None and "keyCertSign" in leaf.key_usage
-    if (
-        (leaf.is_ca or signs)
-        and leaf.version != 1
-        and not (anchor is not None and size == 1 and anchor.kind is TrustKind.SERVER)
-    ):
+    # Exempt: the leaf is itself in the trust list. The operator trusted this very
+    # certificate; a PBX's self-signed one made by `openssl req -x509` says CA:TRUE, and
+    # "trust" from the rejected list files it as a CA entry.
+    if (leaf.is_ca or signs) and leaf.version != 1 and not (anchored and size == 1):
         what = (
             "a CA certificate (basicConstraints CA:TRUE)"
             if leaf.is_ca
@@ -636,8 +635,8 @@ def _check(
         add(
             Reason.BAD_USAGE,
             f"The server certificate {describe(leaf)} is {what}; a CA must not act as a "
-            "TLS server. If this really is the server's own certificate, trust it as a "
-            "server entry or pin it accept.",
+            "TLS server. If this really is the server's own certificate, trust that "
+            "certificate itself or pin it accept.",
             0,
             leaf,
         )

@@ -344,12 +344,20 @@ class TestServerLeaf:
         return [(x509.SubjectAlternativeName([x509.DNSName(HOST)]), False)]
 
     def test_ca_as_server_rejected(self, f: CertFactory, root: Issued) -> None:
-        """An intermediate CA presented as the server is refused; trusted as a server
-        entry it is accepted."""
+        """An intermediate CA presented as the server is refused; trusted itself it is
+        accepted."""
         ca = f.ca(HOST, issuer=root, extra_extensions=self._san())
         message = only(run(ca, anchors=[root]), R.BAD_USAGE)
         assert "CA:TRUE" in message
         assert accepted(run(ca, anchors=[root, ca], server=[ca]))
+        assert accepted(run(ca, anchors=[root, ca]))  # trusted itself, even as a CA entry
+
+    def test_self_signed_ca_true_server_trusted_itself(self, f: CertFactory) -> None:
+        """A PBX certificate made by `openssl req -x509` says CA:TRUE: once trusted (filed
+        as a CA entry) it is accepted as the server; untrusted it is only self-signed."""
+        pbx = f.ca(HOST, extra_extensions=self._san())
+        assert accepted(run(pbx, anchors=[pbx]))
+        assert R.SELF_SIGNED in run(pbx, anchors=[]).reasons
 
     def test_keycertsign_leaf_rejected(self, f: CertFactory, root: Issued) -> None:
         """A leaf whose key usage allows keyCertSign is refused; digitalSignature is fine."""
