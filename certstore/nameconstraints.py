@@ -155,8 +155,18 @@ def _names(cert: Certificate, depth: int) -> Iterator[_Name]:
         yield _Name("URI", uri)
     for dir_name in cert.san_dir_names:
         yield _Name("DirName", _show(dir_name), dir_name)
-    if depth == 0 and not cert.has_san and cert.common_name and _dns_name(cert.common_name):
-        yield _Name("DNS", cert.common_name)  # the CN is the identity: constrain it too
+    if depth == 0 and not cert.has_san and cert.common_name and not _is_ip(cert.common_name):
+        # The CN is then the identity, so it is held to DNS constraints; one that is not
+        # a valid DNS name cannot be compared and so is refused by them, never let pass.
+        yield _Name("DNS", cert.common_name)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _show(name: ComparableName) -> str:

@@ -199,6 +199,15 @@ class TestNameConstraintsDns:
         assert "DNS:sip.other.test" in message
         assert accepted(run(f.leaf(ca, cn=HOST, san=False), ca, anchors=[root]))
 
+    def test_common_name_outside_dns_syntax_is_not_a_way_around(
+        self, f: CertFactory, root: Issued
+    ) -> None:
+        """A CN identity with characters a DNS constraint cannot compare is refused."""
+        ca = constrained(f, root, excluded=[x509.DNSName("other.test")])
+        odd = f.leaf(ca, cn="sip_1.other.test", san=False)
+        v = run(odd, ca, anchors=[root], host="sip_1.other.test")
+        assert "DNS:sip_1.other.test" in only(v, R.NAME_CONSTRAINTS)
+
 
 class TestNameConstraintsOtherForms:
     def test_ipv4_with_mask(self, f: CertFactory, root: Issued) -> None:
