@@ -20,11 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from certstore import pathvalidation
+from certstore import nameconstraints, pathvalidation
 from certstore.decision import decide
 from certstore.model import (
     Certificate,
+    GeneralSubtree,
     Peer,
     Reason,
     Rule,
@@ -535,3 +538,38 @@ def _openssl_leaf(issuer: Issued, *, explicit: bool) -> Issued:
         )  # fmt: skip
         cert = x509.load_pem_x509_certificate((d / "leaf.crt").read_bytes())
     return Issued(cert, issuer.key, (issuer,))
+
+
+class TestNameMatchingNeverRaises:
+    @settings(max_examples=200, deadline=None)
+    @given(
+        kind=st.sampled_from(["DNS", "IP", "email", "URI"]),
+        constraint=st.text(max_size=30),
+        name=st.text(max_size=40),
+        excluded=st.booleans(),
+    )
+    def test_any_text(self, kind: str, constraint: str, name: str, excluded: bool) -> None:
+        """Whatever a certificate says, comparing it answers True or False, never raises."""
+        network = ipaddress.ip_network("10.0.0.0/8") if kind == "IP" else None
+        subtree = GeneralSubtree(kind=kind, value=constraint, network=network)
+        result = nameconstraints._matches(
+            subtree, nameconstraints._Name(kind, name), excluded=excluded
+        )
+        assert isinstance(result, bool)
+        host = nameconstraints.uri_host(name)
+        assert host is None or isinstance(host, str)
+
+    @pytest.mark.parametrize(
+        ("uri", "host"),
+        [
+            ("sip:example.test", "example.test"),
+            ("sips:alice@Example.Test:5061;transport=tls", "example.test"),
+            ("sip:[2001:db8::1]:5061", "2001:db8::1"),
+            ("https://user@host.example.test:8443/path", "host.example.test"),
+            ("urn:uuid:1234", None),
+            ("no-scheme", None),
+        ],
+    )
+    def test_uri_host(self, uri: str, host: str | None) -> None:
+        """The host of sip:, sips: and authority URIs; none for URNs."""
+        assert nameconstraints.uri_host(uri) == host
