@@ -33,6 +33,13 @@ Wildcards, when allowed, follow RFC 6125 §6.4.3 strictly: the left-most label m
 exactly ``*`` (partial wildcards such as ``f*.example.com`` never match), it stands for
 exactly one non-empty label, and at least two labels must follow it (``*.com`` and
 ``*.`` are refused; there is no public-suffix list, so ``*.co.uk`` is not caught).
+
+Why not ``service-identity``: of these rules it would cover only plain DNS and IP
+matching for HTTPS. RFC 5922 (``sip:`` URIs switch the DNS names off, user parts
+disqualify a URI, wildcards behind a setting), the common-name fallback it refuses by
+design, and the notes that explain a mismatch to the operator would all stay here, and
+the handshake path would build its objects and map its exceptions for a twenty-line
+label comparison. So the matcher is sipsgate's own, and the package is no dependency.
 """
 
 from __future__ import annotations

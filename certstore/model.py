@@ -89,6 +89,41 @@ class Reason(StrEnum):
     # An administrator's reject pin matched the leaf (rule pinned-reject): a rejection
     # always carries at least one reason, even when the chain itself is flawless.
     PINNED_REJECT = "pinned-reject"
+    # RFC 5280 §4.2.1.10: a name of a certificate lies outside what a CA above it
+    # permits, or inside what it excludes; or the constraint cannot be processed.
+    NAME_CONSTRAINTS = "name-constraints"
+    # A certificate carries a critical extension the validator does not process.
+    UNKNOWN_CRITICAL_EXTENSION = "unknown-critical-extension"
+    # A key sipsgate refuses whatever its size: DSA, EC with explicit curve parameters.
+    UNSUPPORTED_KEY = "unsupported-key"
+    # The chain needs more path-building or name-comparison work than the budget allows.
+    CHAIN_TOO_COMPLEX = "chain-too-complex"
+
+
+# A distinguished name compared for name constraints: its RDNs in order, each a
+# sorted tuple of (attribute OID, value casefolded with spaces collapsed).
+ComparableName = tuple[tuple[tuple[str, str], ...], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GeneralSubtree:
+    """One subtree of a name constraints extension (RFC 5280 §4.2.1.10)."""
+
+    kind: str  # "DNS", "IP", "email", "URI", "DirName", else the form's name ("otherName", ...)
+    value: str  # as an operator reads it, e.g. "example.com", "10.0.0.0/8", "CN=foo"
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None  # kind "IP"
+    name: ComparableName = ()  # kind "DirName"
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NameConstraints:
+    """The name constraints a CA certificate imposes on every certificate below it."""
+
+    permitted: tuple[GeneralSubtree, ...]
+    excluded: tuple[GeneralSubtree, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -133,6 +168,14 @@ class Certificate:
     self_signed: bool  # issuer == subject (and AKI, when present, == SKI)
     weak_key: bool  # RSA/DSA under 2048 bits, EC under 224 bits
     weak_signature: bool  # MD5 or SHA-1 signature
+    # For path validation (name constraints, critical extensions, refused keys).
+    critical_extensions: tuple[str, ...] = ()  # dotted OIDs of extensions marked critical
+    name_constraints: NameConstraints | None = None
+    subject_name: ComparableName = ()
+    subject_emails: tuple[str, ...] = ()  # emailAddress attributes of the subject
+    san_dir_names: tuple[ComparableName, ...] = ()
+    san_other: tuple[str, ...] = ()  # SAN entries of other forms, e.g. "otherName:1.2.3"
+    explicit_curve: bool = False  # EC key given with explicit curve parameters
     # The parsed object, for signature checks by the decision; not part of the value.
     x509: x509.Certificate = field(repr=False, compare=False)
 

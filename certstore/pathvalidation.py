@@ -3,24 +3,37 @@
 Peers send chains in any order, with duplicates, unrelated extras or the root
 included, and CAs are cross-signed. :func:`validate_path` therefore builds candidate
 paths from the leaf upwards by issuer name (narrowed by the authority/subject key
-identifiers when both are present), tries the alternatives depth first, and keeps the
-first path that passes every check. When none passes, the best failing path is
-reported (one that reaches a trust anchor beats one that does not; then the one with
-fewer problems), with every problem found on it.
+identifiers when both are present). The first path (the first issuer of each name) is
+checked first: it is the one that passes in nearly every handshake. When it fails, a
+depth-first search tries the alternatives, following an issuer the peer sent only when
+its key verifies the signature below it, and keeps the first path that passes every
+check. When none passes, the best failing path is reported (one that reaches a trust
+anchor beats one that does not; then the one with fewer problems), with every problem
+found on it.
 
 A trust anchor is any certificate in the trust list: a trusted end-entity (``server``)
 certificate anchors itself, a trusted intermediate anchors the paths through it, and a
 trusted CA anchors the certificates it issued (matched by name, then by signature).
 An anchor is checked like every other certificate of the path: an expired trusted
 certificate no longer vouches for anything (DESIGN §4), and the path fails with
-``expired``. The anchor's own signature is not checked (nothing vouches for it but the
-trust list).
+``expired``; its name constraints bind the path, and its critical extensions must be
+ones sipsgate processes. The anchor's own signature is not checked (nothing vouches
+for it but the trust list).
 
-The work is bounded: paths are at most :data:`MAX_DEPTH` certificates long, only the
-first :data:`MAX_EXTRA_CERTIFICATES` distinct certificates a peer sends are looked at,
-at most :data:`MAX_CANDIDATES` issuers are tried per step, and at most
-:data:`MAX_PATHS` complete paths are evaluated.
-"""
+Besides signatures, validity (compared at whole seconds: certificates carry no
+fractions) and CA rules, every certificate is checked for critical extensions the
+validator does not process (:data:`PROCESSED_CRITICAL_EXTENSIONS`), for keys sipsgate
+refuses (DSA, EC with explicit curve parameters), and against the name constraints of
+the CAs above it (:mod:`certstore.nameconstraints`). A CA certificate, or one whose key
+usage allows certificate signing, is not accepted as the server's certificate unless it
+is itself in the trust list.
+
+The work is counted, not timed: paths are at most :data:`MAX_DEPTH` certificates long,
+the first :data:`MAX_EXTRA_CERTIFICATES` distinct certificates a peer sends are looked
+at, and one validation may make at most :data:`MAX_SIGNATURE_CHECKS` signature checks,
+evaluate :data:`MAX_PATHS` complete paths and :data:`MAX_NAME_COMPARISONS` name
+comparisons. A search cut short by the budget without a valid path says so
+(``chain-too-complex``) next to the problems of the best path it saw."""
 
 from __future__ import annotations
 
@@ -36,13 +49,16 @@ from cryptography.hazmat.primitives.asymmetric.padding import PSS, PKCS1v15
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from certstore.model import Certificate, Finding, Reason, TrustEntry
+from certstore.nameconstraints import MAX_NAME_COMPARISONS, Budget, check_name_constraints
 from certstore.snapshot import TrustSnapshot
 
 __all__ = [
-    "MAX_CANDIDATES",
     "MAX_DEPTH",
     "MAX_EXTRA_CERTIFICATES",
+    "MAX_NAME_COMPARISONS",
     "MAX_PATHS",
+    "MAX_SIGNATURE_CHECKS",
+    "PROCESSED_CRITICAL_EXTENSIONS",
     "PathResult",
     "SignatureCache",
     "describe",
@@ -53,9 +69,22 @@ __all__ = [
 ]
 
 MAX_DEPTH = 10  # certificates in one path, leaf and anchor included
-MAX_EXTRA_CERTIFICATES = 16  # distinct certificates besides the leaf taken from a chain
-MAX_CANDIDATES = 8  # issuers tried for one certificate
-MAX_PATHS = 16  # complete paths evaluated per validation
+MAX_EXTRA_CERTIFICATES = 100  # distinct certificates besides the leaf taken from a chain
+MAX_SIGNATURE_CHECKS = 128  # signature checks per validation (cached answers count too)
+MAX_PATHS = 64  # complete paths evaluated per validation
+
+# The extensions the validator acts on, so they may be critical. Any other extension
+# marked critical (policies, policy constraints, authority information access, a
+# critical key identifier, which RFC 5280 forbids ...) rejects the certificate.
+PROCESSED_CRITICAL_EXTENSIONS: Mapping[str, str] = {
+    "2.5.29.19": "basicConstraints",
+    "2.5.29.15": "keyUsage",
+    "2.5.29.37": "extendedKeyUsage",
+    "2.5.29.17": "subjectAltName",
+    "2.5.29.30": "nameConstraints",
+}
+
+_EMPTY_NAME = b"\x30\x00"  # the DER of an empty distinguished name
 
 # Records one finding: reason, message, depth in the path, certificate concerned.
 _AddFinding = Callable[[Reason, str, int | None, Certificate | None], None]
@@ -258,7 +287,10 @@ def validate_path(
     ``chain`` must not be empty. The peer identity is not checked here (see
     :mod:`certstore.identity`).
     """
-    sigs = signature_cache if cache is None else cache
+    work = _Work(signature_cache if cache is None else cache)
+    # Certificates carry whole seconds; a fraction in `now` must not expire one early.
+    if now.microsecond:
+        now = now.replace(microsecond=0)
     leaf = chain[0]
     pool: dict[bytes, list[Certificate]] = {}
     if len(chain) > 1:
@@ -274,7 +306,7 @@ def validate_path(
     # The first path of the search, built without the search's machinery: it is the
     # one that passes in nearly every handshake.
     path, anchor = _first_path(leaf, pool, now, snapshot)
-    findings = _check(path, anchor, now, sigs)
+    findings = _check(path, anchor, now, work)
     if anchor is not None and not findings:
         return PathResult(path=path, anchor=anchor.certificate, findings=())
     best = PathResult(
@@ -283,12 +315,15 @@ def validate_path(
         findings=tuple(findings),
     )
     best_rank = (anchor is not None, -len(findings))
-    for count, (path, anchor) in enumerate(_paths(leaf, pool, now, snapshot)):
-        if count == 0:
-            continue  # the first path again, checked above
-        if count >= MAX_PATHS:
+    first = path
+    for path, anchor in _paths(leaf, pool, now, snapshot, work):
+        if path == first:
+            continue  # checked above
+        work.budget.paths -= 1
+        if work.budget.paths < 0:
+            work.budget.exhausted = f"{MAX_PATHS} complete paths"
             break
-        findings = _check(path, anchor, now, sigs)
+        findings = _check(path, anchor, now, work)
         if anchor is not None and not findings:
             return PathResult(path=path, anchor=anchor.certificate, findings=())
         rank = (anchor is not None, -len(findings))
@@ -299,7 +334,44 @@ def validate_path(
                 anchor=anchor.certificate if anchor is not None else None,
                 findings=tuple(findings),
             )
+    if work.budget.exhausted and not any(
+        f.reason is Reason.CHAIN_TOO_COMPLEX for f in best.findings
+    ):
+        stop = Finding(
+            reason=Reason.CHAIN_TOO_COMPLEX,
+            message=(
+                f"The peer sent {len(chain)} certificates, and sipsgate stopped looking for "
+                f"a valid path after {work.budget.exhausted}; have the peer send only its "
+                "own certificate chain."
+            ),
+        )
+        best = PathResult(path=best.path, anchor=best.anchor, findings=(*best.findings, stop))
     return best
+
+
+class _Work:
+    """The budget of one validation, and its signature answers (so that a link the
+    search verified is not verified again when its path is checked, cache or not)."""
+
+    __slots__ = ("_checked", "_sigs", "budget")
+
+    def __init__(self, sigs: SignatureCache) -> None:
+        self._sigs = sigs
+        self._checked: dict[tuple[str, str], str | None] = {}
+        self.budget = Budget(
+            signatures=MAX_SIGNATURE_CHECKS, paths=MAX_PATHS, comparisons=MAX_NAME_COMPARISONS
+        )
+
+    def signature(self, cert: Certificate, issuer: Certificate) -> str | None:
+        key = (cert.fingerprint, issuer.fingerprint)
+        try:
+            return self._checked[key]
+        except KeyError:
+            pass
+        self.budget.signatures -= 1
+        result = self._sigs.check(cert, issuer)
+        self._checked[key] = result
+        return result
 
 
 def _preference(cert: Certificate, now: datetime) -> tuple[bool, bool]:
@@ -358,7 +430,7 @@ def _first_path(
     now: datetime,
     snapshot: TrustSnapshot,
 ) -> tuple[tuple[Certificate, ...], TrustEntry | None]:
-    """The first path :func:`_paths` yields, found by a plain loop."""
+    """The path through the first candidate issuer at every step."""
     trusted = snapshot.trust_by_fingerprint
     path: tuple[Certificate, ...] = (leaf,)
     fingerprints: tuple[str, ...] = (leaf.fingerprint,)
@@ -384,9 +456,17 @@ def _paths(
     pool: Mapping[bytes, list[Certificate]],
     now: datetime,
     snapshot: TrustSnapshot,
+    work: _Work,
 ) -> Iterator[tuple[tuple[Certificate, ...], TrustEntry | None]]:
-    """Every candidate path from ``leaf`` (depth first), with the anchor it reached."""
+    """Candidate paths from ``leaf`` (depth first), each with the anchor it reached.
+
+    An issuer the peer sent is followed only when its key verifies the certificate
+    below it, so that among many certificates the search goes where a path can be; a
+    dead end (no candidate at all) is yielded for the report. Stops when the signature
+    budget is spent.
+    """
     trusted = snapshot.trust_by_fingerprint
+    budget = work.budget
 
     def extend(
         path: tuple[Certificate, ...], fingerprints: tuple[str, ...]
@@ -398,21 +478,22 @@ def _paths(
         if len(path) >= MAX_DEPTH:
             yield path, None
             return
-        anchors, issuers = _candidates(path[-1], fingerprints, pool, now, snapshot)
-        if not anchors and not issuers:
-            yield path, None
-            return
-        tried = 0
+        cur = path[-1]
+        anchors, issuers = _candidates(cur, fingerprints, pool, now, snapshot)
         for anchor in anchors:
-            if tried >= MAX_CANDIDATES:
-                return
-            tried += 1
             yield (*path, anchor.certificate), anchor
         for issuer in issuers:
-            if tried >= MAX_CANDIDATES:
+            if budget.signatures <= 0:
+                budget.exhausted = f"{MAX_SIGNATURE_CHECKS} signature checks"
                 return
-            tried += 1
+            if work.signature(cur, issuer) is not None:
+                continue
             yield from extend((*path, issuer), (*fingerprints, issuer.fingerprint))
+            if budget.exhausted:
+                return
+        if not anchors and not issuers:
+            yield path, None  # a dead end; issuers whose signature failed are not one:
+            # the first path already shows such a link with its bad signature
 
     return extend((leaf,), (leaf.fingerprint,))
 
@@ -431,13 +512,14 @@ def _check(
     path: tuple[Certificate, ...],
     anchor: TrustEntry | None,
     now: datetime,
-    sigs: SignatureCache,
+    work: _Work,
 ) -> list[Finding]:
     """Every problem of one candidate path, leaf first."""
     findings: list[Finding] = []
     size = len(path)
     anchored = anchor is not None
     leaf = path[0]
+    constrained = False
 
     def add(reason: Reason, message: str, depth: int | None, cert: Certificate | None) -> None:
         findings.append(
@@ -454,7 +536,7 @@ def _check(
 
     for depth, cert in enumerate(path):
         is_anchor = anchored and depth == size - 1
-        # Validity at `now`.
+        # Validity at `now`, in whole seconds (DER times carry no fraction; `now`'s was cut).
         if now > cert.not_after:
             message = f"The {label(depth, cert)} expired on {format_time(cert.not_after)}."
             if is_anchor:
@@ -475,7 +557,7 @@ def _check(
         # The signature on this certificate, when its issuer is part of the path.
         if depth + 1 < size:
             issuer = path[depth + 1]
-            problem = sigs.check(cert, issuer)
+            problem = work.signature(cert, issuer)
             if problem is not None:
                 add(
                     Reason.BAD_SIGNATURE,
@@ -497,6 +579,7 @@ def _check(
         # What an issuer must be.
         if depth > 0:
             _check_issuer(path, depth, is_anchor, label, add)
+            constrained = constrained or cert.name_constraints is not None
         if cert.weak_key:
             add(
                 Reason.WEAK_KEY,
@@ -506,6 +589,30 @@ def _check(
                 depth,
                 cert,
             )
+        if cert.explicit_curve or cert.public_key_type == "DSA":
+            what = (
+                "an EC key given with explicit curve parameters instead of a named curve"
+                if cert.explicit_curve
+                else "a DSA key"
+            )
+            add(
+                Reason.UNSUPPORTED_KEY,
+                f"The {label(depth, cert)} has {what}, which sipsgate refuses; have it "
+                "re-issued with an RSA key or an EC key on a named curve such as P-256.",
+                depth,
+                cert,
+            )
+        for oid in cert.critical_extensions:
+            if oid not in PROCESSED_CRITICAL_EXTENSIONS:
+                add(
+                    Reason.UNKNOWN_CRITICAL_EXTENSION,
+                    f"The {label(depth, cert)} carries the critical extension "
+                    f"{_extension_name(oid)}, which sipsgate does not process; a certificate "
+                    "with a critical extension its verifier does not understand must be "
+                    "refused (RFC 5280 §4.2).",
+                    depth,
+                    cert,
+                )
     eku = leaf.extended_key_usage
     if eku is not None and not _SERVER_AUTH.intersection(eku):
         add(
@@ -515,6 +622,26 @@ def _check(
             0,
             leaf,
         )
+    signs = leaf.key_usage is not None and "keyCertSign" in leaf.key_usage
+    # Exempt: the leaf is itself in the trust list. The operator trusted this very
+    # certificate; a PBX's self-signed one made by `openssl req -x509` says CA:TRUE, and
+    # "trust" from the rejected list files it as a CA entry.
+    if (leaf.is_ca or signs) and leaf.version != 1 and not (anchored and size == 1):
+        what = (
+            "a CA certificate (basicConstraints CA:TRUE)"
+            if leaf.is_ca
+            else ("a certificate whose key usage allows signing certificates (keyCertSign)")
+        )
+        add(
+            Reason.BAD_USAGE,
+            f"The server certificate {describe(leaf)} is {what}; a CA must not act as a "
+            "TLS server. If this really is the server's own certificate, trust that "
+            "certificate itself or pin it accept.",
+            0,
+            leaf,
+        )
+    if constrained or leaf.name_constraints is not None:
+        check_name_constraints(path, label, add, work.budget)
     if not anchored:
         top = path[-1]
         depth = size - 1
@@ -556,6 +683,11 @@ def _check(
     return findings
 
 
+def _extension_name(oid: str) -> str:
+    name = getattr(x509.ObjectIdentifier(oid), "_name", "Unknown OID")
+    return oid if name == "Unknown OID" else f"{name} ({oid})"
+
+
 def _check_issuer(
     path: tuple[Certificate, ...],
     depth: int,
@@ -572,7 +704,8 @@ def _check_issuer(
         (cert.version == 1 and is_anchor)
         or (cert.version != 1 and cert.basic_constraints_present and cert.is_ca)
     ) and not (
-        (cert.path_length is not None and below > cert.path_length)
+        cert.subject_der == _EMPTY_NAME
+        or (cert.path_length is not None and below > cert.path_length)
         or (cert.key_usage is not None and "keyCertSign" not in cert.key_usage)
         or (eku is not None and not _SERVER_AUTH.intersection(eku))
     ):
@@ -596,6 +729,14 @@ def _check_issuer(
             Reason.NOT_A_CA,
             f"The {name} {issued}, but it is not a CA certificate (basicConstraints CA is "
             f"{state}).",
+            depth,
+            cert,
+        )
+    if cert.subject_der == _EMPTY_NAME:
+        add(
+            Reason.NOT_A_CA,
+            f"The {name} {issued}, but its subject name is empty, and a CA certificate "
+            "must name its subject (RFC 5280 §4.1.2.6).",
             depth,
             cert,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
 import warnings
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certstore.errors import InputTooLarge, ParseError
-from certstore.model import Certificate
+from certstore.model import Certificate, ComparableName, GeneralSubtree, NameConstraints
 
 # Uploads beyond this are refused before any parsing (a hostile 50 MB body).
 DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024
@@ -378,6 +379,8 @@ def _build(cert: x509.Certificate, der: bytes) -> Certificate:
     san_ip: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
     san_email: tuple[str, ...] = ()
+    san_dir_names: tuple[ComparableName, ...] = ()
+    san_other: tuple[str, ...] = ()
     san_ext = ext(x509.SubjectAlternativeName)
     if san_ext is not None:
         san = san_ext.value
@@ -386,6 +389,10 @@ def _build(cert: x509.Certificate, der: bytes) -> Certificate:
         san_ip = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
         san_uri = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
         san_email = tuple(san.get_values_for_type(x509.RFC822Name))
+        san_dir_names = tuple(
+            comparable_name(n) for n in san.get_values_for_type(x509.DirectoryName)
+        )
+        san_other = tuple(_other_form(g) for g in san if _other_form(g))
 
     key_usage: tuple[str, ...] | None = None
     ku_ext = ext(x509.KeyUsage)
@@ -446,6 +453,15 @@ def _build(cert: x509.Certificate, der: bytes) -> Certificate:
     except ValueError as exc:
         raise ParseError(f"The certificate's public key could not be located: {exc}.") from exc
 
+    name_constraints: NameConstraints | None = None
+    nc_ext = ext(x509.NameConstraints)
+    if nc_ext is not None:
+        assert isinstance(nc_ext.value, x509.NameConstraints)
+        name_constraints = NameConstraints(
+            permitted=tuple(_subtree(g) for g in nc_ext.value.permitted_subtrees or ()),
+            excluded=tuple(_subtree(g) for g in nc_ext.value.excluded_subtrees or ()),
+        )
+
     version = 1 if cert.version == x509.Version.v1 else 3
     return Certificate(
         der=der,
@@ -485,8 +501,87 @@ def _build(cert: x509.Certificate, der: bytes) -> Certificate:
         self_signed=self_signed,
         weak_key=weak_key,
         weak_signature=(sig_hash or "").lower() in _WEAK_HASHES,
+        critical_extensions=tuple(e.oid.dotted_string for e in extensions if e.critical),
+        name_constraints=name_constraints,
+        subject_name=comparable_name(subject),
+        subject_emails=tuple(
+            a.value
+            for a in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
+            if isinstance(a.value, str)
+        ),
+        san_dir_names=san_dir_names,
+        san_other=san_other,
+        explicit_curve=_explicit_curve(spki),
         x509=cert,
     )
+
+
+def comparable_name(name: x509.Name) -> ComparableName:
+    """``name`` as name constraints compare it (RFC 5280 §7.1, simplified to casefolding
+    and collapsed white space, which never makes an excluded name slip through)."""
+    return tuple(
+        tuple(sorted((a.oid.dotted_string, _fold(a.value)) for a in rdn)) for rdn in name.rdns
+    )
+
+
+def _fold(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    return " ".join(value.casefold().split())
+
+
+def _subtree(name: x509.GeneralName) -> GeneralSubtree:
+    if isinstance(name, x509.DNSName):
+        return GeneralSubtree(kind="DNS", value=name.value)
+    if isinstance(name, x509.IPAddress):
+        network = name.value
+        if not isinstance(network, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            network = ipaddress.ip_network(network)  # a bare address is a /32 or /128
+        return GeneralSubtree(kind="IP", value=str(network), network=network)
+    if isinstance(name, x509.RFC822Name):
+        return GeneralSubtree(kind="email", value=name.value)
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return GeneralSubtree(kind="URI", value=name.value)
+    if isinstance(name, x509.DirectoryName):
+        return GeneralSubtree(
+            kind="DirName", value=rfc4514_name(name.value), name=comparable_name(name.value)
+        )
+    return GeneralSubtree(kind=_other_form(name) or type(name).__name__, value="")
+
+
+def _other_form(name: x509.GeneralName) -> str:
+    """A label for the SAN forms name constraints do not process; "" for those they do."""
+    if isinstance(name, x509.OtherName):
+        return f"otherName:{name.type_id.dotted_string}"
+    if isinstance(name, x509.RegisteredID):
+        return f"registeredID:{name.value.dotted_string}"
+    if isinstance(
+        name,
+        x509.DNSName
+        | x509.IPAddress
+        | x509.RFC822Name
+        | x509.UniformResourceIdentifier
+        | x509.DirectoryName,
+    ):
+        return ""
+    return type(name).__name__
+
+
+# id-ecPublicKey; its parameters are a named curve OID (tag 6) or explicit (a SEQUENCE).
+_EC_PUBLIC_KEY = bytes.fromhex("06072a8648ce3d0201")
+
+
+def _explicit_curve(spki: bytes) -> bool:
+    """Whether the SubjectPublicKeyInfo is an EC key with explicit curve parameters."""
+    try:
+        _, pos, _ = _der_tlv(spki, 0)  # SubjectPublicKeyInfo SEQUENCE
+        _, alg_pos, _ = _der_tlv(spki, pos)  # AlgorithmIdentifier SEQUENCE
+        _, _, oid_end = _der_tlv(spki, alg_pos)
+    except ValueError:
+        return False
+    if spki[alg_pos:oid_end] != _EC_PUBLIC_KEY:
+        return False
+    return oid_end < len(spki) and spki[oid_end] == 0x30
 
 
 def _serial_hex(serial: int) -> str:

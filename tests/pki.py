@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -120,13 +121,20 @@ class CertFactory:
         key: KeySpec = "ec",
         valid_days: tuple[int, int] = (-30, 3650),
         path_length: int | None = None,
+        extra_extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+        subject: x509.Name | None = None,
     ) -> Issued:
-        """A CA certificate: self-signed root when ``issuer`` is None, else intermediate."""
+        """A CA certificate: self-signed root when ``issuer`` is None, else intermediate.
+
+        ``extra_extensions`` are (extension, critical) pairs added as given; ``subject``
+        replaces the usual ``O=sipsgate tests, CN=cn`` name.
+        """
         private = make_key(key)
+        name = subject if subject is not None else _name(cn)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn))
-            .issuer_name(issuer.cert.subject if issuer else _name(cn))
+            .subject_name(name)
+            .issuer_name(issuer.cert.subject if issuer else name)
             .public_key(private.public_key())
             .serial_number(self._next_serial())
             .not_valid_before(self.now + dt.timedelta(days=valid_days[0]))
@@ -156,6 +164,8 @@ class CertFactory:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
                 critical=False,
             )
+        for extension, critical in extra_extensions:
+            builder = builder.add_extension(extension, critical=critical)
         cert = builder.sign(signer, hashes.SHA256())
         parents = (issuer, *issuer.parents) if issuer else ()
         return Issued(cert, private, parents)
@@ -173,13 +183,20 @@ class CertFactory:
         valid_days: tuple[int, int] = (-1, 365),
         server_auth: bool = True,
         client_auth: bool = False,
+        extra_extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+        subject: x509.Name | None = None,
     ) -> Issued:
-        """An end-entity certificate; self-signed when ``issuer`` is None."""
+        """An end-entity certificate; self-signed when ``issuer`` is None.
+
+        ``extra_extensions`` are (extension, critical) pairs added as given; ``subject``
+        replaces the usual ``O=sipsgate tests, CN=cn`` name.
+        """
         private = make_key(key) if isinstance(key, str) else key
+        name = subject if subject is not None else _name(cn)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn))
-            .issuer_name(issuer.cert.subject if issuer else _name(cn))
+            .subject_name(name)
+            .issuer_name(issuer.cert.subject if issuer else name)
             .public_key(private.public_key())
             .serial_number(self._next_serial())
             .not_valid_before(self.now + dt.timedelta(days=valid_days[0]))
@@ -203,6 +220,8 @@ class CertFactory:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
                 critical=False,
             )
+        for extension, critical in extra_extensions:
+            builder = builder.add_extension(extension, critical=critical)
         cert = builder.sign(issuer.key if issuer else private, hashes.SHA256())
         parents = (issuer, *issuer.parents) if issuer else ()
         return Issued(cert, private, parents)

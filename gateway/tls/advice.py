@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from certstore.model import Certificate, Peer, Reason, Rule
+from certstore.pathvalidation import PROCESSED_CRITICAL_EXTENSIONS
 
 # The one-line fix for every reason code, as docs/probe.md shows it.
 FIXES: dict[Reason, str] = {
@@ -61,6 +62,23 @@ FIXES: dict[Reason, str] = {
     Reason.PINNED_REJECT: (
         "an administrator pinned this certificate (or its key) reject; remove the pin if "
         "the server is to be trusted again"
+    ),
+    Reason.NAME_CONSTRAINTS: (
+        "the CA may not issue for this name: have the certificate issued by a CA allowed "
+        "to (or re-issued without the offending name); if the CA's constraint is wrong, "
+        "its operator must re-issue the CA certificate"
+    ),
+    Reason.UNKNOWN_CRITICAL_EXTENSION: (
+        "have the certificate re-issued without that critical extension (or with it "
+        "non-critical); if it is the server's own certificate, an admin may pin it accept"
+    ),
+    Reason.UNSUPPORTED_KEY: (
+        "have the certificate re-issued with an RSA key of 2048 bits or more, or an "
+        "ECDSA key on a named curve such as P-256"
+    ),
+    Reason.CHAIN_TOO_COMPLEX: (
+        "configure the server to send only its own chain (its certificate and the "
+        "intermediates above it); a CA with thousands of name constraints cannot be used"
     ),
 }
 
@@ -177,6 +195,25 @@ def advise(
                 for c in weak
             )
             sentence = f"{what}; {FIXES[code]}."
+        case Reason.UNSUPPORTED_KEY:
+            refused = [c for c in chain if c.explicit_curve or c.public_key_type == "DSA"]
+            what = "; ".join(
+                f"{_who(chain, c)} has "
+                + ("an EC key with explicit curve parameters" if c.explicit_curve else "a DSA key")
+                for c in refused or chain[:1]
+            )
+            sentence = f"{what}; {FIXES[code]}."
+        case Reason.UNKNOWN_CRITICAL_EXTENSION:
+            marked = [
+                (c, [o for o in c.critical_extensions if o not in PROCESSED_CRITICAL_EXTENSIONS])
+                for c in chain
+            ]
+            what = "; ".join(
+                f"{_who(chain, c)} marks {', '.join(oids)} critical" for c, oids in marked if oids
+            )
+            sentence = (
+                f"{what or 'a certificate marks an unknown extension critical'}; {FIXES[code]}."
+            )
         case Reason.PINNED_REJECT:
             sentence = (
                 "a reject pin matches this certificate or its public key; list the pins "
