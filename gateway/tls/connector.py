@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway.errors import (
+    ClientCertificateRefused,
     TlsConnectError,
     TlsError,
     TlsHandshakeError,
@@ -192,7 +193,7 @@ class TlsConnector:
         )
         self.registry.add(live)
         self.metrics.open.inc(transport=target.scheme)
-        engine.closed.add_done_callback(lambda _: self._closed(live))
+        engine.closed.add_done_callback(lambda _: self._closed(live, engine.close_error))
         info = engine.session_info()
         log.info(
             "tls.handshake.complete",
@@ -315,6 +316,8 @@ class TlsConnector:
             self._failed(log, target, "timeout", exc)
         elif isinstance(exc, asyncio.CancelledError):
             pass
+        elif isinstance(exc, ClientCertificateRefused):
+            self._failed(log, target, "refused", exc)
         else:
             self._failed(log, target, "handshake", exc)
 
@@ -376,9 +379,22 @@ class TlsConnector:
             fields["openssl_reasons"] = list(exc.openssl_reasons)
         log.warning("tls.handshake.failed", **fields)
 
-    def _closed(self, live: LiveConnection) -> None:
+    def _closed(self, live: LiveConnection, error: Exception | None) -> None:
         self.registry.discard(live)
         self.metrics.open.dec(transport=live.target.scheme)
+        if isinstance(error, ClientCertificateRefused):
+            # TLS 1.3: the handshake had completed, the server's refusal came after it.
+            target = live.target
+            self.metrics.failures.inc(transport=target.scheme, kind="refused")
+            self._log.warning(
+                "tls.session.refused",
+                conn_id=live.conn_id,
+                peer=target.destination,
+                sni=target.sni,
+                transport=target.scheme,
+                alert=error.alert,
+                error=str(error),
+            )
 
 
 def _fmt_addr(address: tuple[str, int]) -> str:

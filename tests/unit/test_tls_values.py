@@ -98,8 +98,10 @@ class TestHandshakeWording:
         ("reason", "advice"),
         [
             ("wrong version number", "5061"),
-            ("tlsv13 alert certificate required", "device identity"),
-            ("tlsv1 alert unknown ca", "CA of the device identity"),
+            ("tlsv13 alert certificate required", "device-certificate.md"),
+            ("tlsv1 alert unknown ca", "refused sipsgate's client certificate"),
+            ("tlsv1 alert access denied", "refused sipsgate's client certificate"),
+            ("sslv3 alert bad certificate", "refused sipsgate's client certificate"),
             ("tlsv1 alert protocol version", "TLS 1.2 or 1.3"),
         ],
     )
