@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -27,6 +28,7 @@ from gateway.admin.tls import DeviceTls
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 from gateway.expiry import ExpiryWatch
+from gateway.health import ServiceHealth
 from gateway.log import get_logger
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.service import ProvisioningService, build_client
@@ -131,6 +133,26 @@ class RelayService:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    async def recover(self) -> None:
+        """After the relay's task failed: start it again on the addresses it had bound
+        (a port 0 in the config would otherwise move the relay to new ports)."""
+        relay = self._relay
+        config = self._config
+        if relay is not None and (relay.udp_addresses or relay.tcp_addresses):
+            sip = replace(
+                config.sip,
+                listen_udp=tuple(_host_port(a) for a in relay.udp_addresses),
+                listen_tcp=tuple(_host_port(a) for a in relay.tcp_addresses),
+            )
+            config = replace(config, sip=sip)
+        await self.stop()
+        running, self._config = self._config, config
+        try:
+            for line in await self.start():
+                _log.info("sip.relay.restarted", detail=line)
+        finally:
+            self._config = running
+
     async def reload(self, config: Config) -> None:
         old, self._config = self._config, config
         if config.sip == old.sip and config.gateway.name == old.gateway.name:
@@ -148,8 +170,17 @@ class RelayService:
                 await task
 
 
+def _host_port(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def build_services(
-    config: Config, store: SqliteStore, device: AsyncDeviceService, registry: MetricsRegistry
+    config: Config,
+    store: SqliteStore,
+    device: AsyncDeviceService,
+    registry: MetricsRegistry,
+    health: ServiceHealth | None = None,
 ) -> list[Service]:
     """Every long-lived part of the gateway, in start order. New parts go here."""
     device_tls = DeviceTls(store, min_version=config.tls.min_version)
@@ -168,6 +199,7 @@ def build_services(
         device_tls=device_tls,
         device=device,
         provisioning=provisioning,
+        health=health,
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [
@@ -218,8 +250,9 @@ async def run_gateway(
         )
         generated = await asyncio.to_thread(ensure_password, data_dir, env)
         registry = MetricsRegistry()
-        services = build_services(config, store, AsyncDeviceService(service), registry)
-        supervisor = Supervisor(services, config, Notifier(env))
+        health = ServiceHealth(metrics=registry)
+        services = build_services(config, store, AsyncDeviceService(service), registry, health)
+        supervisor = Supervisor(services, config, Notifier(env), health=health)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, supervisor.request_stop)
         loop.add_signal_handler(signal.SIGINT, supervisor.request_stop)
