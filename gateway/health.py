@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 
 from gateway.metrics import MetricsRegistry
 
-# The parts without which the gateway does not do its job: readiness needs them running.
-ESSENTIAL_SERVICES = frozenset({"sip", "admin"})
+# The part without which the gateway does not do its job: readiness needs it running.
+# (The admin endpoint answers /readyz itself: when it can, its listeners are up; a
+# failure of its background task makes the gateway degraded, not unready.)
+ESSENTIAL_SERVICES = frozenset({"sip"})
 
 
 class ServiceState(enum.StrEnum):
@@ -127,8 +129,8 @@ class ServiceHealth:
     def readiness(self, *, errors: bool = False) -> tuple[bool, dict[str, object]]:
         """Whether the gateway does its job, and the view ``/readyz`` shows.
 
-        Ready needs every essential part (the SIP relay, the admin endpoint) running;
-        a failed other part makes the gateway ``degraded`` but still ready.
+        Ready needs the SIP relay running; a failed other part makes the gateway
+        ``degraded`` but still ready.
         """
         services = self.all()
         essential_ok = all(

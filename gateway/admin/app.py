@@ -468,8 +468,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: 200 while the SIP relay and the admin endpoint run (``ready``, or
-    ``degraded`` when another part failed and awaits its restart), else 503."""
+    """Readiness: 200 while the SIP relay runs (``ready``, or ``degraded`` when another
+    part failed and awaits its restart), else 503."""
     health = state_of(request).health
     if health is None:
         return web.json_response({"status": "ready", "services": {}})
