@@ -215,6 +215,49 @@ class OpensslServer:
         self._tmp.cleanup()
 
 
+class GnutlsServer:
+    """``gnutls-serv --echo`` demanding a client certificate that ``client_ca`` issued.
+
+    gnutls-serv has no option to bind one address: it listens on every interface, on a
+    free port for the duration of the test; the test talks to it on 127.0.0.1 only.
+    """
+
+    def __init__(self, identity: Issued, *, client_ca: Issued, version: str) -> None:
+        self.identity = identity
+        self.client_ca = client_ca
+        self.version = version  # "1.2" or "1.3"
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._drain: threading.Thread | None = None
+
+    def __enter__(self) -> GnutlsServer:
+        self._tmp = tempfile.TemporaryDirectory()
+        d = Path(self._tmp.name)
+        (d / "chain.pem").write_bytes(self.identity.chain_pem())
+        (d / "key.pem").write_bytes(self.identity.key_pem)
+        (d / "client-ca.pem").write_bytes(self.client_ca.pem)
+        self.port = free_port()  # gnutls-serv cannot report an OS-chosen port
+        self._proc = subprocess.Popen(
+            ["stdbuf", "-oL", "gnutls-serv", "--echo", "--port", str(self.port),
+             "--x509certfile", str(d / "chain.pem"), "--x509keyfile", str(d / "key.pem"),
+             "--x509cafile", str(d / "client-ca.pem"),
+             "--require-client-cert", "--verify-client-cert",
+             "--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{self.version}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+        )  # fmt: skip
+        read_line_matching(self._proc, b"listening on IPv4")
+        self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
+        self._drain.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        assert self._tmp is not None
+        stop_process(self._proc, self._drain)
+        self._tmp.cleanup()
+
+
 KAMAILIO_CFG = """#!KAMAILIO
 debug=2
 log_stderror=yes
