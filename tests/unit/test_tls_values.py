@@ -6,7 +6,12 @@ import pytest
 from OpenSSL import SSL
 
 from gateway.metrics import MetricsRegistry
-from gateway.tls.engine import TlsSettings, describe_handshake_failure, openssl_reasons
+from gateway.tls.engine import (
+    TlsSettings,
+    client_certificate_refused,
+    describe_handshake_failure,
+    openssl_reasons,
+)
 from gateway.tls.policy import TlsTarget, is_ip_literal, target_from_uri
 
 
@@ -215,3 +220,30 @@ class TestTargetFromUri:
         """Every malformed URI or --connect is refused with a sentence."""
         with pytest.raises(ValueError, match=message):
             target_from_uri(uri, connect)
+
+
+class TestClientCertificateRefusal:
+    def test_an_alert_after_a_tls13_handshake_is_a_refusal(self) -> None:
+        """At the first read after the handshake a generic alert can only be the
+        server's verdict on our certificate flight."""
+        error = client_certificate_refused(
+            TlsTarget.sips("a.test"), ("tlsv1 alert handshake failure",), after_handshake=True
+        )
+        assert error is not None
+        assert error.after_handshake
+        assert error.alert == "tlsv1 alert handshake failure"
+        assert str(error).startswith("The TLS session with sips:a.test:5061 failed")
+        assert "install a certificate its CA issued" in str(error)
+
+    def test_a_handshake_failure_during_the_handshake_is_not_called_a_refusal(self) -> None:
+        """Its twin: during the handshake it may be ciphers; the advice says so."""
+        target = TlsTarget.sips("a.test")
+        reasons = ("sslv3 alert handshake failure",)
+        assert client_certificate_refused(target, reasons, after_handshake=False) is None
+        assert "cipher suite" in describe_handshake_failure(target, reasons)
+
+    def test_reasons_without_an_alert_are_not_a_refusal(self) -> None:
+        """Our own verification errors mention certificates too, but are no alert."""
+        reasons = ("certificate verify failed",)
+        target = TlsTarget.sips("a.test")
+        assert client_certificate_refused(target, reasons, after_handshake=True) is None
