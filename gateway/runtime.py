@@ -106,11 +106,13 @@ class RelayService:
         self._registry = registry
         self._relay: SipRelay | None = None
         self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()  # set while a relay task has been started
 
     async def start(self) -> list[str]:
         relay = SipRelay.from_config(self._config, self._connector, metrics=self._registry)
         task = asyncio.create_task(relay.serve(), name="sip-relay")
         self._relay, self._task = relay, task
+        self._started.set()
         ready = asyncio.create_task(relay.ready.wait())
         done, _ = await asyncio.wait(
             {task, ready}, timeout=RELAY_START_SECONDS, return_when=asyncio.FIRST_COMPLETED
@@ -130,8 +132,19 @@ class RelayService:
         return [f"SIP relay: {', '.join(listening)} -> {upstream}"]
 
     async def run(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        # The relay's own task; a reload replaces it, and then the new one is followed.
+        while True:
+            await self._started.wait()
+            task = self._task
+            if task is None:
+                continue
+            try:
+                await asyncio.shield(task)
+                return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if (current is not None and current.cancelling()) or self._task is task:
+                    raise  # the gateway stops (a reload would have replaced the task)
 
     async def recover(self) -> None:
         """After the relay's task failed: start it again on the addresses it had bound
@@ -164,6 +177,7 @@ class RelayService:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._started.clear()
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
