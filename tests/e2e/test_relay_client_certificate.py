@@ -24,7 +24,7 @@ from gateway.relay.service import RelaySettings, SipRelay
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN
-from tests.tls_servers import OpensslServer
+from tests.tls_servers import GnutlsServer, OpensslServer
 
 pytestmark = pytest.mark.slow
 WAIT = 30.0
@@ -81,9 +81,13 @@ async def final_response(relay: tuple[str, int], call_id: str) -> str:
                     return text
 
 
-def upstream_server(pki: tuple[Issued, Issued, Issued], version: str) -> OpensslServer:
+def upstream_server(
+    pki: tuple[Issued, Issued, Issued], peer: str, version: str
+) -> OpensslServer | GnutlsServer:
     _root, leaf, client_ca = pki
-    return OpensslServer(leaf, client_ca=client_ca, extra_args=[version])
+    if peer == "gnutls":
+        return GnutlsServer(leaf, client_ca=client_ca, version=version)
+    return OpensslServer(leaf, client_ca=client_ca, extra_args=[f"-tls{version.replace('.', '_')}"])
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +97,7 @@ def pki() -> tuple[Issued, Issued, Issued]:
     return root, factory.leaf(root, cn=DOMAIN, dns=(DOMAIN,)), factory.ca("Provider client CA")
 
 
-@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
 async def test_refused_client_certificate_backs_off_and_the_503_says_why(
     env: Env, pki: tuple[Issued, Issued, Issued], version: str
 ) -> None:
@@ -101,7 +105,7 @@ async def test_refused_client_certificate_backs_off_and_the_503_says_why(
     the base station's 503 Warning names the refusal and the fix."""
     env.trust(pki[0])
     env.identity[0] = standard_identity(CertFactory())
-    with upstream_server(pki, version) as upstream:
+    with upstream_server(pki, "openssl", version) as upstream:
         sip = SipSection(
             listen_udp=("127.0.0.1:0",),
             listen_tcp=(),
@@ -131,3 +135,41 @@ async def test_refused_client_certificate_backs_off_and_the_503_says_why(
     assert flows <= 7, f"{flows} upstream flows opened in {WINDOW:g} s"
     assert 1 <= opened <= 7, f"{opened} TLS connections in {WINDOW:g} s"
     assert refused >= 1
+
+
+async def test_a_flow_closed_at_once_after_the_handshake_backs_off_too(
+    env: Env, pki: tuple[Issued, Issued, Issued]
+) -> None:
+    """gnutls-serv (TLS 1.3) refuses and closes at once: when the relay's first write
+    meets the closed socket before the alert is read, the flow still counts as failed
+    (backoff, no storm) and the 503 says what to check."""
+    env.trust(pki[0])
+    env.identity[0] = standard_identity(CertFactory())
+    with upstream_server(pki, "gnutls", "1.3") as upstream:
+        sip = SipSection(
+            listen_udp=("127.0.0.1:0",),
+            listen_tcp=(),
+            upstream=f"sips:{DOMAIN}",
+            upstream_address=f"127.0.0.1:{upstream.port}",
+        )
+        relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.5))
+        task = asyncio.create_task(relay.serve())
+        try:
+            async with asyncio.timeout(WAIT):
+                await relay.ready.wait()
+            answers = [await final_response(relay.udp_addresses[0], f"gnutls-{n}") for n in (1, 2)]
+            await asyncio.sleep(WINDOW)  # a measuring window, not a synchronisation
+            flows = relay.connects
+            failed = sum(
+                relay.metrics.connect_failures.value(kind=kind) for kind in ("refused", "closed")
+            )
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    for answer in answers:
+        assert answer.startswith("SIP/2.0 503"), answer
+        warning = next(line for line in answer.split("\r\n") if line.startswith("Warning:"))
+        assert REFUSED in warning or "accepts sipsgate's client certificate" in warning, warning
+    assert flows <= 7, f"{flows} upstream flows opened in {WINDOW:g} s"
+    assert failed >= 1
