@@ -10,6 +10,7 @@ through the product's own CSR flow, the document is fetched and applied.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -155,8 +156,16 @@ async def test_refused_client_certificate_is_recorded_and_the_relay_keeps_answer
             assert now["attempts"] == 1
 
             async with gateway.session() as http:
-                async with http.post("/api/v1/provisioning/fetch") as response:
-                    later = await response.json()
+
+                async def fetch_now() -> Any:
+                    async with http.post("/api/v1/provisioning/fetch") as response:
+                        return await response.json()
+
+                # A base station registers while the refused fetch runs.
+                later, during = await asyncio.gather(
+                    fetch_now(), Sipp("register.xml", relay, service="bs3").run()
+                )
+                assert during.ok, f"REGISTER during the refused fetch: {during!r}"
                 async with http.get("/readyz") as response:
                     assert response.status == 200
                     ready = await response.json()
