@@ -119,3 +119,28 @@ async def test_a_crashing_part_is_restarted_while_the_relay_keeps_relaying(
         assert gateway.process.returncode is None
     finally:
         assert await gateway.stop() == 0
+
+
+async def test_a_crashed_relay_comes_back_on_its_addresses(
+    tmp_path: Path, provider: tuple[Issued, Issued], kamailio: KamailioRegistrar
+) -> None:
+    """The relay's task dies after the start: not ready while it is down, then restarted
+    on the addresses it had bound (port 0 in the config), and REGISTERs work again."""
+    gateway = await start(tmp_path, provider[0], kamailio, "sip")
+    try:
+        match = _RELAY_LINE.match(await gateway.wait_for_stdout("SIP relay: "))
+        assert match, gateway.stdout_lines
+        relay = (match.group(1), int(match.group(2)))
+        failed = json.loads(await gateway.wait_for_log('"gateway.service.failed"'))
+        assert failed["service"] == "sip"
+        await gateway.wait_for_log('"gateway.service.restarted"', nth=CRASHES)
+        async with gateway.session() as http, http.get("/readyz") as response:
+            assert response.status == 200
+            after = await response.json()
+        assert after["status"] == "ready"
+        assert after["services"]["sip"]["restarts"] == CRASHES
+        registered = await Sipp("register.xml", relay, service="bs1").run()
+        assert registered.ok, f"REGISTER after the relay was restarted: {registered!r}"
+        assert gateway.process.returncode is None
+    finally:
+        assert await gateway.stop() == 0
