@@ -112,7 +112,6 @@ class RelayService:
         relay = SipRelay.from_config(self._config, self._connector, metrics=self._registry)
         task = asyncio.create_task(relay.serve(), name="sip-relay")
         self._relay, self._task = relay, task
-        self._started.set()
         ready = asyncio.create_task(relay.ready.wait())
         done, _ = await asyncio.wait(
             {task, ready}, timeout=RELAY_START_SECONDS, return_when=asyncio.FIRST_COMPLETED
@@ -126,6 +125,7 @@ class RelayService:
                 f"The SIP relay did not start within {RELAY_START_SECONDS:g} s; "
                 "check sip.listen_udp and sip.listen_tcp."
             )
+        self._started.set()  # run() follows this task from now on
         upstream = self._config.sip.upstream or "(no upstream configured: sip.upstream)"
         listening = [f"udp {h}:{p}" for h, p in relay.udp_addresses]
         listening += [f"tcp {h}:{p}" for h, p in relay.tcp_addresses]
@@ -146,19 +146,19 @@ class RelayService:
                 if (current is not None and current.cancelling()) or self._task is task:
                     raise  # the gateway stops (a reload would have replaced the task)
 
-    async def recover(self) -> None:
-        """After the relay's task failed: start it again on the addresses it had bound
-        (a port 0 in the config would otherwise move the relay to new ports)."""
+    def _as_bound(self, config: Config) -> Config:
+        """``config`` with the addresses the running relay bound (port 0 resolved)."""
         relay = self._relay
-        config = self._config
-        if relay is not None and (relay.udp_addresses or relay.tcp_addresses):
-            sip = replace(
-                config.sip,
-                listen_udp=tuple(_host_port(a) for a in relay.udp_addresses),
-                listen_tcp=tuple(_host_port(a) for a in relay.tcp_addresses),
-            )
-            config = replace(config, sip=sip)
-        await self.stop()
+        if relay is None or not (relay.udp_addresses or relay.tcp_addresses):
+            return config
+        sip = replace(
+            config.sip,
+            listen_udp=tuple(_host_port(a) for a in relay.udp_addresses),
+            listen_tcp=tuple(_host_port(a) for a in relay.tcp_addresses),
+        )
+        return replace(config, sip=sip)
+
+    async def _start_with(self, config: Config) -> None:
         running, self._config = self._config, config
         try:
             for line in await self.start():
@@ -166,14 +166,34 @@ class RelayService:
         finally:
             self._config = running
 
+    async def recover(self) -> None:
+        """After the relay's task failed: start it again on the addresses it had bound
+        (a port 0 in the config would otherwise move the relay to new ports)."""
+        bound = self._as_bound(self._config)
+        await self.stop()
+        await self._start_with(bound)
+
     async def reload(self, config: Config) -> None:
-        old, self._config = self._config, config
+        old = self._config
         if config.sip == old.sip and config.gateway.name == old.gateway.name:
+            self._config = config
             return
         _log.info("sip.relay.restarting", reason="the [sip] configuration changed")
+        previous = self._as_bound(old)
         await self.stop()
-        for line in await self.start():
-            _log.info("sip.relay.restarted", detail=line)
+        try:
+            await self._start_with(config)
+        except Exception as exc:
+            # A new address that cannot be bound must not leave the base stations
+            # without a relay: go back to the addresses that worked.
+            await self.stop()
+            await self._start_with(previous)
+            raise GatewayError(
+                f"The changed [sip] configuration could not be applied ({exc}); the relay "
+                "keeps running with the previous one. Fix sip.listen_udp / sip.listen_tcp "
+                "and reload again."
+            ) from exc
+        self._config = config
 
     async def stop(self) -> None:
         task, self._task = self._task, None

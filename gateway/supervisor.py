@@ -206,8 +206,14 @@ class Supervisor:
         for service in self.services:
             try:
                 await service.reload(new)
-            except GatewayError as exc:
-                _log.error("config.reload.failed", service=service.name, error=str(exc))
+            except Exception as exc:  # a part that cannot take the change keeps the old one
+                _log.error(
+                    "config.reload.failed",
+                    service=service.name,
+                    error=str(exc)
+                    if isinstance(exc, GatewayError)
+                    else f"{type(exc).__name__}: {exc}",
+                )
         self.config = new
 
     async def _stop(self, started: Sequence[Service]) -> None:

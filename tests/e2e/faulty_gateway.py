@@ -2,7 +2,8 @@
 
 ``python -m tests.e2e.faulty_gateway run --config FILE`` runs the real gateway after
 replacing the work of the service named by ``FAULT_SERVICE`` with a version that
-raises the first ``FAULT_TIMES`` times and then does the real work: the ``run()`` of
+raises the first ``FAULT_TIMES`` times and then does the real work (``none``: no
+fault): the ``run()`` of
 provisioning, expiry, revocation and admin (a crash as the supervisor sees one), and
 for ``sip`` the relay's upstream task inside its own task group (the relay's task
 dies, its listeners close).
@@ -31,6 +32,8 @@ SERVICES: dict[str, tuple[type[Any], str]] = {
 
 
 def inject(name: str, times: int) -> None:
+    if name == "none":
+        return
     cls, method = SERVICES[name]
     original: Callable[[Any], Coroutine[Any, Any, None]] = getattr(cls, method)
     left = [times]

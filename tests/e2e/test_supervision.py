@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,4 +145,36 @@ async def test_a_crashed_relay_comes_back_on_its_addresses(
         assert registered.ok, f"REGISTER after the relay was restarted: {registered!r}"
         assert gateway.process.returncode is None
     finally:
+        assert await gateway.stop() == 0
+
+
+async def test_a_reload_to_an_address_in_use_keeps_the_relay_on_the_old_one(
+    tmp_path: Path, provider: tuple[Issued, Issued], kamailio: KamailioRegistrar
+) -> None:
+    """SIGHUP with sip.listen_udp on a port another socket holds: the reload of the
+    relay fails with a sentence, the relay keeps serving its old address."""
+    gateway = await start(tmp_path, provider[0], kamailio, "none")
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        match = _RELAY_LINE.match(await gateway.wait_for_stdout("SIP relay: "))
+        assert match, gateway.stdout_lines
+        relay = (match.group(1), int(match.group(2)))
+        text = gateway.config_path.read_text(encoding="utf-8")
+        port = taken.getsockname()[1]
+        gateway.config_path.write_text(
+            text.replace('listen_udp = ["127.0.0.1:0"]', f'listen_udp = ["127.0.0.1:{port}"]'),
+            encoding="utf-8",
+        )
+        gateway.process.send_signal(signal.SIGHUP)
+        failed = json.loads(await gateway.wait_for_log('"config.reload.failed"'))
+        assert failed["service"] == "sip"
+        assert "keeps running with the previous one" in failed["error"]
+        registered = await Sipp("register.xml", relay, service="bs1").run()
+        assert registered.ok, f"REGISTER after the failed reload: {registered!r}"
+        async with gateway.session() as http, http.get("/readyz") as response:
+            assert response.status == 200
+        assert gateway.process.returncode is None
+    finally:
+        taken.close()
         assert await gateway.stop() == 0
