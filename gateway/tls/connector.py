@@ -8,7 +8,10 @@ the caller's protocol. ``open_connection`` does the same for a stream pair.
 
 Every failure is a ``gateway.errors.TlsError``: ``TrustRejected`` (the decision said
 no; carries the verdict, peer and chain), ``TlsHandshakeError`` (OpenSSL's reasons
-kept), ``TlsTimeout`` and ``TlsConnectError``.
+kept) and its ``ClientCertificateRefused`` (the server refused our certificate),
+``TlsTimeout`` and ``TlsConnectError``. A refusal that comes after a TLS 1.3
+handshake reaches the application protocol's ``connection_lost`` and is logged here
+as ``tls.session.refused``.
 """
 
 from __future__ import annotations

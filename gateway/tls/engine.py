@@ -15,6 +15,11 @@ peer. A handshake that completes without a decision is refused.
 
 The application protocol is attached only after the connector has seen the decision
 (``attach``); ciphertext that arrives earlier waits in the BIO.
+
+A server's refusal of our client certificate is a ``ClientCertificateRefused`` with
+the fix: under TLS 1.2 it is an alert during the handshake; under TLS 1.3 the client's
+handshake is complete before the server checks the certificate, so the alert comes at
+the first read after it. ``TlsTransport.confirm`` waits (bounded) for that verdict.
 """
 
 from __future__ import annotations
