@@ -138,7 +138,13 @@ def target_from_uri(uri: str, connect: str | None = None) -> TlsTarget:
     """
     lowered = uri.strip().lower()
     if lowered.startswith("https://"):
-        parts = urlsplit(uri.strip())
+        try:
+            parts = urlsplit(uri.strip())
+        except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 address
+            raise ValueError(
+                f"{uri!r} is not a usable https:// URI ({exc}); write https://HOST[:PORT], "
+                "e.g. https://prov.example.net or https://[2001:db8::1]:8443."
+            ) from exc
         host, port = _split_host_port(parts.netloc.rpartition("@")[2], "The URI")
         scheme = "https"
     elif lowered.startswith("sips:"):

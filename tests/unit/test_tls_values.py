@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 
 from gateway.metrics import MetricsRegistry
@@ -212,6 +214,11 @@ class TestTargetFromUri:
             ("sips:", None, "no host"),
             ("sips:[2001:db8::1", None, "unclosed"),
             ("sips:a.test", "b.test:0", "use 1 to 65535"),
+            ("sips://a.test:5061", None, "no '//'"),
+            ("sips:a.test/x", None, "neither a host name nor an IP address"),
+            ("https://a b/", None, "neither a host name nor an IP address"),
+            ("sips:a..test", None, "neither a host name nor an IP address"),
+            ("sips:a.test", "b/c:5061", "neither a host name nor an IP address"),
         ],
     )
     def test_bad_input_says_what_is_wrong(
@@ -220,6 +227,24 @@ class TestTargetFromUri:
         """Every malformed URI or --connect is refused with a sentence."""
         with pytest.raises(ValueError, match=message):
             target_from_uri(uri, connect)
+
+
+class TestTargetFuzz:
+    @given(st.text(max_size=40), st.sampled_from(["sips:", "https://", "SIPS:", ""]))
+    @settings(max_examples=400, deadline=None)
+    def test_every_input_is_refused_or_names_a_host(self, text: str, prefix: str) -> None:
+        """Any text is a ValueError with a sentence, or a target whose host and SNI are a
+        host name or an IP address (never '//host' or a path)."""
+        try:
+            target = target_from_uri(prefix + text)
+        except ValueError as exc:
+            message = str(exc)
+        else:
+            for name in (target.host, target.sni or ""):
+                assert "/" not in name and not any(ch.isspace() for ch in name)
+            assert target.is_ip or all(part for part in target.host.rstrip(".").split("."))
+            return
+        assert message.endswith("."), message
 
 
 class TestClientCertificateRefusal:
