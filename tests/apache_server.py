@@ -1,5 +1,6 @@
 """Debian's Apache 2.4 as a provisioning server: mod_ssl with ``SSLVerifyClient
 require`` and ``mod_auth_digest``, on 127.0.0.1, from its own ServerRoot in a temp dir.
+Package apache2-bin is enough (the server and its modules, no system service).
 
 It runs in the foreground (``-DFOREGROUND``) with a configuration written here (no
 file of the system's Apache is read) and is stopped by its PID. As root it serves as
