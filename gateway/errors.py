@@ -63,6 +63,30 @@ class TlsHandshakeError(TlsError):
         self.openssl_reasons = openssl_reasons
 
 
+class ClientCertificateRefused(TlsHandshakeError):
+    """The server refused the client certificate sipsgate presented (or the lack of one).
+
+    The server says so with a TLS alert (``unknown_ca``, ``bad_certificate``,
+    ``certificate_required``, ``access_denied``...). Under TLS 1.2 it arrives during the
+    handshake; under TLS 1.3 the client's handshake is already complete when the server
+    checks the certificate, so the alert arrives at the first read after it
+    (``after_handshake``). ``alert`` is OpenSSL's reason string for the alert.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        peer: TlsTarget | None = None,
+        openssl_reasons: tuple[str, ...] = (),
+        alert: str,
+        after_handshake: bool,
+    ) -> None:
+        super().__init__(message, peer=peer, openssl_reasons=openssl_reasons)
+        self.alert = alert
+        self.after_handshake = after_handshake
+
+
 class TrustRejected(TlsError):
     """The trust decision rejected the peer's certificate chain during the handshake.
 

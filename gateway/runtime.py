@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -27,6 +28,7 @@ from gateway.admin.tls import DeviceTls
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 from gateway.expiry import ExpiryWatch
+from gateway.health import ServiceHealth
 from gateway.log import get_logger
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.service import ProvisioningService, build_client
@@ -104,6 +106,7 @@ class RelayService:
         self._registry = registry
         self._relay: SipRelay | None = None
         self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()  # set while a relay task has been started
 
     async def start(self) -> list[str]:
         relay = SipRelay.from_config(self._config, self._connector, metrics=self._registry)
@@ -122,34 +125,96 @@ class RelayService:
                 f"The SIP relay did not start within {RELAY_START_SECONDS:g} s; "
                 "check sip.listen_udp and sip.listen_tcp."
             )
+        self._started.set()  # run() follows this task from now on
         upstream = self._config.sip.upstream or "(no upstream configured: sip.upstream)"
         listening = [f"udp {h}:{p}" for h, p in relay.udp_addresses]
         listening += [f"tcp {h}:{p}" for h, p in relay.tcp_addresses]
         return [f"SIP relay: {', '.join(listening)} -> {upstream}"]
 
     async def run(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        # The relay's own task; a reload replaces it, and then the new one is followed.
+        while True:
+            await self._started.wait()
+            task = self._task
+            if task is None:
+                continue
+            try:
+                await asyncio.shield(task)
+                return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if (current is not None and current.cancelling()) or self._task is task:
+                    raise  # the gateway stops (a reload would have replaced the task)
+
+    def _as_bound(self, config: Config) -> Config:
+        """``config`` with the addresses the running relay bound (port 0 resolved)."""
+        relay = self._relay
+        if relay is None or not (relay.udp_addresses or relay.tcp_addresses):
+            return config
+        sip = replace(
+            config.sip,
+            listen_udp=tuple(_host_port(a) for a in relay.udp_addresses),
+            listen_tcp=tuple(_host_port(a) for a in relay.tcp_addresses),
+        )
+        return replace(config, sip=sip)
+
+    async def _start_with(self, config: Config) -> None:
+        running, self._config = self._config, config
+        try:
+            for line in await self.start():
+                _log.info("sip.relay.restarted", detail=line)
+        finally:
+            self._config = running
+
+    async def recover(self) -> None:
+        """After the relay's task failed: start it again on the addresses it had bound
+        (a port 0 in the config would otherwise move the relay to new ports)."""
+        bound = self._as_bound(self._config)
+        await self.stop()
+        await self._start_with(bound)
 
     async def reload(self, config: Config) -> None:
-        old, self._config = self._config, config
+        old = self._config
         if config.sip == old.sip and config.gateway.name == old.gateway.name:
+            self._config = config
             return
         _log.info("sip.relay.restarting", reason="the [sip] configuration changed")
+        previous = self._as_bound(old)
         await self.stop()
-        for line in await self.start():
-            _log.info("sip.relay.restarted", detail=line)
+        try:
+            await self._start_with(config)
+        except Exception as exc:
+            # A new address that cannot be bound must not leave the base stations
+            # without a relay: go back to the addresses that worked.
+            await self.stop()
+            await self._start_with(previous)
+            raise GatewayError(
+                f"The changed [sip] configuration could not be applied ({exc}); the relay "
+                "keeps running with the previous one. Fix sip.listen_udp / sip.listen_tcp "
+                "and reload again."
+            ) from exc
+        self._config = config
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self._started.clear()
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
 
+def _host_port(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def build_services(
-    config: Config, store: SqliteStore, device: AsyncDeviceService, registry: MetricsRegistry
+    config: Config,
+    store: SqliteStore,
+    device: AsyncDeviceService,
+    registry: MetricsRegistry,
+    health: ServiceHealth | None = None,
 ) -> list[Service]:
     """Every long-lived part of the gateway, in start order. New parts go here."""
     device_tls = DeviceTls(store, min_version=config.tls.min_version)
@@ -168,6 +233,7 @@ def build_services(
         device_tls=device_tls,
         device=device,
         provisioning=provisioning,
+        health=health,
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [
@@ -218,8 +284,9 @@ async def run_gateway(
         )
         generated = await asyncio.to_thread(ensure_password, data_dir, env)
         registry = MetricsRegistry()
-        services = build_services(config, store, AsyncDeviceService(service), registry)
-        supervisor = Supervisor(services, config, Notifier(env))
+        health = ServiceHealth(metrics=registry)
+        services = build_services(config, store, AsyncDeviceService(service), registry, health)
+        supervisor = Supervisor(services, config, Notifier(env), health=health)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, supervisor.request_stop)
         loop.add_signal_handler(signal.SIGINT, supervisor.request_stop)

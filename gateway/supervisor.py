@@ -1,9 +1,18 @@
 """The supervisor: runs the gateway's long-lived parts under one ``asyncio.TaskGroup``.
 
 A part is a :class:`Service`. The supervisor starts the parts in order (a part that
-fails to start stops the ones already started), runs each part's ``run()`` in the
-task group, reloads every part with a new configuration on request, and on stop
+fails to start stops the ones already started, and the gateway does not start: a
+listener that cannot bind is a configuration error), runs each part's ``run()`` in
+the task group, reloads every part with a new configuration on request, and on stop
 cancels the tasks and stops the parts in reverse order, within a deadline.
+
+Failure is contained: when a part's ``run()`` raises, the failure is logged
+(``gateway.service.failed``), counted on ``/metrics`` and shown in the readiness view
+(:class:`~gateway.health.ServiceHealth`), and the part is restarted after a backoff
+(1 s, doubling, at most 60 s; afresh after it ran a minute without failing). Every
+other part, the SIP relay above all, keeps running meanwhile. A part that needs more
+than calling ``run()`` again to recover (the relay re-opens its listeners) has a
+``recover()`` method.
 
 This is the extension point for the gateway: the SIP relay and the provisioning
 client become services next to the admin endpoint, in ``gateway.runtime``.
@@ -17,10 +26,14 @@ from typing import Protocol
 
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.health import ServiceHealth
 from gateway.log import get_logger
 from gateway.systemd import Notifier
 
 STOP_DEADLINE = 4.0  # seconds for all parts to stop; the process exits within 5 s
+RESTART_MIN = 1.0  # seconds before the first restart of a failed part
+RESTART_MAX = 60.0  # the restart backoff's ceiling
+HEALTHY_AFTER = 60.0  # a part that ran this long since its last restart starts afresh
 
 _log = get_logger(area="supervisor")
 
@@ -53,11 +66,23 @@ Announce = Callable[[str], None]
 
 class Supervisor:
     def __init__(
-        self, services: Sequence[Service], config: Config, notifier: Notifier | None = None
+        self,
+        services: Sequence[Service],
+        config: Config,
+        notifier: Notifier | None = None,
+        *,
+        health: ServiceHealth | None = None,
+        restart_min: float = RESTART_MIN,
+        restart_max: float = RESTART_MAX,
     ) -> None:
         self.services = tuple(services)
         self.config = config
         self.notifier = notifier or Notifier({})  # outside systemd: every call is a no-op
+        self.health = health or ServiceHealth()
+        for service in self.services:
+            self.health.add(service.name)
+        self.restart_min = restart_min
+        self.restart_max = restart_max
         self.stopping = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.reloaded = asyncio.Event()  # set after each completed reload (tests wait on it)
@@ -88,6 +113,7 @@ class Supervisor:
                 started.append(service)  # stopped too if its start fails half-way
                 for line in await service.start():
                     announce(line)
+                self.health.running(service.name)
             _log.info("gateway.process.started", services=[s.name for s in self.services])
             if on_started is not None:
                 on_started()
@@ -96,7 +122,7 @@ class Supervisor:
             self.notifier.ready(status="running")
             async with asyncio.TaskGroup() as group:
                 tasks = [
-                    group.create_task(_guard(service.name, service.run()), name=service.name)
+                    group.create_task(self._supervise(service), name=service.name)
                     for service in self.services
                 ]
                 tasks.append(group.create_task(self._reloads(load), name="reload"))
@@ -107,6 +133,48 @@ class Supervisor:
                     task.cancel()
         finally:
             await self._stop(started)
+
+    async def _supervise(self, service: Service) -> None:
+        """Run ``service``; when its work fails, log it and restart it with backoff."""
+        loop = asyncio.get_running_loop()
+        name = service.name
+        failures = 0
+        while True:
+            began = loop.time()
+            try:
+                await service.run()
+                return  # a part without background work
+            except Exception as exc:  # contained: one part must not stop the others
+                if loop.time() - began >= HEALTHY_AFTER:
+                    failures = 0
+                failures += 1
+                delay = self._failed(name, exc, failures)
+            while True:
+                await asyncio.sleep(delay)  # cancellation (stop) ends the wait
+                try:
+                    await _recover(service)
+                except Exception as exc:
+                    failures += 1
+                    delay = self._failed(name, exc, failures)
+                    continue
+                break
+            self.health.restarted(name)
+            self.health.running(name)
+            _log.info("gateway.service.restarted", service=name, failures=failures)
+
+    def _failed(self, name: str, exc: BaseException, failures: int) -> float:
+        delay = min(self.restart_max, self.restart_min * 2.0 ** (failures - 1))
+        error = f"{type(exc).__name__}: {exc}"
+        self.health.failed(name, error, retry_in=delay)
+        _log.error(
+            "gateway.service.failed",
+            service=name,
+            error=error,
+            failures=failures,
+            retry_in=delay,
+            exc_info=exc,
+        )
+        return delay
 
     async def _reloads(self, load: ConfigLoader) -> None:
         while True:
@@ -138,28 +206,32 @@ class Supervisor:
         for service in self.services:
             try:
                 await service.reload(new)
-            except GatewayError as exc:
-                _log.error("config.reload.failed", service=service.name, error=str(exc))
+            except Exception as exc:  # a part that cannot take the change keeps the old one
+                _log.error(
+                    "config.reload.failed",
+                    service=service.name,
+                    error=str(exc)
+                    if isinstance(exc, GatewayError)
+                    else f"{type(exc).__name__}: {exc}",
+                )
         self.config = new
 
     async def _stop(self, started: Sequence[Service]) -> None:
         try:
             async with asyncio.timeout(STOP_DEADLINE):
                 for service in reversed(started):
+                    self.health.stopped(service.name)
                     await service.stop()
         except TimeoutError:
             _log.error("gateway.stop.timeout", deadline=STOP_DEADLINE)
         _log.info("gateway.process.stopped")
 
 
-async def _guard(name: str, work: Awaitable[None]) -> None:
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except BaseException:
-        _log.exception("gateway.service.failed", service=name)
-        raise
+async def _recover(service: Service) -> None:
+    """Bring a failed part back: its own ``recover()`` when it has one."""
+    recover: Callable[[], Awaitable[None]] | None = getattr(service, "recover", None)
+    if recover is not None:
+        await recover()
 
 
 def diff_config(old: Config, new: Config) -> list[str]:

@@ -169,6 +169,7 @@ async def start_gateway(
     listen: list[str] | None = None,
     password: str | None = PASSWORD,
     extra_env: dict[str, str] | None = None,
+    module: str = "gateway.cli",
 ) -> GatewayProcess:
     data_dir = workdir / "var"
     config_path = workdir / "sipsgate.toml"
@@ -183,7 +184,7 @@ async def start_gateway(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        module,
         "run",
         "--config",
         str(config_path),

@@ -163,7 +163,38 @@ class _Accept(asyncio.Protocol):
         self.server._accepted(transport)
 
 
-class OpensslServer:
+class _ChildServer:
+    """A server child process run from a temporary directory, stopped by its PID."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._drain: threading.Thread | None = None
+
+    def _workdir(self) -> Path:
+        self._tmp = tempfile.TemporaryDirectory()
+        return Path(self._tmp.name)
+
+    def _spawn(self, args: Sequence[str], ready: bytes) -> bytes:
+        """Start ``args``; return its output line holding ``ready``, then drain it."""
+        self._proc = subprocess.Popen(
+            list(args),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+        )  # fmt: skip
+        line = read_line_matching(self._proc, ready)
+        self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
+        self._drain.start()
+        return line
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        assert self._tmp is not None
+        stop_process(self._proc, self._drain)
+        self._tmp.cleanup()
+
+
+class OpensslServer(_ChildServer):
     """``openssl s_server`` on 127.0.0.1 with a free port; killed by PID at exit."""
 
     def __init__(
@@ -173,17 +204,13 @@ class OpensslServer:
         client_ca: Issued | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
+        super().__init__()
         self.identity = identity
         self.client_ca = client_ca
         self.extra_args = tuple(extra_args)
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._drain: threading.Thread | None = None
 
     def __enter__(self) -> OpensslServer:
-        self._tmp = tempfile.TemporaryDirectory()
-        d = Path(self._tmp.name)
+        d = self._workdir()
         cert, key = d / "server.crt", d / "server.key"
         cert.write_bytes(self.identity.pem)
         key.write_bytes(self.identity.key_pem)
@@ -193,26 +220,47 @@ class OpensslServer:
             chain_file.write_bytes(b"".join(p.pem for p in self.identity.parents[:-1]))
             args += ["-cert_chain", str(chain_file)]
         if self.client_ca is not None:
-            ca_file = Path(self._tmp.name) / "client-ca.pem"
+            ca_file = d / "client-ca.pem"
             ca_file.write_bytes(self.client_ca.pem)
             args += ["-Verify", "2", "-verify_return_error", "-CAfile", str(ca_file)]
-        self._proc = subprocess.Popen(
+        # s_server prints "ACCEPT 127.0.0.1:<port>" once it listens; the port is 0 = free.
+        line = self._spawn(
             ["openssl", "s_server", "-accept", "127.0.0.1:0", "-www",
              "-cert", str(cert), "-key", str(key), *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
+            b"ACCEPT 127.0.0.1:",
         )  # fmt: skip
-        # s_server prints "ACCEPT 127.0.0.1:<port>" once it listens; the port is 0 = free.
-        line = read_line_matching(self._proc, b"ACCEPT 127.0.0.1:")
         self.port = int(line.rsplit(b":", 1)[1])
-        self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
-        self._drain.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        assert self._tmp is not None
-        stop_process(self._proc, self._drain)
-        self._tmp.cleanup()
+
+class GnutlsServer(_ChildServer):
+    """``gnutls-serv --echo`` demanding a client certificate that ``client_ca`` issued.
+
+    gnutls-serv has no option to bind one address: it listens on every interface, on a
+    free port for the duration of the test; the test talks to it on 127.0.0.1 only.
+    """
+
+    def __init__(self, identity: Issued, *, client_ca: Issued, version: str) -> None:
+        super().__init__()
+        self.identity = identity
+        self.client_ca = client_ca
+        self.version = version  # "1.2" or "1.3"
+
+    def __enter__(self) -> GnutlsServer:
+        d = self._workdir()
+        (d / "chain.pem").write_bytes(self.identity.chain_pem())
+        (d / "key.pem").write_bytes(self.identity.key_pem)
+        (d / "client-ca.pem").write_bytes(self.client_ca.pem)
+        self.port = free_port()  # gnutls-serv cannot report an OS-chosen port
+        self._spawn(
+            ["stdbuf", "-oL", "gnutls-serv", "--echo", "--port", str(self.port),
+             "--x509certfile", str(d / "chain.pem"), "--x509keyfile", str(d / "key.pem"),
+             "--x509cafile", str(d / "client-ca.pem"),
+             "--require-client-cert", "--verify-client-cert",
+             "--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{self.version}"],
+            b"listening on IPv4",
+        )  # fmt: skip
+        return self
 
 
 KAMAILIO_CFG = """#!KAMAILIO
@@ -241,7 +289,7 @@ certificate = {cert}
 """
 
 
-class KamailioServer:
+class KamailioServer(_ChildServer):
     """Debian's kamailio with its TLS module, answering every request 200 OK.
 
     Runs in the foreground (``-DD -E``) from a temporary directory and is stopped by
@@ -249,16 +297,12 @@ class KamailioServer:
     """
 
     def __init__(self, identity: Issued, *, client_ca: Issued | None = None) -> None:
+        super().__init__()
         self.identity = identity
         self.client_ca = client_ca
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._drain: threading.Thread | None = None
 
     def __enter__(self) -> KamailioServer:
-        self._tmp = tempfile.TemporaryDirectory()
-        d = Path(self._tmp.name)
+        d = self._workdir()
         cert, key = self.identity.write(d, "server")
         ca_line = ""
         if self.client_ca is not None:
@@ -271,21 +315,12 @@ class KamailioServer:
         )
         self.port = free_port()  # kamailio cannot report an OS-chosen port
         (d / "kamailio.cfg").write_text(KAMAILIO_CFG.format(port=self.port, tls_cfg=d / "tls.cfg"))
-        self._proc = subprocess.Popen(
-            ["kamailio", "-f", str(d / "kamailio.cfg"), "-DD", "-E", "-Y", str(d)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
-        )  # fmt: skip
         # Children log child_init once the listening sockets exist and they have forked.
-        read_line_matching(self._proc, b"child_init()")
-        self._drain = threading.Thread(target=_drain, args=(self._proc,), daemon=True)
-        self._drain.start()
+        self._spawn(
+            ["kamailio", "-f", str(d / "kamailio.cfg"), "-DD", "-E", "-Y", str(d)],
+            b"child_init()",
+        )
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        assert self._tmp is not None
-        stop_process(self._proc, self._drain)
-        self._tmp.cleanup()
 
 
 def sip_options(host: str, branch: str = "z9hG4bK-sipsgate-test") -> bytes:

@@ -54,6 +54,7 @@ from gateway.admin.security import add_security_headers, body_limit_middleware
 from gateway.admin.tls import AdminTlsError, DeviceTls
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.health import ServiceHealth
 from gateway.log import get_logger
 from gateway.metrics import Counter, MetricsRegistry
 from gateway.provisioning.service import ProvisioningService
@@ -69,7 +70,14 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PUBLIC = frozenset(
-    {("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/login"), ("POST", "/login")}
+    {
+        ("GET", "/healthz"),
+        ("HEAD", "/healthz"),
+        ("GET", "/readyz"),
+        ("HEAD", "/readyz"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+    }
 )
 
 _log = get_logger(area="admin")
@@ -113,6 +121,8 @@ class AdminState:
     device: AsyncDeviceService | None = None
     # The running provisioning client (absent in tools and tests that do not need it).
     provisioning: ProvisioningService | None = None
+    # The supervised parts' states (``/readyz``); absent when no supervisor runs the app.
+    health: ServiceHealth | None = None
     started: float = field(default_factory=time.monotonic)
     # Small per-application caches (e.g. the expiry banner per store generation).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -457,6 +467,16 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 while the SIP relay runs (``ready``, or ``degraded`` when another
+    part failed and awaits its restart), else 503."""
+    health = state_of(request).health
+    if health is None:
+        return web.json_response({"status": "ready", "services": {}})
+    ready, view = health.readiness()
+    return web.json_response(view, status=200 if ready else 503)
+
+
 def create_app(
     store: CertStore,
     config: Config,
@@ -466,6 +486,7 @@ def create_app(
     device_tls: DeviceTls | None = None,
     device: AsyncDeviceService | None = None,
     provisioning: ProvisioningService | None = None,
+    health: ServiceHealth | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> web.Application:
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
@@ -482,6 +503,7 @@ def create_app(
         device_tls=device_tls,
         device=device,
         provisioning=provisioning,
+        health=health,
     )
 
     def limit_for(request: web.Request) -> int:
@@ -508,6 +530,7 @@ def create_app(
     )
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     api.setup(app)
     pages.setup(app)
     if device is not None:

@@ -23,6 +23,7 @@ from certstore.store import CertStore
 from gateway.cli.common import store_for
 from gateway.config import load_config
 from gateway.errors import (
+    ClientCertificateRefused,
     TlsConnectError,
     TlsError,
     TlsHandshakeError,
@@ -40,6 +41,9 @@ from gateway.tls.trust import peer_for
 EXIT_ACCEPT = 0
 EXIT_REJECT = 1
 EXIT_CONNECTION = 2
+EXIT_USAGE = 2
+# How long the probe waits for a TLS 1.3 server's verdict on the client certificate.
+CLIENT_VERDICT_WAIT = 2.0
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -106,6 +110,12 @@ async def run_probe(connector: TlsConnector, target: TlsTarget) -> ProbeResult:
         )
     except TlsError as exc:
         return ProbeResult(target=target, error=exc)
+    try:
+        # TLS 1.3: the server judges our client certificate after the handshake.
+        await transport.confirm(min(CLIENT_VERDICT_WAIT, connector.settings.handshake_timeout))
+    except TlsError as exc:
+        await transport.wait_closed()
+        return ProbeResult(target=target, error=exc)
     check = transport.get_extra_info("tls_check")
     info = transport.get_extra_info("ssl_object")
     version, cipher = info.version(), info.cipher()[0]
@@ -138,7 +148,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         target = parse_target(args.uri, args.connect)
     except UsageError as exc:
         print(f"sipsgate probe: {exc}", file=sys.stderr)
-        return EXIT_CONNECTION
+        return EXIT_USAGE
     config = load_config(args.config)
     # The verdict is the output; the log (standard error) only carries real errors.
     configure_logging(level="error", fmt=config.log.format)
@@ -163,6 +173,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _error_code(error: TlsError) -> str:
+    if isinstance(error, ClientCertificateRefused):
+        return "client-certificate-refused"
     if isinstance(error, TlsTimeout):
         return "timeout"
     if isinstance(error, TlsConnectError):

@@ -10,11 +10,11 @@ user name set, no credentials are sent.
 A fetch sends ``If-None-Match`` / ``If-Modified-Since`` from the last document
 applied from the same URL; a ``304`` is *not-modified* and nothing is applied again.
 Connection failures, timeouts, ``408``, ``429`` and ``5xx`` are retried with
-exponential backoff; a rejected certificate, ``401``, other ``4xx`` and an invalid
-document are not (retrying cannot fix them). Redirects are not followed. Every run
-ends in a :class:`~gateway.provisioning.result.FetchResult`, saved as the last
-result, logged as ``provisioning.fetch.<status>`` and counted in
-``sipsgate_provisioning_fetches_total{outcome}``.
+exponential backoff; a rejected certificate, a client certificate the server refused,
+``401``, other ``4xx`` and an invalid document are not (retrying cannot fix them).
+Redirects are not followed. Every run ends in a
+:class:`~gateway.provisioning.result.FetchResult`, saved as the last result, logged
+as ``provisioning.fetch.<status>`` and counted in ``sipsgate_provisioning_fetches_total{outcome}``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from yarl import URL
 
 from certstore.model import Actor, Settings
 from gateway.config import Config
-from gateway.errors import TrustRejected
+from gateway.errors import ClientCertificateRefused, TlsError, TrustRejected
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.apply import ApplyResult, ApplyStatus, ProvisioningStore, apply_document
 from gateway.provisioning.document import MAX_DOCUMENT_BYTES, parse_document
@@ -47,7 +47,7 @@ from gateway.provisioning.errors import (
 from gateway.provisioning.mac import MacSource
 from gateway.provisioning.result import FetchResult, FetchStatus, Trigger
 from gateway.provisioning.state import KEEP, Keep, ProvisioningState, Validators
-from gateway.tls.aiohttp_connector import VerifyingTCPConnector
+from gateway.tls.aiohttp_connector import ClientConnectorTlsError, VerifyingTCPConnector
 from gateway.tls.connector import TlsConnector
 
 PROVISIONING_ACTOR = Actor(name="provisioning", interface="provisioning")
@@ -357,6 +357,12 @@ class ProvisioningClient:
             error = exc.certificate_error
             message = str(error) if isinstance(error, TrustRejected) else str(exc)
             raise _Attempt(FetchStatus.REJECTED, message) from None
+        except ClientConnectorTlsError as exc:
+            raise _tls_attempt(exc.tls_error) from None
+        except TlsError as exc:
+            # The session failed after the handshake (under TLS 1.3 a refused client
+            # certificate can still arrive at the first read): the connector's own error.
+            raise _tls_attempt(exc) from None
         except DocumentTooLarge as exc:
             raise _Attempt(FetchStatus.INVALID, str(exc)) from None
         except TimeoutError:
@@ -498,6 +504,13 @@ class ProvisioningClient:
 
     async def last_result(self) -> FetchResult | None:
         return await asyncio.to_thread(self.state.last_result)
+
+
+def _tls_attempt(error: TlsError) -> _Attempt:
+    if isinstance(error, ClientCertificateRefused):
+        # The server's answer to our certificate: asking again gets the same answer.
+        return _Attempt(FetchStatus.REFUSED, str(error))
+    return _Attempt(FetchStatus.FAILED, str(error), retry=True)
 
 
 def _ms(started: float) -> int:

@@ -20,6 +20,7 @@ class FetchStatus(StrEnum):
     INVALID = "invalid"  # the document was refused: nothing changed
     UNAUTHORIZED = "unauthorized"  # 401: wrong or missing digest credentials
     REJECTED = "rejected"  # the server's certificate was rejected by the trust decision
+    REFUSED = "refused"  # the server refused sipsgate's client certificate (device identity)
     HTTP_ERROR = "http-error"  # another HTTP status
     FAILED = "failed"  # no answer: connection, TLS, timeout
     NOT_CONFIGURED = "not-configured"  # provisioning.url is empty

@@ -395,8 +395,16 @@ class ProxyCore:
                 self._forward_upstream(item.server, item.request, now, out)
         return out
 
-    def upstream_down(self, now: float) -> list[Output]:
-        """The TLS flow closed: requests in flight on it get a 503 (RFC 3261 §18.4)."""
+    def upstream_down(
+        self,
+        now: float,
+        *,
+        warning: str = "The connection to the upstream server was lost while the request "
+        "was in progress; it is being re-established.",
+        reason_text: str = "Upstream connection lost",
+    ) -> list[Output]:
+        """The TLS flow closed: requests in flight on it get a 503 (RFC 3261 §18.4),
+        with ``warning`` saying why when the relay knows more than "lost"."""
         self.upstream_local = None
         self._ping_at = self._pong_due = None
         out: list[Output] = []
@@ -412,9 +420,8 @@ class ProxyCore:
                         503,
                         now,
                         out,
-                        warning="The connection to the upstream server was lost while "
-                        "the request was in progress; it is being re-established.",
-                        reason_text="Upstream connection lost",
+                        warning=warning,
+                        reason_text=reason_text,
                     )
         return out
 

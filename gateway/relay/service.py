@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from gateway.config import Config, SipSection
-from gateway.errors import TlsError, TlsTimeout, TrustRejected
+from gateway.errors import ClientCertificateRefused, TlsError, TlsTimeout, TrustRejected
 from gateway.metrics import MetricsRegistry
 from gateway.relay.flows import LanFlow
 from gateway.relay.limits import SourceLimiter
@@ -87,10 +87,19 @@ class RelaySettings:
 
     reconnect_min: float = 0.5  # first retry delay after a failed connection (s)
     reconnect_max: float = 30.0  # the backoff's ceiling (s)
+    # A flow lost sooner than this after its handshake, before the upstream sent a
+    # byte, did not work (e.g. a TLS 1.3 server refused the client certificate): it
+    # counts as a failed connection for the backoff.
+    flow_settle: float = 5.0
     udp_receive_buffer: int = 4 * 1024 * 1024  # SO_RCVBUF of the LAN UDP sockets
     timers: TimerSettings = DEFAULT_TIMERS
     pong_timeout: float = 10.0
     max_pending: int = 2000
+
+
+def _sip_text(text: str) -> str:
+    """A Warning text for base stations, which show it as it is: ASCII only."""
+    return text.replace("\u2014", "-").encode("ascii", "replace").decode("ascii")
 
 
 class RelayMetrics:
@@ -252,6 +261,8 @@ class _UpstreamFlow(asyncio.Protocol):
         self.framer = StreamFramer(wire=True)
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[Exception | None] = relay._loop.create_future()
+        self.opened_at = relay._loop.time()
+        self.heard = False  # the upstream sent something: the flow works
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -260,6 +271,7 @@ class _UpstreamFlow(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         relay = self.relay
         core = relay.core
+        self.heard = True
         self.framer.receive_data(data)
         while True:
             try:
@@ -488,6 +500,9 @@ class SipRelay:
             self.upstream_connected.clear()
             self.metrics.flows.set(0)
             now = self._loop.time()
+            if self._never_worked(flow, exc, now):
+                self._wanted.set()  # with the backoff _never_worked counted
+                continue
             if isinstance(exc, TrustRejected):
                 self._log.warning(
                     "sip.upstream.revoked",
@@ -520,6 +535,8 @@ class SipRelay:
                 except TrustRejected as exc:
                     error, kind = exc, "rejected"
                     break  # a decision, not an outage: trying the next server changes nothing
+                except ClientCertificateRefused as exc:
+                    error, kind = exc, "refused"
                 except TlsTimeout as exc:
                     error, kind = exc, "timeout"
                 except TlsError as exc:
@@ -530,13 +547,7 @@ class SipRelay:
         finally:
             self._connecting = False
         assert error is not None
-        self._failures += 1
-        backoff = min(
-            self.settings.reconnect_max, self.settings.reconnect_min * 2 ** (self._failures - 1)
-        )
-        backoff *= 0.5 + 0.5 * self._rng.random()  # jitter: never all gateways at once
         now = loop.time()
-        self._retry_at = now + backoff
         if kind == "rejected":
             warning = (
                 f"The upstream certificate was rejected: {error} The chain is in the "
@@ -545,19 +556,16 @@ class SipRelay:
             )
             reason = "Upstream certificate rejected"
             self._failed_snapshot = self.connector.policy.snapshot()
+        elif kind == "refused":
+            warning = f"The upstream server refused sipsgate's client certificate: {error}"
+            reason = "Client certificate refused"
+            self._failed_snapshot = None
         else:
             warning = f"The upstream server cannot be reached: {error}"
             reason = "Upstream unreachable"
             self._failed_snapshot = None
-        self._last_failure = (warning, reason)
-        self.metrics.connect_failures.inc(kind=kind)
-        self._log.warning(
-            "sip.upstream.failed",
-            kind=kind,
-            error=str(error),
-            retry_in=round(backoff, 2),
-            failures=self._failures,
-        )
+        warning = _sip_text(warning)
+        backoff = self._count_failure(error, kind, warning, reason, now)
         self._execute(
             self.core.upstream_failed(
                 warning, now, reason_text=reason, retry_after=max(1, math.ceil(backoff))
@@ -565,10 +573,57 @@ class SipRelay:
         )
         return None
 
+    def _count_failure(
+        self, error: BaseException | None, kind: str, warning: str, reason: str, now: float
+    ) -> float:
+        """One more failed connection: the next try waits longer; returns that wait."""
+        self._failures += 1
+        backoff: float = min(
+            self.settings.reconnect_max, self.settings.reconnect_min * 2 ** (self._failures - 1)
+        )
+        backoff *= 0.5 + 0.5 * self._rng.random()  # jitter: never all gateways at once
+        self._retry_at = now + backoff
+        self._last_failure = (warning, reason)
+        self.metrics.connect_failures.inc(kind=kind)
+        self._log.warning(
+            "sip.upstream.failed",
+            kind=kind,
+            error=str(error) if error else "closed",
+            retry_in=round(backoff, 2),
+            failures=self._failures,
+        )
+        return backoff
+
+    def _never_worked(self, flow: _UpstreamFlow, exc: Exception | None, now: float) -> bool:
+        """Whether a lost flow failed rather than ended: then it is counted for the
+        backoff, and the requests in flight on it are told why."""
+        if isinstance(exc, TrustRejected):
+            return False  # revoked by the trust state: the reconnect is decided anew
+        refused = isinstance(exc, ClientCertificateRefused)
+        if not refused and (flow.heard or now - flow.opened_at >= self.settings.flow_settle):
+            self._failures = 0  # it worked: the next connection starts afresh
+            return False
+        if refused:
+            kind, reason = "refused", "Client certificate refused"
+            warning = f"The upstream server refused sipsgate's client certificate: {exc}"
+        else:
+            kind, reason = "closed", "Upstream closed the connection"
+            warning = (
+                "The upstream server closed the TLS connection right after the handshake "
+                f"({exc or 'closed by the peer'}); check that it accepts sipsgate's client "
+                "certificate (see device-certificate.md) and look in its log."
+            )
+        self._failed_snapshot = None
+        warning = _sip_text(warning)
+        self._count_failure(exc, kind, warning, reason, now)
+        self._execute(self.core.upstream_down(now, warning=warning, reason_text=reason))
+        return True
+
     def _up(self, flow: _UpstreamFlow, transport: Any, uri: str) -> None:
         sockname = transport.get_extra_info("sockname")
         self._flow = flow
-        self._failures = 0
+        # _failures is kept until the flow proves to work (_never_worked): under TLS 1.3
+        # a server refuses the client certificate only after the handshake.
         self._retry_at = 0.0
         self._last_failure = None
         self._failed_snapshot = None

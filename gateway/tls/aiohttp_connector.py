@@ -53,6 +53,22 @@ EXPECTED_HOOK_CALL_KEYWORDS = (
 )
 
 
+# How long an HTTPS connection waits for a TLS 1.3 server's verdict on the client
+# certificate before the request goes out (a fetch is rare; a clear refusal is worth it).
+CLIENT_VERDICT_WAIT = 1.0
+
+
+class ClientConnectorTlsError(ClientConnectorSSLError):
+    """aiohttp's TLS connect error carrying the connector's typed ``TlsError``."""
+
+    def __init__(self, connection_key: Any, tls_error: TlsError) -> None:
+        super().__init__(connection_key, OSError(None, str(tls_error)))
+        self.tls_error = tls_error
+
+    def __str__(self) -> str:
+        return str(self.tls_error)
+
+
 class AiohttpHookChanged(GatewayError):
     """The installed aiohttp's private connection hook is not the one we override."""
 
@@ -129,13 +145,16 @@ class VerifyingTCPConnector(aiohttp.TCPConnector):
             transport, protocol = await self.tls.create_connection(
                 protocol_factory, target, sock=sock
             )
+            # Under TLS 1.3 a refused client certificate shows only after the handshake:
+            # learn it here, before the request, rather than as a lost response.
+            await transport.confirm(CLIENT_VERDICT_WAIT)
         except TrustRejected as exc:
             raise ClientConnectorCertificateError(req.connection_key, exc) from exc
         except TlsConnectError as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else OSError(str(exc))
             raise client_error(req.connection_key, cause) from exc
         except TlsError as exc:
-            raise ClientConnectorSSLError(req.connection_key, OSError(None, str(exc))) from exc
+            raise ClientConnectorTlsError(req.connection_key, exc) from exc
         assert isinstance(protocol, ResponseHandler)
         return transport, protocol
 

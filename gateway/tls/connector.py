@@ -8,7 +8,10 @@ the caller's protocol. ``open_connection`` does the same for a stream pair.
 
 Every failure is a ``gateway.errors.TlsError``: ``TrustRejected`` (the decision said
 no; carries the verdict, peer and chain), ``TlsHandshakeError`` (OpenSSL's reasons
-kept), ``TlsTimeout`` and ``TlsConnectError``.
+kept) and its ``ClientCertificateRefused`` (the server refused our certificate),
+``TlsTimeout`` and ``TlsConnectError``. A refusal that comes after a TLS 1.3
+handshake reaches the application protocol's ``connection_lost`` and is logged here
+as ``tls.session.refused``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway.errors import (
+    ClientCertificateRefused,
     TlsConnectError,
     TlsError,
     TlsHandshakeError,
@@ -192,7 +196,7 @@ class TlsConnector:
         )
         self.registry.add(live)
         self.metrics.open.inc(transport=target.scheme)
-        engine.closed.add_done_callback(lambda _: self._closed(live))
+        engine.closed.add_done_callback(lambda _: self._closed(live, engine.close_error))
         info = engine.session_info()
         log.info(
             "tls.handshake.complete",
@@ -315,6 +319,8 @@ class TlsConnector:
             self._failed(log, target, "timeout", exc)
         elif isinstance(exc, asyncio.CancelledError):
             pass
+        elif isinstance(exc, ClientCertificateRefused):
+            self._failed(log, target, "refused", exc)
         else:
             self._failed(log, target, "handshake", exc)
 
@@ -376,9 +382,22 @@ class TlsConnector:
             fields["openssl_reasons"] = list(exc.openssl_reasons)
         log.warning("tls.handshake.failed", **fields)
 
-    def _closed(self, live: LiveConnection) -> None:
+    def _closed(self, live: LiveConnection, error: Exception | None) -> None:
         self.registry.discard(live)
         self.metrics.open.dec(transport=live.target.scheme)
+        if isinstance(error, ClientCertificateRefused):
+            # TLS 1.3: the handshake had completed, the server's refusal came after it.
+            target = live.target
+            self.metrics.failures.inc(transport=target.scheme, kind="refused")
+            self._log.warning(
+                "tls.session.refused",
+                conn_id=live.conn_id,
+                peer=target.destination,
+                sni=target.sni,
+                transport=target.scheme,
+                alert=error.alert,
+                error=str(error),
+            )
 
 
 def _fmt_addr(address: tuple[str, int]) -> str:

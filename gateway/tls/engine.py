@@ -15,6 +15,11 @@ peer. A handshake that completes without a decision is refused.
 
 The application protocol is attached only after the connector has seen the decision
 (``attach``); ciphertext that arrives earlier waits in the BIO.
+
+A server's refusal of our client certificate is a ``ClientCertificateRefused`` with
+the fix: under TLS 1.2 it is an alert during the handshake; under TLS 1.3 the client's
+handshake is complete before the server checks the certificate, so the alert comes at
+the first read after it. ``TlsTransport.confirm`` waits (bounded) for that verdict.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from gateway.errors import TlsError, TlsHandshakeError
+from gateway.errors import ClientCertificateRefused, TlsError, TlsHandshakeError
 from gateway.tls.policy import ClientIdentity, TlsTarget, TrustCheck
 
 TLS_VERSIONS: dict[str, int] = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
@@ -188,7 +193,46 @@ def openssl_reasons(exc: BaseException) -> tuple[str, ...]:
     return tuple(r for r in reasons if r)
 
 
-# OpenSSL reasons an operator meets in the field, with what to do about them.
+# The advice for a server that refused the client certificate sipsgate presented.
+CLIENT_CERTIFICATE_REFUSED = (
+    "the server refused sipsgate's client certificate; install a certificate its CA "
+    "issued — see device-certificate.md"
+)
+# Alerts a server sends about the client's certificate, whatever the TLS version: the
+# client never sends these, and a server sends them about nothing else it checks.
+_REFUSAL_ALERTS: tuple[tuple[str, str], ...] = (
+    (
+        "certificate required",
+        "the server requires a client certificate and accepted none from sipsgate; "
+        "install a certificate its CA issued — see device-certificate.md",
+    ),
+    (
+        "certificate expired",
+        "the server refused sipsgate's client certificate as expired; renew the device "
+        "identity or install a certificate its CA issued — see device-certificate.md",
+    ),
+    (
+        "certificate revoked",
+        "the server refused sipsgate's client certificate as revoked; install a new "
+        "certificate its CA issued — see device-certificate.md",
+    ),
+    ("unknown ca", CLIENT_CERTIFICATE_REFUSED),
+    ("bad certificate", CLIENT_CERTIFICATE_REFUSED),
+    ("certificate unknown", CLIENT_CERTIFICATE_REFUSED),
+    ("unsupported certificate", CLIENT_CERTIFICATE_REFUSED),
+    # GnuTLS answers a client certificate it does not accept with access_denied.
+    ("access denied", CLIENT_CERTIFICATE_REFUSED),
+)
+# After a TLS 1.3 handshake the server is only still checking the client's certificate
+# flight, so these generic alerts at the first read are a refusal of it too.
+_POST_HANDSHAKE_REFUSAL_ALERTS: tuple[tuple[str, str], ...] = (
+    *_REFUSAL_ALERTS,
+    ("handshake failure", CLIENT_CERTIFICATE_REFUSED),
+    ("decrypt error", CLIENT_CERTIFICATE_REFUSED),
+    ("illegal parameter", CLIENT_CERTIFICATE_REFUSED),
+)
+
+# Other OpenSSL reasons an operator meets in the field, with what to do about them.
 _HANDSHAKE_ADVICE: tuple[tuple[str, str], ...] = (
     (
         "wrong version number",
@@ -199,19 +243,6 @@ _HANDSHAKE_ADVICE: tuple[tuple[str, str], ...] = (
         "unsupported protocol",
         "the server offers no TLS version we allow; enable TLS 1.2 on the server, "
         "or lower tls.min_version if it is above 1.2",
-    ),
-    (
-        "certificate required",
-        "the server requires a client certificate; install a device identity the server trusts",
-    ),
-    (
-        "unknown ca",
-        "the server did not trust our client certificate; have the server trust the "
-        "CA of the device identity",
-    ),
-    (
-        "bad certificate",
-        "the server refused our client certificate; check the device identity",
     ),
     (
         "handshake failure",
@@ -233,9 +264,40 @@ _HANDSHAKE_ADVICE: tuple[tuple[str, str], ...] = (
 )
 
 
+def refusal_of(reasons: tuple[str, ...], *, after_handshake: bool) -> tuple[str, str] | None:
+    """``(alert, advice)`` when ``reasons`` hold an alert refusing our client certificate."""
+    table = _POST_HANDSHAKE_REFUSAL_ALERTS if after_handshake else _REFUSAL_ALERTS
+    for needle, advice in table:
+        for reason in reasons:
+            if "alert" in reason and needle in reason:
+                return reason, advice
+    return None
+
+
+def client_certificate_refused(
+    target: TlsTarget, reasons: tuple[str, ...], *, after_handshake: bool
+) -> ClientCertificateRefused | None:
+    """The typed error for a refused client certificate, or None for other failures."""
+    found = refusal_of(reasons, after_handshake=after_handshake)
+    if found is None:
+        return None
+    alert, advice = found
+    what = "session" if after_handshake else "handshake"
+    return ClientCertificateRefused(
+        f"The TLS {what} with {target.uri} failed ({'; '.join(reasons)}): {advice}.",
+        peer=target,
+        openssl_reasons=reasons,
+        alert=alert,
+        after_handshake=after_handshake,
+    )
+
+
 def describe_handshake_failure(target: TlsTarget, reasons: tuple[str, ...]) -> str:
     """A sentence for a handshake failure: what OpenSSL said and what to do."""
     said = "; ".join(reasons) if reasons else "no reason given"
+    refused = refusal_of(reasons, after_handshake=False)
+    if refused is not None:
+        return f"The TLS handshake with {target.uri} failed ({said}): {refused[1]}."
     for needle, advice in _HANDSHAKE_ADVICE:
         if any(needle in r for r in reasons):
             return f"The TLS handshake with {target.uri} failed ({said}): {advice}."
@@ -310,6 +372,11 @@ class TlsEngine(asyncio.Protocol):
         self._app_made = False
         self._state = _State.HANDSHAKE
         self._close_exc: Exception | None = None
+        self._received_plaintext = False
+        # Resolved once the server was heard from after the handshake (or the session
+        # ended): under TLS 1.3 only then has it judged our client certificate.
+        self.settled: asyncio.Future[None] = loop.create_future()
+        self._unread_after_handshake = False
         self._extra: dict[str, Any] = {}
         self._app_paused = False
         self._loop = loop
@@ -338,6 +405,11 @@ class TlsEngine(asyncio.Protocol):
         return tuple(self._verification.openssl_errors)
 
     @property
+    def close_error(self) -> Exception | None:
+        """Why an established session ended, when it ended in an error (kept for logs)."""
+        return self._close_exc
+
+    @property
     def is_closed(self) -> bool:
         return self._state in (_State.CLOSING, _State.CLOSED)
 
@@ -360,8 +432,12 @@ class TlsEngine(asyncio.Protocol):
         self._conn.bio_write(data)
         if self._state is _State.HANDSHAKE:
             self._do_handshake()
+        elif self._state is _State.WAIT_ATTACH:
+            self._unread_after_handshake = True
         elif self._state in (_State.OPEN, _State.CLOSING):
             self._read_app_data()
+            if self._state is _State.OPEN:
+                self._settle()
 
     def eof_received(self) -> bool | None:
         if self._state is _State.HANDSHAKE:
@@ -392,6 +468,7 @@ class TlsEngine(asyncio.Protocol):
                     openssl_reasons=(str(exc),) if exc else (),
                 )
             )
+        self._settle()
         if self._app is not None and self._app_made:
             self._app.connection_lost(self._close_exc or exc)
         self._app = None
@@ -438,6 +515,8 @@ class TlsEngine(asyncio.Protocol):
             self._fail_handshake(TlsError("The certificate was rejected.", peer=self.target))
             return
         self._state = _State.WAIT_ATTACH
+        if self._conn.get_protocol_version_name() != "TLSv1.3":
+            self._settle()  # the server's Finished came last: it has accepted us already
         leaf = verification.chain_der[0] if verification.chain_der else None
         self._extra = {
             "sslcontext": self._context,
@@ -456,6 +535,9 @@ class TlsEngine(asyncio.Protocol):
         reasons = openssl_reasons(exc)
         if verification.check is not None and not verification.check.verdict.accepted:
             return _Rejected(verification.check, reasons)
+        refused = client_certificate_refused(self.target, reasons, after_handshake=False)
+        if refused is not None:
+            return refused
         return TlsHandshakeError(
             describe_handshake_failure(self.target, reasons),
             peer=self.target,
@@ -487,6 +569,8 @@ class TlsEngine(asyncio.Protocol):
         self._app_made = True
         app.connection_made(self.transport)
         self._read_app_data()
+        if self._unread_after_handshake and self._state is _State.OPEN:
+            self._settle()
 
     def set_app(self, app: asyncio.Protocol) -> None:
         if self._app_made:
@@ -534,6 +618,7 @@ class TlsEngine(asyncio.Protocol):
                 self._fatal(exc)
                 return
             if self._state is _State.OPEN:
+                self._received_plaintext = True
                 self._app.data_received(chunk)
         self._flush()
 
@@ -546,16 +631,26 @@ class TlsEngine(asyncio.Protocol):
 
     def _fatal(self, exc: SSL.Error) -> None:
         reasons = openssl_reasons(exc)
-        self._close_exc = TlsError(
+        refused = None
+        if not self._received_plaintext:
+            # The first read after the handshake: under TLS 1.3 this is where a server's
+            # verdict on our client certificate arrives.
+            refused = client_certificate_refused(self.target, reasons, after_handshake=True)
+        self._close_exc = refused or TlsError(
             f"The TLS connection to {self.target.uri} failed "
             f"({'; '.join(reasons) or 'no reason given'}); it will be reopened "
             "if it is needed again.",
             peer=self.target,
         )
         self._state = _State.CLOSING
+        self._settle()
         if self._raw is not None:
             self._flush()
             self._raw.abort()
+
+    def _settle(self) -> None:
+        if not self.settled.done():
+            self.settled.set_result(None)
 
     def _flush(self) -> None:
         conn = self._conn
@@ -658,6 +753,22 @@ class TlsTransport(asyncio.Transport):
 
     def abort(self) -> None:
         self._engine.abort()
+
+    async def confirm(self, timeout: float) -> None:  # noqa: ASYNC109 - a bounded grace
+        """Wait up to ``timeout`` for the server's verdict on our client certificate.
+
+        Under TLS 1.3 the client's handshake is done before the server has checked the
+        client certificate; its refusal (an alert) or its first record after the
+        handshake (a session ticket, data) comes later. Returns at once under TLS 1.2,
+        and when the server was heard from; raises ``ClientCertificateRefused`` when it
+        refused. A server that stays silent is taken as accepting after ``timeout``.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._engine.settled)
+        error = self._engine.close_error
+        if isinstance(error, ClientCertificateRefused):
+            raise error
 
     async def wait_closed(self) -> None:
         """Wait (bounded by the close timeout) until the TCP connection is gone."""

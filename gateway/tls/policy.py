@@ -88,6 +88,15 @@ class TlsTarget:
         return f"{self.scheme}:{'//' if self.scheme == 'https' else ''}{self.destination}"
 
 
+def _is_host_name(host: str) -> bool:
+    """Letters (IDN too), digits, '-' and '_' in dot-separated labels; one trailing dot."""
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return all(
+        label and not label.startswith("-") and all(ch.isalnum() or ch in "-_" for ch in label)
+        for label in labels
+    )
+
+
 def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
@@ -108,6 +117,11 @@ def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
         port_text = port_text or None
     if not host:
         raise ValueError(f"{what} {text!r} has no host.")
+    if not is_ip_literal(host) and not _is_host_name(host):
+        raise ValueError(
+            f"{what} {text!r} has the host {host!r}, which is neither a host name nor an "
+            "IP address; write HOST[:PORT], e.g. sip.example.net:5061."
+        )
     if port_text is None:
         return host, None
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -124,11 +138,22 @@ def target_from_uri(uri: str, connect: str | None = None) -> TlsTarget:
     """
     lowered = uri.strip().lower()
     if lowered.startswith("https://"):
-        parts = urlsplit(uri.strip())
+        try:
+            parts = urlsplit(uri.strip())
+        except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 address
+            raise ValueError(
+                f"{uri!r} is not a usable https:// URI ({exc}); write https://HOST[:PORT], "
+                "e.g. https://prov.example.net or https://[2001:db8::1]:8443."
+            ) from exc
         host, port = _split_host_port(parts.netloc.rpartition("@")[2], "The URI")
         scheme = "https"
     elif lowered.startswith("sips:"):
         rest = uri.strip()[5:]
+        if rest.startswith("//"):
+            raise ValueError(
+                f"{uri!r} is not a SIPS URI: a sips: URI has no '//' after the colon; write "
+                f"sips:HOST[:PORT], e.g. sips:{rest[2:].split('/', 1)[0] or 'sip.example.net'}."
+            )
         rest = rest.split(";", 1)[0].split("?", 1)[0]  # URI parameters and headers
         host, port = _split_host_port(rest.rpartition("@")[2], "The URI")
         scheme = "sips"

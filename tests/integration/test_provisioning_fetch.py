@@ -8,6 +8,7 @@ the rejected list, and the stored digest credentials are what authenticates.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,15 +18,19 @@ import pytest
 from structlog.testing import capture_logs
 
 from certstore.model import Actor, Settings, TrustSource
+from certstore.store import DeviceIdentity
+from certstore.x509 import parse_der
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.client import ProvisioningClient, RetryPolicy
 from gateway.provisioning.result import FetchResult, FetchStatus, Trigger
 from gateway.provisioning.service import ProvisioningService
 from gateway.provisioning.state import ProvisioningState
+from gateway.tls.engine import TlsTransport
 from tests.integration.conftest import Hierarchy
 from tests.integration.trust_env import Env, make_env
 from tests.pki import Issued
 from tests.provisioning_server import ProvisioningServer
+from tests.tls_servers import OpensslServer
 
 ADMIN = Actor(name="admin", interface="cli")
 MAC = "7C2F80C6E5C2"
@@ -425,3 +430,37 @@ class TestService:
         assert service.next_delay(failed, 1) == 60.0
         assert service.next_delay(failed, 3) == 240.0
         assert service.next_delay(failed, 20) == 3600.0
+
+
+class TestClientCertificateRefused:
+    """openssl s_server (-Verify, another CA) refuses the client certificate."""
+
+    @pytest.mark.parametrize("confirm", [True, False])
+    async def test_a_tls13_refusal_is_a_result_with_the_fix_not_an_exception(
+        self, rig: Rig, hierarchy: Hierarchy, monkeypatch: pytest.MonkeyPatch, confirm: bool
+    ) -> None:
+        """Seen before the request (the connector waits for the verdict) or only when
+        the response is read (without that wait): either way status refused, one try."""
+        if not confirm:
+
+            async def skip(self: TlsTransport, timeout: float) -> None:  # noqa: ASYNC109
+                return None
+
+            monkeypatch.setattr(TlsTransport, "confirm", skip)
+        ready(rig, hierarchy)
+        device = hierarchy.factory.leaf(None, cn="sipsgate", dns=("sipsgate",), client_auth=True)
+        rig.env.identity[0] = DeviceIdentity(
+            kind="standard",
+            chain=(parse_der(device.der),),
+            private_key_pem=device.key_pem,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        other = hierarchy.factory.ca("Another client CA")
+        leaf = localhost_leaf(hierarchy)
+        with OpensslServer(leaf, client_ca=other, extra_args=["-tls1_3"]) as server:
+            result = await rig.client(f"https://localhost:{server.port}/p.xml").fetch()
+        assert result.status is FetchStatus.REFUSED
+        assert result.attempts == 1
+        (error,) = result.errors
+        assert "refused sipsgate's client certificate" in error
+        assert "device-certificate.md" in error

@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.errors import (
+    ClientCertificateRefused,
     TlsConnectError,
     TlsError,
     TlsHandshakeError,
@@ -523,7 +524,8 @@ class TestClientCertificate:
         ):
             await TlsConnector(policy).open_connection(openssl_target(server))
         assert "unknown ca" in " ".join(info.value.openssl_reasons)
-        assert "device identity" in str(info.value)
+        assert isinstance(info.value, ClientCertificateRefused)
+        assert "refused sipsgate's client certificate" in str(info.value)
 
     async def test_identity_is_presented_to_openssl_s_server(
         self, hierarchy: Hierarchy, client: ClientIdentity

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 
 from gateway.metrics import MetricsRegistry
-from gateway.tls.engine import TlsSettings, describe_handshake_failure, openssl_reasons
+from gateway.tls.engine import (
+    TlsSettings,
+    client_certificate_refused,
+    describe_handshake_failure,
+    openssl_reasons,
+)
 from gateway.tls.policy import TlsTarget, is_ip_literal, target_from_uri
 
 
@@ -98,8 +105,10 @@ class TestHandshakeWording:
         ("reason", "advice"),
         [
             ("wrong version number", "5061"),
-            ("tlsv13 alert certificate required", "device identity"),
-            ("tlsv1 alert unknown ca", "CA of the device identity"),
+            ("tlsv13 alert certificate required", "device-certificate.md"),
+            ("tlsv1 alert unknown ca", "refused sipsgate's client certificate"),
+            ("tlsv1 alert access denied", "refused sipsgate's client certificate"),
+            ("sslv3 alert bad certificate", "refused sipsgate's client certificate"),
             ("tlsv1 alert protocol version", "TLS 1.2 or 1.3"),
         ],
     )
@@ -205,6 +214,11 @@ class TestTargetFromUri:
             ("sips:", None, "no host"),
             ("sips:[2001:db8::1", None, "unclosed"),
             ("sips:a.test", "b.test:0", "use 1 to 65535"),
+            ("sips://a.test:5061", None, "no '//'"),
+            ("sips:a.test/x", None, "neither a host name nor an IP address"),
+            ("https://a b/", None, "neither a host name nor an IP address"),
+            ("sips:a..test", None, "neither a host name nor an IP address"),
+            ("sips:a.test", "b/c:5061", "neither a host name nor an IP address"),
         ],
     )
     def test_bad_input_says_what_is_wrong(
@@ -213,3 +227,48 @@ class TestTargetFromUri:
         """Every malformed URI or --connect is refused with a sentence."""
         with pytest.raises(ValueError, match=message):
             target_from_uri(uri, connect)
+
+
+class TestTargetFuzz:
+    @given(st.text(max_size=40), st.sampled_from(["sips:", "https://", "SIPS:", ""]))
+    @settings(max_examples=400, deadline=None)
+    def test_every_input_is_refused_or_names_a_host(self, text: str, prefix: str) -> None:
+        """Any text is a ValueError with a sentence, or a target whose host and SNI are a
+        host name or an IP address (never '//host' or a path)."""
+        try:
+            target = target_from_uri(prefix + text)
+        except ValueError as exc:
+            message = str(exc)
+        else:
+            for name in (target.host, target.sni or ""):
+                assert "/" not in name and not any(ch.isspace() for ch in name)
+            assert target.is_ip or all(part for part in target.host.rstrip(".").split("."))
+            return
+        assert message.endswith("."), message
+
+
+class TestClientCertificateRefusal:
+    def test_an_alert_after_a_tls13_handshake_is_a_refusal(self) -> None:
+        """At the first read after the handshake a generic alert can only be the
+        server's verdict on our certificate flight."""
+        error = client_certificate_refused(
+            TlsTarget.sips("a.test"), ("tlsv1 alert handshake failure",), after_handshake=True
+        )
+        assert error is not None
+        assert error.after_handshake
+        assert error.alert == "tlsv1 alert handshake failure"
+        assert str(error).startswith("The TLS session with sips:a.test:5061 failed")
+        assert "install a certificate its CA issued" in str(error)
+
+    def test_a_handshake_failure_during_the_handshake_is_not_called_a_refusal(self) -> None:
+        """Its twin: during the handshake it may be ciphers; the advice says so."""
+        target = TlsTarget.sips("a.test")
+        reasons = ("sslv3 alert handshake failure",)
+        assert client_certificate_refused(target, reasons, after_handshake=False) is None
+        assert "cipher suite" in describe_handshake_failure(target, reasons)
+
+    def test_reasons_without_an_alert_are_not_a_refusal(self) -> None:
+        """Our own verification errors mention certificates too, but are no alert."""
+        reasons = ("certificate verify failed",)
+        target = TlsTarget.sips("a.test")
+        assert client_certificate_refused(target, reasons, after_handshake=True) is None

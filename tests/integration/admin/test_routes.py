@@ -13,7 +13,7 @@ from tests.admin_support import AdminHarness
 OPENAPI = Path(__file__).resolve().parents[3] / "docs" / "openapi.yaml"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 # Reachable without a login: liveness, the login form itself, and the CSS/JS it uses.
-PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"), ("POST", "/login")}
 
 
 def concrete(path: str) -> str:
@@ -32,7 +32,7 @@ def app_routes(app: web.Application) -> list[tuple[str, str]]:
 
 
 def is_api(path: str) -> bool:
-    return path.startswith("/api/") or path in ("/healthz", "/metrics")
+    return path.startswith("/api/") or path in ("/healthz", "/readyz", "/metrics")
 
 
 class TestEveryRouteNeedsAuthentication:
