@@ -502,10 +502,22 @@ class CertFactory:
         )
 
     def _not_before(self, valid_days: tuple[float, float], options: Options) -> dt.datetime:
-        return options.get("not_before", self.now + dt.timedelta(days=valid_days[0]))
+        if "not_before" in options:
+            return options["not_before"]
+        default = self.now + dt.timedelta(days=valid_days[0])
+        if "not_after" in options and options["not_after"] <= default:
+            # Expired before the usual start: valid for the usual span, ending then.
+            return options["not_after"] - dt.timedelta(days=valid_days[1] - valid_days[0])
+        return default
 
     def _not_after(self, valid_days: tuple[float, float], options: Options) -> dt.datetime:
-        return options.get("not_after", self.now + dt.timedelta(days=valid_days[1]))
+        if "not_after" in options:
+            return options["not_after"]
+        default = self.now + dt.timedelta(days=valid_days[1])
+        if "not_before" in options and options["not_before"] >= default:
+            # Valid only after the usual end: valid for the usual span, starting then.
+            return options["not_before"] + dt.timedelta(days=valid_days[1] - valid_days[0])
+        return default
 
     @staticmethod
     def _issuer_name(subject: x509.Name, issuer: Issued | None, options: Options) -> x509.Name:

@@ -24,10 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from certstore import pathvalidation
 from certstore.decision import decide
@@ -45,7 +42,7 @@ from certstore.model import (
 )
 from certstore.snapshot import TrustSnapshot
 from certstore.x509 import parse_der
-from tests.certfactory import Issued, KeySpec, make_intermediate, make_leaf, make_root
+from tests.pki import CertFactory, Issued, KeySpec, make_key
 
 ANCHORS = 1000
 PINS = 10_000
@@ -56,6 +53,7 @@ PINNED_TARGET_US = 50.0
 CHAIN_TARGET_US = 1000.0
 RATIO_TARGET = 1.5
 
+PKI = CertFactory()
 HOST = "sip.example.net"
 PEER = Peer(host=HOST, port=5061, transport=Transport.SIPS)
 
@@ -69,32 +67,26 @@ class Pki:
 
 
 def make_pki(spec: KeySpec) -> Pki:
-    root = make_root(f"Bench Root {spec}", key_spec=spec)
-    inter = make_intermediate(root, f"Bench Issuing CA {spec}", key_spec=spec)
-    leaf = make_leaf(inter, HOST, key_spec=spec)
+    root = PKI.ca(f"Bench Root {spec}", key=spec)
+    inter = PKI.ca(f"Bench Issuing CA {spec}", issuer=root, key=spec)
+    leaf = PKI.leaf(inter, cn=HOST, key=spec)
     return Pki(spec=spec, root=root, inter=inter, leaf=leaf)
 
 
 def filler_anchors(count: int) -> list[x509.Certificate]:
     """``count`` distinct self-signed CA certificates (one shared key keeps this quick)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime(2020, 1, 1, tzinfo=UTC)
-    out = []
-    for i in range(count):
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Filler Root {i}")])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(i + 1)
-            .not_valid_before(now)
-            .not_valid_after(datetime(2049, 1, 1, tzinfo=UTC))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        out.append(cert)
-    return out
+    key = make_key("ec")
+    return [
+        PKI.issue(
+            f"Filler Root {i}",
+            key=key,
+            ca=True,
+            key_ids=False,
+            serial=i + 1,
+            valid_days=(-30, 3650),
+        ).cert
+        for i in range(count)
+    ]
 
 
 def trust_entries(certs: list[x509.Certificate]) -> list[TrustEntry]:
@@ -235,7 +227,7 @@ def main() -> int:
     pins = random_pins(PINS)
     failures: list[str] = []
     spec: KeySpec
-    for spec in ("rsa-2048", "ec-p256"):
+    for spec in ("rsa2048", "ec"):
         samples = measure(spec, fillers, filler_entries, pins)
         medians = {name: statistics.median(values) for name, values in samples.items()}
         ratio = paired_ratio(samples["chain"], samples["openssl"])

@@ -739,9 +739,9 @@ def test_export_passphrase_too_long_is_a_clear_error() -> None:
     """OpenSSL's 1023-byte limit on PEM passphrases is an input error, not a crash."""
     from certstore.device import MAX_EXPORT_PASSPHRASE, export_with_key
     from certstore.errors import ValidationError
-    from tests.certfactory import make_leaf
+    from tests.pki import CertFactory
 
-    leaf = make_leaf(None, "gw.example.net")
+    leaf = CertFactory(now=NOW).leaf(None, cn="gw.example.net")
     key_pem = leaf.key_pem
     assert b"ENCRYPTED" in export_with_key([leaf.model], key_pem, passphrase=b"p" * 1023)
     with pytest.raises(ValidationError, match="at most 1023") as caught:
