@@ -363,6 +363,8 @@ class CertFactory:
             public_key = request.public_key()
             subject = request.subject if cn is None else name(cn)
         else:
+            if cn is None:
+                raise ValueError("a bare public key needs cn")
             public_key = request
             subject = name(cn)
         if dns is None:
