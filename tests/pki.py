@@ -73,7 +73,7 @@ _KU_ARGS = {
     "keyCertSign": "key_cert_sign",
     "cRLSign": "crl_sign",
 }
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+_HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
@@ -315,20 +315,12 @@ class CertFactory:
         replaces the factory's.
         """
         own_key = make_key(key) if isinstance(key, str) else key
-        subject_name = subject if subject is not None else name(cn)
-        signer = options.get("signing_key", issuer.key if issuer else own_key)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject_name)
-            .issuer_name(self._issuer_name(subject_name, issuer, options))
-            .public_key(own_key.public_key())
-            .serial_number(options.get("serial", x509.random_serial_number()))
-            .not_valid_before(self._not_before(valid_days, options))
-            .not_valid_after(self._not_after(valid_days, options))
-        )
-        extensions = _extensions(
+        cert = self._build(
+            subject if subject is not None else name(cn),
             own_key.public_key(),
-            (issuer.key if issuer else own_key).public_key(),
+            issuer.key if issuer else own_key,
+            issuer,
+            valid_days=valid_days,
             ca=ca,
             path_length=path_length,
             names=_general_names(dns, ips, uris, emails),
@@ -336,9 +328,6 @@ class CertFactory:
             extra=extra_extensions,
             options=options,
         )
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        cert = _sign(builder, signer, options.get("digest", "sha256"), options.get("pss", False))
         return Issued(cert, own_key, _parents(issuer))
 
     def sign_csr(
@@ -355,12 +344,15 @@ class CertFactory:
     ) -> x509.Certificate:
         """What a CA answers to a certificate request: a leaf for the request's key.
 
-        The subject is ``CN=cn``, or the request's own subject when ``cn`` is None;
-        ``dns`` defaults to the CN. EKU serverAuth+clientAuth and KU
-        digitalSignature unless given.
+        The subject is ``CN=cn``, or the request's own subject when ``cn`` is None (a
+        bare public key needs ``cn``); ``dns`` defaults to the CN. EKU
+        serverAuth+clientAuth and KU digitalSignature unless given.
         """
         if isinstance(request, x509.CertificateSigningRequest):
-            public_key = request.public_key()
+            requested = request.public_key()
+            if not isinstance(requested, PublicKey):
+                raise ValueError(f"cannot certify a {type(requested).__name__}")
+            public_key = requested
             subject = request.subject if cn is None else name(cn)
         else:
             if cn is None:
@@ -368,32 +360,22 @@ class CertFactory:
             public_key = request
             subject = name(cn)
         if dns is None:
-            dns = tuple(a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+            dns = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         options.setdefault("eku", ("serverAuth", "clientAuth"))
         options.setdefault("key_usage", ("digitalSignature",))
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self._issuer_name(subject, issuer, options))
-            .public_key(public_key)  # type: ignore[arg-type]
-            .serial_number(options.get("serial", x509.random_serial_number()))
-            .not_valid_before(self._not_before(valid_days, options))
-            .not_valid_after(self._not_after(valid_days, options))
-        )
-        extensions = _extensions(
-            public_key,  # type: ignore[arg-type]
-            issuer.key.public_key(),
+        return self._build(
+            subject,
+            public_key,
+            issuer.key,
+            issuer,
+            valid_days=valid_days,
             ca=False,
             path_length=None,
-            names=_general_names(dns, ips, (), ()),  # type: ignore[arg-type]
+            names=_general_names(dns, ips, (), ()),
             san=None,
             extra=extra_extensions,
             options=options,
         )
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        signer = options.get("signing_key", issuer.key)
-        return _sign(builder, signer, options.get("digest", "sha256"), options.get("pss", False))
 
     def openssl_issue(
         self,
@@ -503,6 +485,45 @@ class CertFactory:
             key_ids=False,
         )
 
+    def _build(
+        self,
+        subject: x509.Name,
+        public_key: PublicKey,
+        issuer_key: PrivateKey,
+        issuer: Issued | None,
+        *,
+        valid_days: tuple[float, float],
+        ca: bool | None,
+        path_length: int | None,
+        names: list[x509.GeneralName],
+        san: bool | None,
+        extra: Extensions,
+        options: Options,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._issuer_name(subject, issuer, options))
+            .public_key(public_key)
+            .serial_number(options.get("serial", x509.random_serial_number()))
+            .not_valid_before(self._not_before(valid_days, options))
+            .not_valid_after(self._not_after(valid_days, options))
+        )
+        extensions = _extensions(
+            public_key,
+            issuer_key.public_key(),
+            ca=ca,
+            path_length=path_length,
+            names=names,
+            san=san,
+            extra=extra,
+            options=options,
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        signer = options.get("signing_key", issuer_key)
+        return _sign(builder, signer, options.get("digest", "sha256"), options.get("pss", False))
+
     def _not_before(self, valid_days: tuple[float, float], options: Options) -> dt.datetime:
         if "not_before" in options:
             return options["not_before"]
@@ -570,11 +591,11 @@ def _extensions(
     if san or (san is None and names):
         out.append((x509.SubjectAlternativeName(names), options.get("san_critical", False)))
     if options.get("key_ids", True):
-        out.append((x509.SubjectKeyIdentifier.from_public_key(subject_public), False))  # type: ignore[arg-type]
+        out.append((x509.SubjectKeyIdentifier.from_public_key(subject_public), False))
         if "authority_key_id" in options:
             aki = x509.AuthorityKeyIdentifier(options["authority_key_id"], None, None)
         else:
-            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public)  # type: ignore[arg-type]
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public)
         out.append((aki, False))
     replaced = {extension.oid for extension, _ in extra}
     return [(e, c) for e, c in out if e.oid not in replaced] + list(extra)
