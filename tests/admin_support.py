@@ -30,7 +30,7 @@ from tests.pki import CertFactory
 PASSWORD = "correct horse battery staple"
 TEST_ACTOR = Actor(name="test", interface="cli")
 # Certificates served or uploaded over real HTTPS: valid around the real time.
-PKI = CertFactory()
+PKI = CertFactory(organization=None)
 
 
 def device_identity(common_name: str = "sipsgate-test") -> DeviceIdentity:

@@ -27,7 +27,7 @@ from tests.pki import CertFactory
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ADMIN = Actor(name="admin", interface="cli")
-PKI = CertFactory(now=NOW)
+PKI = CertFactory(now=NOW, organization=None)
 
 
 class FakeStore:

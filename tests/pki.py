@@ -120,15 +120,12 @@ def key_pem(key: PrivateKey) -> bytes:
 
 
 def name(cn: str | None, *, organization: str | None = None) -> x509.Name:
-    """``CN=cn`` (and ``O=organization``); with neither, ``O=sipsgate tests`` so the
-    subject is never empty by accident (an empty one is asked for with ``x509.Name([])``)."""
+    """``O=organization, CN=cn``, each part only when given (both None: an empty name)."""
     attrs = []
+    if organization is not None:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     if cn is not None:
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    if organization is not None or cn is None:
-        attrs.append(
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization or "sipsgate tests")
-        )
     return x509.Name(attrs)
 
 
@@ -204,10 +201,21 @@ class Options(TypedDict, total=False):
 
 
 class CertFactory:
-    """Issues test certificates relative to ``now`` (the real time when not given)."""
+    """Issues test certificates relative to ``now`` (the real time when not given).
 
-    def __init__(self, now: dt.datetime | None = None) -> None:
+    Subjects are ``O=sipsgate tests, CN=cn``; ``organization=None`` makes them ``CN=cn``
+    only, as the decision tests' messages expect.
+    """
+
+    def __init__(
+        self, now: dt.datetime | None = None, *, organization: str | None = "sipsgate tests"
+    ) -> None:
         self.now = now or dt.datetime.now(dt.UTC)
+        self.organization = organization
+
+    def name(self, cn: str | None) -> x509.Name:
+        """The subject this factory writes for ``cn``."""
+        return name(cn, organization=self.organization)
 
     def ca(
         self,
@@ -316,7 +324,7 @@ class CertFactory:
         """
         own_key = make_key(key) if isinstance(key, str) else key
         cert = self._build(
-            subject if subject is not None else name(cn),
+            subject if subject is not None else self.name(cn),
             own_key.public_key(),
             issuer.key if issuer else own_key,
             issuer,
@@ -353,12 +361,12 @@ class CertFactory:
             if not isinstance(requested, PublicKey):
                 raise ValueError(f"cannot certify a {type(requested).__name__}")
             public_key = requested
-            subject = request.subject if cn is None else name(cn)
+            subject = request.subject if cn is None else self.name(cn)
         else:
             if cn is None:
                 raise ValueError("a bare public key needs cn")
             public_key = request
-            subject = name(cn)
+            subject = self.name(cn)
         if dns is None:
             dns = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         options.setdefault("eku", ("serverAuth", "clientAuth"))
@@ -407,7 +415,7 @@ class CertFactory:
         if explicit_curve and not isinstance(own_key, ec.EllipticCurvePrivateKey):
             raise ValueError("explicit_curve needs an EC key")
         signer = issuer.key if issuer else own_key
-        subject_name = subject if subject is not None else name(cn)
+        subject_name = subject if subject is not None else self.name(cn)
         extensions = (
             []
             if version1

@@ -53,7 +53,7 @@ PINNED_TARGET_US = 50.0
 CHAIN_TARGET_US = 1000.0
 RATIO_TARGET = 1.5
 
-PKI = CertFactory()
+PKI = CertFactory(organization=None)
 HOST = "sip.example.net"
 PEER = Peer(host=HOST, port=5061, transport=Transport.SIPS)
 

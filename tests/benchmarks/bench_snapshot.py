@@ -37,7 +37,7 @@ from tests.pki import CertFactory, make_key
 
 ACTOR = Actor(name="bench", interface="cli")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-PKI = CertFactory(now=NOW)
+PKI = CertFactory(now=NOW, organization=None)
 VERDICT = Verdict(
     verdict=VerdictKind.REJECT,
     rule=Rule.UNTRUSTED,

@@ -27,7 +27,7 @@ from certstore.sqlite import SqliteStore
 from tests.pki import CertFactory
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
-PKI = CertFactory(now=BASE_TIME)
+PKI = CertFactory(now=BASE_TIME, organization=None)
 ADMIN = Actor(name="admin", interface="api")
 CLI = Actor(name="root", interface="cli")
 PEER = Peer(host="sip.example.net", port=5061, transport=Transport.SIPS, sni="sip.example.net")

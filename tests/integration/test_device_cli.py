@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # The CLI runs in a subprocess that reads the real clock.
-LIVE = CertFactory()
+LIVE = CertFactory(organization=None)
 
 
 def issue_now(issuer: Issued, public_key: Any, **kwargs: Any) -> Any:

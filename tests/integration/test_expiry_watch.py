@@ -15,7 +15,7 @@ from tests.pki import CertFactory
 
 ACTOR = Actor(name="test", interface="cli")
 START = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
-PKI = CertFactory(now=START)
+PKI = CertFactory(now=START, organization=None)
 
 
 class Clock:

@@ -23,7 +23,7 @@ from certstore.snapshot import TrustSnapshot
 from tests.pki import CertFactory, Issued
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-PKI = CertFactory(now=NOW)
+PKI = CertFactory(now=NOW, organization=None)
 HOST = "sip.example.net"
 PORT = 5061
 

@@ -735,7 +735,7 @@ def test_export_passphrase_too_long_is_a_clear_error() -> None:
     from certstore.errors import ValidationError
     from tests.pki import CertFactory
 
-    leaf = CertFactory(now=NOW).leaf(None, cn="gw.example.net")
+    leaf = CertFactory(now=NOW, organization=None).leaf(None, cn="gw.example.net")
     key_pem = leaf.key_pem
     assert b"ENCRYPTED" in export_with_key([leaf.model], key_pem, passphrase=b"p" * 1023)
     with pytest.raises(ValidationError, match="at most 1023") as caught:

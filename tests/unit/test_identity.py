@@ -22,7 +22,7 @@ from tests.pki import CertFactory
 
 SIPS, HTTPS = Transport.SIPS, Transport.HTTPS
 
-PKI = CertFactory(now=datetime(2026, 6, 1, tzinfo=UTC))
+PKI = CertFactory(now=datetime(2026, 6, 1, tzinfo=UTC), organization=None)
 
 
 @cache
