@@ -3,118 +3,41 @@ admin application served over real HTTPS on 127.0.0.1 (port 0)."""
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from certstore.device_service import AsyncDeviceService, DeviceService
-from certstore.model import Actor, Certificate
+from certstore.model import Actor
 from certstore.sqlite import SqliteStore
 from certstore.store import CertStore, DeviceIdentity
-from certstore.x509 import parse_der, to_pem
+from certstore.x509 import to_pem
 from gateway.admin.app import create_app
 from gateway.admin.auth import AdminAuth, LoginThrottle, write_password
 from gateway.admin.tls import DeviceTls
 from gateway.config import Config, build_config
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.service import ProvisioningService
+from tests.pki import CertFactory
 
 PASSWORD = "correct horse battery staple"
 TEST_ACTOR = Actor(name="test", interface="cli")
-
-
-@dataclass(frozen=True)
-class Issued:
-    """A certificate with its key, and the PEM/DER forms tests upload."""
-
-    certificate: Certificate
-    key: ec.EllipticCurvePrivateKey = field(repr=False)
-
-    @property
-    def pem(self) -> bytes:
-        return to_pem(self.certificate)
-
-    @property
-    def der(self) -> bytes:
-        return self.certificate.der
-
-    @property
-    def key_pem(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-
-def make_certificate(
-    common_name: str,
-    *,
-    issuer: Issued | None = None,
-    ca: bool = False,
-    dns: Sequence[str] = (),
-    ips: Sequence[str] = (),
-    not_before: datetime | None = None,
-    not_after: datetime | None = None,
-) -> Issued:
-    """A P-256 certificate: self-signed unless ``issuer`` is given."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    issuer_name = issuer.certificate.x509.subject if issuer else subject
-    signing_key = issuer.key if issuer else key
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or now - timedelta(days=1))
-        .not_valid_after(not_after or now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    cert = builder.sign(signing_key, hashes.SHA256())
-    return Issued(certificate=parse_der(cert.public_bytes(serialization.Encoding.DER)), key=key)
+# Certificates served or uploaded over real HTTPS: valid around the real time.
+PKI = CertFactory(organization=None)
 
 
 def device_identity(common_name: str = "sipsgate-test") -> DeviceIdentity:
-    issued = make_certificate(common_name, dns=["localhost"], ips=["127.0.0.1"])
+    issued = PKI.leaf(None, cn=common_name, dns=["localhost"], ips=["127.0.0.1"])
     return DeviceIdentity(
         kind="standard",
-        chain=(issued.certificate,),
+        chain=(issued.model,),
         private_key_pem=issued.key_pem,
         created_at=datetime.now(UTC),
     )

@@ -32,10 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from certstore import pathvalidation
@@ -54,7 +51,7 @@ from certstore.model import (
 )
 from certstore.snapshot import TrustSnapshot
 from certstore.x509 import parse_der
-from tests.certfactory import Issued, KeySpec, make_intermediate, make_leaf, make_root
+from tests.pki import CertFactory, Issued, KeySpec, make_key
 
 ANCHORS = 1000
 PINS = 10_000
@@ -68,6 +65,7 @@ CRYPTOGRAPHY_RATIO_TARGET = 1.2
 HOSTILE_TARGET_MS = 50.0
 HOSTILE_ROUNDS = 11
 
+PKI = CertFactory(organization=None)
 HOST = "sip.example.net"
 PEER = Peer(host=HOST, port=5061, transport=Transport.SIPS)
 
@@ -81,32 +79,26 @@ class Pki:
 
 
 def make_pki(spec: KeySpec) -> Pki:
-    root = make_root(f"Bench Root {spec}", key_spec=spec)
-    inter = make_intermediate(root, f"Bench Issuing CA {spec}", key_spec=spec)
-    leaf = make_leaf(inter, HOST, key_spec=spec)
+    root = PKI.ca(f"Bench Root {spec}", key=spec)
+    inter = PKI.ca(f"Bench Issuing CA {spec}", issuer=root, key=spec)
+    leaf = PKI.leaf(inter, cn=HOST, key=spec)
     return Pki(spec=spec, root=root, inter=inter, leaf=leaf)
 
 
 def filler_anchors(count: int) -> list[x509.Certificate]:
     """``count`` distinct self-signed CA certificates (one shared key keeps this quick)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime(2020, 1, 1, tzinfo=UTC)
-    out = []
-    for i in range(count):
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Filler Root {i}")])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(i + 1)
-            .not_valid_before(now)
-            .not_valid_after(datetime(2049, 1, 1, tzinfo=UTC))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        out.append(cert)
-    return out
+    key = make_key("ec")
+    return [
+        PKI.issue(
+            f"Filler Root {i}",
+            key=key,
+            ca=True,
+            key_ids=False,
+            serial=i + 1,
+            valid_days=(-30, 3650),
+        ).cert
+        for i in range(count)
+    ]
 
 
 def trust_entries(certs: list[x509.Certificate]) -> list[TrustEntry]:
@@ -260,56 +252,41 @@ def measure(
 def hostile() -> float:
     """Median ms of ``decide()`` on the hostile chain (see the module docstring)."""
     now = datetime.now(UTC)
-    start, end = datetime(2020, 1, 1, tzinfo=UTC), datetime(2049, 1, 1, tzinfo=UTC)
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    key = ec.generate_private_key(ec.SECP256R1())
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Hostile Root")])
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Hostile CA")])
+    hostile_pki = CertFactory(now, organization=None)
     constraints = x509.NameConstraints(
         permitted_subtrees=[x509.DNSName(f"p{i}.example.net") for i in range(32)],
         excluded_subtrees=[x509.DNSName(f"x{i}.example.net") for i in range(32)],
     )
-
-    def build(
-        subject: x509.Name, issuer: x509.Name, signer: ec.EllipticCurvePrivateKey, serial: int
-    ) -> x509.CertificateBuilder:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .serial_number(serial)
-            .not_valid_before(start)
-            .not_valid_after(end)
-        )
-
-    root = (
-        build(root_name, root_name, root_key, 1)
-        .public_key(root_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(root_key, hashes.SHA256())
+    root = hostile_pki.ca("Hostile Root", key=make_key("ec", "hostile-root"))
+    # 63 CAs with one name and one key, each constrained: every one is a candidate
+    # issuer of every other, and each adds its name constraints to the path.
+    ca_key = make_key("ec", "hostile-ca")
+    first = hostile_pki.ca(
+        "Hostile CA",
+        issuer=root,
+        key=ca_key,
+        key_ids=False,
+        extra_extensions=[(constraints, True)],
     )
-    cas = []
-    for i in range(63):
-        issuer_name, signer = (root_name, root_key) if i == 0 else (name, key)
+    cas = [first]
+    for i in range(62):
         cas.append(
-            build(name, issuer_name, signer, 100 + i)
-            .public_key(key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(constraints, critical=True)
-            .sign(signer, hashes.SHA256())
+            hostile_pki.ca(
+                "Hostile CA",
+                issuer=first,
+                key=ca_key,
+                key_ids=False,
+                serial=200 + i,
+                extra_extensions=[(constraints, True)],
+            )
         )
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName(HOST), *(x509.DNSName(f"n{i}.example.net") for i in range(39))]
-    leaf = (
-        build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]), name, key, 5)
-        .public_key(leaf_key.public_key())
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(key, hashes.SHA256())
+    leaf = hostile_pki.leaf(
+        first, cn=HOST, dns=[HOST, *(f"n{i}.example.net" for i in range(39))], key_ids=False
     )
-    sent = tuple(parse_der(c.public_bytes(Encoding.DER)) for c in (leaf, *reversed(cas)))
+    sent = tuple(c.model for c in (leaf, *reversed(cas)))
     assert len(sent) == 64
     snapshot = TrustSnapshot.build(
-        generation=1, settings=Settings(), trust=trust_entries([root]), pins=()
+        generation=1, settings=Settings(), trust=trust_entries([root.cert]), pins=()
     )
     cache = pathvalidation.signature_cache
     saved = cache.maxsize
@@ -335,7 +312,7 @@ def main() -> int:
     pins = random_pins(PINS)
     failures: list[str] = []
     spec: KeySpec
-    for spec in ("rsa-2048", "ec-p256"):
+    for spec in ("rsa2048", "ec"):
         samples = measure(spec, fillers, filler_entries, pins)
         medians = {name: statistics.median(values) for name, values in samples.items()}
         ratio = paired_ratio(samples["chain"], samples["openssl"])

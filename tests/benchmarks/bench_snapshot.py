@@ -20,11 +20,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from certstore.model import (
     Actor,
     Certificate,
@@ -38,10 +33,11 @@ from certstore.model import (
     VerdictKind,
 )
 from certstore.sqlite import SqliteStore
-from certstore.x509 import parse_der
+from tests.pki import CertFactory, make_key
 
 ACTOR = Actor(name="bench", interface="cli")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+PKI = CertFactory(now=NOW, organization=None)
 VERDICT = Verdict(
     verdict=VerdictKind.REJECT,
     rule=Rule.UNTRUSTED,
@@ -53,23 +49,11 @@ PEER = Peer(host="sip.example.net", port=5061, transport=Transport.SIPS)
 
 def make_certificates(count: int, prefix: str) -> list[Certificate]:
     """``count`` distinct self-signed certificates sharing one EC key (fast to make)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    out = []
-    for n in range(count):
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{prefix}-{n}.example")])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(n + 1)
-            .not_valid_before(NOW - timedelta(days=1))
-            .not_valid_after(NOW + timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        out.append(parse_der(cert.public_bytes(serialization.Encoding.DER)))
-    return out
+    key = make_key("ec")
+    return [
+        PKI.issue(f"{prefix}-{n}.example", key=key, ca=True, key_ids=False, serial=n + 1).model
+        for n in range(count)
+    ]
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
 from certstore.sqlite import SqliteStore
-from tests.admin_support import PASSWORD, make_certificate
+from tests.admin_support import PASSWORD, PKI
 from tests.gateway_process import REPO, GatewayProcess, start_gateway
 
 CHROMIUM = os.environ.get("SIPSGATE_CHROMIUM", "/usr/bin/chromium")
@@ -96,24 +96,22 @@ async def log_in(page: Page, gateway: GatewayProcess) -> None:
 
 
 def record_rejected_chain(gateway: GatewayProcess, host: str) -> tuple[int, str, str]:
-    ca = make_certificate("Provider Issuing CA", ca=True)
-    leaf = make_certificate(host, issuer=ca, dns=[host])
+    ca = PKI.ca("Provider Issuing CA")
+    leaf = PKI.leaf(ca, cn=host, dns=[host])
     store = SqliteStore(gateway.data_dir / "sipsgate.db")
     try:
         verdict = Verdict(
             verdict=VerdictKind.REJECT,
             rule=Rule.UNTRUSTED,
             findings=(Finding(reason=Reason.UNKNOWN_ISSUER, message="unknown issuer", depth=1),),
-            leaf_fingerprint=leaf.certificate.fingerprint,
+            leaf_fingerprint=leaf.model.fingerprint,
         )
         peer = Peer(host=host, port=5061, transport=Transport.SIPS, sni=host)
-        entry = store.record_handshake(
-            verdict, [leaf.certificate, ca.certificate], peer, datetime.now(UTC)
-        )
+        entry = store.record_handshake(verdict, [leaf.model, ca.model], peer, datetime.now(UTC))
     finally:
         store.close()
     assert entry is not None
-    return int(entry.id), leaf.certificate.fingerprint, ca.certificate.fingerprint
+    return int(entry.id), leaf.model.fingerprint, ca.model.fingerprint
 
 
 class TestAdminPages:
@@ -124,7 +122,7 @@ class TestAdminPages:
         await log_in(page, gateway)
 
         # Upload a certificate file through the form; it shows in the trust list.
-        cert = make_certificate("Provisioning Server CA", ca=True)
+        cert = PKI.ca("Provisioning Server CA")
         upload = tmp_path / "provider-ca.pem"
         upload.write_bytes(cert.pem)
         await page.set_input_files("#upload-form input[name=file]", str(upload))

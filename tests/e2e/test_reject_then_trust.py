@@ -17,8 +17,9 @@ from gateway.errors import TrustRejected
 from gateway.tls.connector import TlsConnector
 from gateway.tls.policy import TlsTarget
 from gateway.tls.trust import StoreTrustPolicy
-from tests.admin_support import Issued, make_certificate
+from tests.admin_support import PKI
 from tests.gateway_process import start_gateway
+from tests.pki import Issued
 
 HOST = "sip.untrusted.example"
 
@@ -55,8 +56,8 @@ async def handshake(connector: TlsConnector, port: int) -> None:
 
 
 async def test_rejected_chain_trusted_through_the_api(tmp_path: Path) -> None:
-    ca = make_certificate("Untrusted Provider CA", ca=True)
-    leaf = make_certificate(HOST, issuer=ca, dns=[HOST])
+    ca = PKI.ca("Untrusted Provider CA")
+    leaf = PKI.leaf(ca, cn=HOST, dns=[HOST])
     gateway = await start_gateway(tmp_path)
     server = await serve_tls(server_context(leaf, ca))
     port = server.sockets[0].getsockname()[1]
@@ -69,15 +70,15 @@ async def test_rejected_chain_trusted_through_the_api(tmp_path: Path) -> None:
             async with api.get("/api/v1/rejected") as response:
                 rejected = await response.json()
             entry = next(
-                e for e in rejected if e["chain"][0]["fingerprint"] == leaf.certificate.fingerprint
+                e for e in rejected if e["chain"][0]["fingerprint"] == leaf.model.fingerprint
             )
             assert "unknown-issuer" in entry["reasons"]
             assert entry["peer"]["host"] == HOST
             assert [c["fingerprint"] for c in entry["chain"]] == [
-                leaf.certificate.fingerprint,
-                ca.certificate.fingerprint,
+                leaf.model.fingerprint,
+                ca.model.fingerprint,
             ]
-            body = {"fingerprints": [ca.certificate.fingerprint]}
+            body = {"fingerprints": [ca.model.fingerprint]}
             async with api.post(f"/api/v1/rejected/{entry['id']}/trust", json=body) as response:
                 assert response.status == 200
         await handshake(connector, port)  # the same connector, the same store object

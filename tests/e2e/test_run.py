@@ -19,7 +19,7 @@ import pytest
 
 from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
 from certstore.sqlite import SqliteStore
-from tests.admin_support import PASSWORD, basic_header, make_certificate
+from tests.admin_support import PASSWORD, PKI, basic_header
 from tests.gateway_process import REPO, start_gateway, write_config
 
 API = "/api/v1"
@@ -142,14 +142,14 @@ class TestAdminOverHttps:
         gateway = await start_gateway(tmp_path)
         try:
             async with gateway.session() as api:
-                ca = make_certificate("E2E Root CA", ca=True)
-                leaf = make_certificate("sip.e2e.example", issuer=ca)
+                ca = PKI.ca("E2E Root CA")
+                leaf = PKI.leaf(ca, cn="sip.e2e.example")
                 async with api.post(f"{API}/trust", data=ca.pem + leaf.pem) as response:
                     assert response.status == 201
                 async with api.get(f"{API}/trust", params={"kind": "server"}) as response:
                     listed = {e["fingerprint"] for e in await response.json()}
-                assert leaf.certificate.fingerprint in listed
-                fp = leaf.certificate.fingerprint
+                assert leaf.model.fingerprint in listed
+                fp = leaf.model.fingerprint
                 async with api.get(f"{API}/trust/{fp}", params={"format": "der"}) as response:
                     assert await response.read() == leaf.der
                 async with api.get(f"{API}/trust/{fp}", params={"format": "pem"}) as response:
@@ -165,19 +165,17 @@ class TestAdminOverHttps:
                 assert "digest-pw" not in json.dumps(settings)
 
                 # A chain the gateway rejected (recorded by another process on the same store).
-                bad = make_certificate("bad.e2e.example")
+                bad = PKI.leaf(None, cn="bad.e2e.example")
                 store = SqliteStore(gateway.data_dir / "sipsgate.db")
                 try:
                     verdict = Verdict(
                         verdict=VerdictKind.REJECT,
                         rule=Rule.UNTRUSTED,
                         findings=(Finding(reason=Reason.SELF_SIGNED, message="self-signed"),),
-                        leaf_fingerprint=bad.certificate.fingerprint,
+                        leaf_fingerprint=bad.model.fingerprint,
                     )
                     peer = Peer(host="bad.e2e.example", port=5061, transport=Transport.SIPS)
-                    entry = store.record_handshake(
-                        verdict, [bad.certificate], peer, datetime.now(UTC)
-                    )
+                    entry = store.record_handshake(verdict, [bad.model], peer, datetime.now(UTC))
                 finally:
                     store.close()
                 assert entry is not None
@@ -185,7 +183,7 @@ class TestAdminOverHttps:
                     assert response.status == 201
                     pin = await response.json()
                 assert pin["decision"] == "reject"
-                body = {"decision": "accept", "fingerprint": ca.certificate.fingerprint}
+                body = {"decision": "accept", "fingerprint": ca.model.fingerprint}
                 async with api.post(f"{API}/decisions", json=body) as response:
                     assert response.status == 201
                 async with api.get(f"{API}/decisions") as response:

@@ -7,13 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from certstore.model import (
     Actor,
+    Certificate,
     Finding,
     Peer,
     Reason,
@@ -23,8 +24,10 @@ from certstore.model import (
     VerdictKind,
 )
 from certstore.sqlite import SqliteStore
-from tests.integration._certs import BASE_TIME
+from tests.pki import CertFactory
 
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+PKI = CertFactory(now=BASE_TIME, organization=None)
 ADMIN = Actor(name="admin", interface="api")
 CLI = Actor(name="root", interface="cli")
 PEER = Peer(host="sip.example.net", port=5061, transport=Transport.SIPS, sni="sip.example.net")
@@ -128,3 +131,11 @@ def worker_env() -> dict[str, str]:
     )
     env["PYTHONWARNINGS"] = "error"
     return env
+
+
+def make_chain(host: str = "sip.example.net") -> tuple[Certificate, Certificate, Certificate]:
+    """(leaf, intermediate, root) as the store sees them, each with its own name."""
+    root = PKI.ca(f"Root for {host}")
+    intermediate = PKI.ca(f"Intermediate for {host}", issuer=root)
+    leaf = PKI.leaf(intermediate, cn=host)
+    return leaf.model, intermediate.model, root.model

@@ -21,8 +21,7 @@ from datetime import timedelta
 from certstore.model import Actor, Peer, PinDecision, PinMatch, Transport, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
-from tests.integration._certs import BASE_TIME, make_cert
-from tests.integration._store_support import untrusted
+from tests.integration._store_support import BASE_TIME, PKI, untrusted
 
 WORKER = Actor(name="worker", interface="cli")
 
@@ -37,14 +36,14 @@ def say(*words: object) -> None:
 
 def add_cert(path: str, cn: str) -> None:
     with SqliteStore(path) as store:
-        cert = make_cert(cn)
+        cert = PKI.leaf(None, cn=cn).model
         store.add_trust([cert], source=TrustSource.UPLOADED, actor=WORKER)
         say(cert.fingerprint)
 
 
 def writer(path: str, tag: str, count: int) -> None:
     with SqliteStore(path) as store:
-        certs = [make_cert(f"{tag}-{n}.example") for n in range(count)]
+        certs = [PKI.leaf(None, cn=f"{tag}-{n}.example").model for n in range(count)]
         say("READY")
         sys.stdin.readline()
         for n, cert in enumerate(certs):
@@ -65,7 +64,7 @@ def stream(path: str, tag: str) -> None:
         while True:
             step = n % 4
             if step == 0:
-                cert = make_cert(f"{tag}-{n}.example")
+                cert = PKI.leaf(None, cn=f"{tag}-{n}.example").model
                 store.add_trust([cert], source=TrustSource.UPLOADED, actor=WORKER)
                 say("cert", cert.fingerprint)
             elif step == 1:
@@ -82,7 +81,7 @@ def stream(path: str, tag: str) -> None:
                 )
                 say("pin", fp)
             elif step == 2:
-                leaf = make_cert(f"rejected-{tag}-{n}.example")
+                leaf = PKI.leaf(None, cn=f"rejected-{tag}-{n}.example").model
                 peer = Peer(host=f"{tag}.example", port=5061, transport=Transport.SIPS)
                 store.record_handshake(untrusted(), (leaf,), peer, BASE_TIME + timedelta(seconds=n))
                 say("rejected", leaf.fingerprint)

@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +18,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from certstore import device
-from tests.device_support import NOW, Issuer, make_root, new_key, openssl, pem_of
+from tests.device_support import NOW, openssl, pem_of
+from tests.pki import CertFactory, Issued, make_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def issue_now(issuer: Issuer, public_key: Any, **kwargs: Any) -> Any:
+# The CLI runs in a subprocess that reads the real clock.
+LIVE = CertFactory(organization=None)
+
+
+def issue_now(issuer: Issued, public_key: Any, **kwargs: Any) -> Any:
     """A certificate valid around the real clock (the subprocess reads it)."""
-    now = datetime.now(UTC)
-    return issuer.issue(
-        public_key,
-        not_before=now - timedelta(hours=1),
-        not_after=now + timedelta(days=30),
-        **kwargs,
-    )
+    kwargs.setdefault("cn", "gw.example.net")
+    return LIVE.sign_csr(issuer, public_key, valid_days=(-1 / 24, 30), **kwargs)
 
 
 @dataclass
@@ -211,8 +211,8 @@ class TestCsrAndInstall:
         openssl("req", "-inform", "DER", "-in", str(der), "-verify", "-noout")
         assert "pending since" in cli("show").out
 
-        root = make_root()
-        inter = root.intermediate("CLI Intermediate")
+        root = LIVE.ca("Test Root CA")
+        inter = LIVE.ca("CLI Intermediate", issuer=root)
         csr = device.load_csr(req.read_bytes())
         leaf = issue_now(inter, csr.public_key(), cn="gw.example.net")
         response = tmp_path / "response.pem"
@@ -261,8 +261,8 @@ class TestCsrAndInstall:
 
     def test_install_pkcs12_with_passphrase(self, cli: Cli, tmp_path: Path) -> None:
         """A PKCS#12 file installs with the passphrase from an environment variable."""
-        root = make_root()
-        key = new_key()
+        root = LIVE.ca("Test Root CA")
+        key = make_key()
         leaf = issue_now(root, key.public_key())
         p12 = tmp_path / "gw.p12"
         p12.write_bytes(
@@ -283,8 +283,8 @@ class TestCsrAndInstall:
 
     def test_install_chain_and_key_files(self, cli: Cli, tmp_path: Path) -> None:
         """A chain and a separate key file install; standard input works for the chain."""
-        root = make_root()
-        key = new_key()
+        root = LIVE.ca("Test Root CA")
+        key = make_key()
         leaf = issue_now(root, key.public_key())
         key_file = tmp_path / "gw.key"
         key_file.write_bytes(
@@ -310,18 +310,20 @@ class TestCsrAndInstall:
         """A refused install is one line on stderr and leaves the identity unchanged."""
         cli("csr", "create", "--cn", "gw")
         pending_key = cli("csr", "show", "--format", "pem").raw
-        root = make_root()
+        root = LIVE.ca("Test Root CA")
         upload = tmp_path / "upload.pem"
         if case == "garbage":
             upload.write_bytes(b"\x01\x02garbage" * 50)
         elif case == "wrong-key":
-            upload.write_bytes(pem_of(issue_now(root, new_key().public_key())))
+            upload.write_bytes(pem_of(issue_now(root, make_key().public_key())))
         elif case == "expired":
             csr = device.load_csr(pending_key)
             upload.write_bytes(
                 pem_of(
-                    root.issue(
+                    LIVE.sign_csr(
+                        root,
                         csr.public_key(),  # type: ignore[arg-type]
+                        cn="gw.example.net",
                         not_before=NOW - timedelta(days=400),
                         not_after=NOW - timedelta(days=300),
                     )

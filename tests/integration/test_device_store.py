@@ -13,7 +13,7 @@ from certstore.device_service import DeviceService
 from certstore.errors import CertStoreError
 from certstore.model import TrustSource
 from certstore.sqlite import SqliteStore
-from tests.device_support import ADMIN, NOW, make_root, stored_state
+from tests.device_support import ADMIN, NOW, PKI, stored_state
 from tests.unit.test_device_service import FAILURES, answer, csr_spec
 
 
@@ -33,8 +33,8 @@ def service(db: Path) -> Iterator[DeviceService]:
 
 @pytest.fixture(scope="module")
 def ca() -> Any:
-    root = make_root()
-    return root, root.intermediate("Test Intermediate CA")
+    root = PKI.ca("Test Root CA")
+    return root, PKI.ca("Test Intermediate CA", issuer=root)
 
 
 class TestOnSqlite:

@@ -11,10 +11,11 @@ from certstore.model import Actor, TrustSource
 from certstore.sqlite import SqliteStore
 from gateway.expiry import ExpiryWatch, band_of
 from gateway.metrics import MetricsRegistry
-from tests.certfactory import make_root
+from tests.pki import CertFactory
 
 ACTOR = Actor(name="test", interface="cli")
 START = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+PKI = CertFactory(now=START, organization=None)
 
 
 class Clock:
@@ -32,8 +33,8 @@ def test_bands() -> None:
 def test_warns_once_per_band_and_counts(tmp_path: Path) -> None:
     clock = Clock(START)
     metrics = MetricsRegistry()
-    soon = make_root("Expiring Provider CA", not_after=START + timedelta(days=20, hours=1))
-    later = make_root("Long Lived CA", not_after=START + timedelta(days=400))
+    soon = PKI.ca("Expiring Provider CA", not_after=START + timedelta(days=20, hours=1))
+    later = PKI.ca("Long Lived CA", not_after=START + timedelta(days=400))
     with SqliteStore(tmp_path / "sipsgate.db", clock=clock) as store:
         store.clear_trust(actor=ACTOR)  # the builtin CAs' dates would depend on the bundle
         store.add_trust([soon.model, later.model], source=TrustSource.UPLOADED, actor=ACTOR)
@@ -66,7 +67,7 @@ def test_warns_once_per_band_and_counts(tmp_path: Path) -> None:
 def test_removed_certificate_stops_counting(tmp_path: Path) -> None:
     clock = Clock(START)
     metrics = MetricsRegistry()
-    soon = make_root("Going Away CA", not_after=START + timedelta(days=5))
+    soon = PKI.ca("Going Away CA", not_after=START + timedelta(days=5))
     with SqliteStore(tmp_path / "sipsgate.db", clock=clock) as store:
         store.clear_trust(actor=ACTOR)
         store.add_trust([soon.model], source=TrustSource.UPLOADED, actor=ACTOR)

@@ -18,15 +18,17 @@ from certstore.errors import BackupError, CertStoreError
 from certstore.model import Peer, PinDecision, PinMatch, Reason, Transport, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
-from tests.integration._certs import BASE_TIME, make_cert, make_chain
 from tests.integration._store_support import (
     ADMIN,
+    BASE_TIME,
     PEER,
+    PKI,
     FakeClock,
     accept_all,
     audit_actions,
     clock,
     first_use,
+    make_chain,
     store,
     store_path,
     trust_state,
@@ -42,8 +44,8 @@ def populate(store: SqliteStore, clock: FakeClock) -> None:
     """Every kind of state a backup carries."""
     builtin = store.list_trust()[0].certificate
     store.remove_trust(builtin.fingerprint, actor=ADMIN)
-    ca = make_cert("Backup CA", ca=True)
-    store.add_trust([ca], source=TrustSource.PROVISIONED, actor=ADMIN)
+    ca = PKI.ca("Backup CA")
+    store.add_trust([ca.model], source=TrustSource.PROVISIONED, actor=ADMIN)
     store.add_pin(
         PinRequest(
             decision=PinDecision.ACCEPT,
@@ -55,17 +57,17 @@ def populate(store: SqliteStore, clock: FakeClock) -> None:
         ),
         actor=ADMIN,
     )
-    original = make_cert("tofu.example")
+    original = PKI.leaf(None, cn="tofu.example").model
     tofu_peer = Peer(host="tofu.example", port=5061, transport=Transport.SIPS)
     store.record_handshake(first_use(), (original,), tofu_peer, BASE_TIME)
-    changed = make_cert("tofu.example", issuer=ca)
+    changed = PKI.leaf(ca, cn="tofu.example").model
     store.record_handshake(untrusted(Reason.KEY_CHANGED), (changed,), tofu_peer, BASE_TIME)
     chain = make_chain()
     store.record_handshake(untrusted(Reason.EXPIRED, Reason.UNKNOWN_ISSUER), chain, PEER, BASE_TIME)
     store.record_handshake(untrusted(Reason.EXPIRED), chain, PEER, BASE_TIME + timedelta(hours=1))
     store.record_handshake(
         accept_all(Reason.SELF_SIGNED),
-        (make_cert("lab.example"),),
+        (PKI.leaf(None, cn="lab.example").model,),
         Peer(host="192.0.2.9", port=443, transport=Transport.HTTPS, sni=None),
         BASE_TIME,
     )
@@ -131,7 +133,7 @@ class TestRoundTrip:
     ) -> None:
         """State of the target that is not in the backup is gone after the restore."""
         document = full.export_backup(now=clock.now)
-        extra = make_cert("only-in-target.example")
+        extra = PKI.leaf(None, cn="only-in-target.example").model
         empty.add_trust([extra], source=TrustSource.UPLOADED, actor=ADMIN)
         empty.import_backup(document, actor=ADMIN)
         assert extra.fingerprint not in empty.snapshot().trust_by_fingerprint
@@ -277,7 +279,9 @@ def _sample_document(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     with SqliteStore(tmp_path_factory.mktemp("fuzz") / "s.db", clock=clock) as source:
         populate(source, clock)
         source.clear_trust(actor=ADMIN)
-        source.add_trust([make_cert("fuzz.example")], source=TrustSource.UPLOADED, actor=ADMIN)
+        source.add_trust(
+            [PKI.leaf(None, cn="fuzz.example").model], source=TrustSource.UPLOADED, actor=ADMIN
+        )
         return source.export_backup(now=clock.now, include_secrets=True)
 
 

@@ -15,10 +15,11 @@ from certstore.errors import Conflict, NotFound, ValidationError
 from certstore.model import Actor, PinDecision, PinMatch, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.store import DeviceIdentity, PendingCsr, PinRequest
-from tests.integration._certs import BASE_TIME, key_pem, make_cert, new_key
 from tests.integration._store_support import (
     ADMIN,
+    BASE_TIME,
     PEER,
+    PKI,
     FakeClock,
     audit_actions,
     clock,
@@ -27,20 +28,20 @@ from tests.integration._store_support import (
     store,
     store_path,
 )
+from tests.pki import key_pem, make_key
 
 __all__ = ["clock", "store", "store_path"]
 
 
 def identity(cn: str = "sipsgate", *, days: int = 365, kind: str = "standard") -> DeviceIdentity:
-    key = new_key()
-    cert = make_cert(cn, key=key, not_after=BASE_TIME + timedelta(days=days))
+    issued = PKI.leaf(None, cn=cn, not_after=BASE_TIME + timedelta(days=days))
     return DeviceIdentity(
-        kind=kind, chain=(cert,), private_key_pem=key_pem(key), created_at=BASE_TIME
+        kind=kind, chain=(issued.model,), private_key_pem=issued.key_pem, created_at=BASE_TIME
     )
 
 
 def csr(cn: str = "sipsgate") -> PendingCsr:
-    key = new_key()
+    key = make_key()
     request = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
@@ -230,11 +231,11 @@ class TestExpiring:
         """Trust anchors, pinned certificates and the device identity inside the window,
         not yet expired, soonest first."""
         store.clear_trust(actor=ADMIN)
-        soon = make_cert("soon.example", not_after=BASE_TIME + timedelta(days=5))
-        later = make_cert("later.example", not_after=BASE_TIME + timedelta(days=60))
-        gone = make_cert("gone.example", not_after=BASE_TIME - timedelta(days=1))
+        soon = PKI.leaf(None, cn="soon.example", not_after=BASE_TIME + timedelta(days=5)).model
+        later = PKI.leaf(None, cn="later.example", not_after=BASE_TIME + timedelta(days=60)).model
+        gone = PKI.leaf(None, cn="gone.example", not_after=BASE_TIME - timedelta(days=1)).model
         store.add_trust([soon, later, gone], source=TrustSource.UPLOADED, actor=ADMIN)
-        pinned = make_cert("pinned.example", not_after=BASE_TIME + timedelta(days=10))
+        pinned = PKI.leaf(None, cn="pinned.example", not_after=BASE_TIME + timedelta(days=10)).model
         pin = store.add_pin(
             PinRequest(
                 decision=PinDecision.ACCEPT,
@@ -244,7 +245,9 @@ class TestExpiring:
             ),
             actor=ADMIN,
         )
-        tofu_leaf = make_cert("sip.example.net", not_after=BASE_TIME + timedelta(days=20))
+        tofu_leaf = PKI.leaf(
+            None, cn="sip.example.net", not_after=BASE_TIME + timedelta(days=20)
+        ).model
         tofu = store.record_handshake(first_use(), (tofu_leaf,), PEER, BASE_TIME)
         assert tofu is not None
         store.set_device_identity(identity(days=25), actor=ADMIN, action="create")

@@ -14,12 +14,12 @@ from certstore.errors import CertStoreError, InputTooLarge, ParseError
 from certstore.model import TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.x509 import load_certificates, to_pem
-from tests.integration._certs import SHARED_KEY, key_pem, make_cert
-from tests.integration._store_support import ADMIN, clock, store, store_path
+from tests.integration._store_support import ADMIN, PKI, clock, store, store_path
+from tests.pki import key_pem, make_key
 
 __all__ = ["clock", "store", "store_path"]
 
-GOOD = make_cert("good.example")
+GOOD = PKI.leaf(None, cn="good.example").model
 GOOD_PEM = to_pem(GOOD)
 
 
@@ -51,7 +51,7 @@ class TestHostileUploads:
 
     def test_junk_inside_a_pem_block(self, store: SqliteStore) -> None:
         """Non-base64 text inside a certificate block is refused; nothing of the file is added."""
-        other = make_cert("second.example")
+        other = PKI.leaf(None, cn="second.example").model
         lines = to_pem(other).splitlines()
         lines.insert(3, b"!!! this is not base64 !!!")
         data = GOOD_PEM + b"\n".join(lines) + b"\n"
@@ -61,7 +61,7 @@ class TestHostileUploads:
 
     def test_junk_between_blocks_is_ignored(self, store: SqliteStore) -> None:
         """Text between PEM blocks (comments, as in CA bundles) does not stop the upload."""
-        other = make_cert("between.example")
+        other = PKI.leaf(None, cn="between.example").model
         data = b"# a comment\n" + GOOD_PEM + b"garbage \x00\xff in between\n" + to_pem(other)
         upload(store, data)
         trusted = store.snapshot().trust_by_fingerprint
@@ -70,8 +70,9 @@ class TestHostileUploads:
 
     def test_private_key_instead_of_certificate(self, store: SqliteStore) -> None:
         """A private key (PEM or DER) is refused with a message that says it is a key."""
-        assert_refused(store, key_pem(SHARED_KEY), "private key but no certificate")
-        der = SHARED_KEY.private_bytes(
+        key = make_key()
+        assert_refused(store, key_pem(key), "private key but no certificate")
+        der = key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),

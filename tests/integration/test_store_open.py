@@ -13,9 +13,9 @@ from certstore.builtin import builtin_certificates, builtin_fingerprints
 from certstore.errors import StorageError, ValidationError
 from certstore.model import Settings, TrustKind, TrustSource
 from certstore.sqlite import SCHEMA_VERSION, SqliteStore
-from tests.integration._certs import make_cert
 from tests.integration._store_support import (
     ADMIN,
+    PKI,
     FakeClock,
     audit_actions,
     clock,
@@ -35,7 +35,9 @@ class TestCreate:
         self, store: SqliteStore, store_path: Path
     ) -> None:
         """A new data directory is 0700 and the database, WAL and SHM files are 0600."""
-        store.add_trust([make_cert("mode.example")], source=TrustSource.UPLOADED, actor=ADMIN)
+        store.add_trust(
+            [PKI.leaf(None, cn="mode.example").model], source=TrustSource.UPLOADED, actor=ADMIN
+        )
         assert _mode(store_path.parent) == 0o700
         for suffix in ("", "-wal", "-shm"):
             path = Path(f"{store_path}{suffix}")
@@ -147,7 +149,9 @@ class TestDiskFull:
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         conn.execute(f"PRAGMA max_page_count = {pages}")
         big = [
-            make_cert(f"fill-{n}.example", dns=tuple(f"n{i}.x{n}.example" for i in range(200)))
+            PKI.leaf(
+                None, cn=f"fill-{n}.example", dns=tuple(f"n{i}.x{n}.example" for i in range(200))
+            ).model
             for n in range(20)
         ]
         with pytest.raises(StorageError, match=r"disk .* is full") as info:

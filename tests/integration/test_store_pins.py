@@ -10,9 +10,9 @@ from certstore.errors import NotFound, ValidationError
 from certstore.model import PinDecision, PinMatch, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
-from tests.integration._certs import make_cert
 from tests.integration._store_support import (
     ADMIN,
+    PKI,
     FakeClock,
     audit_actions,
     clock,
@@ -156,13 +156,13 @@ class TestAddPin:
 
     def test_certificate_is_kept_beside_the_pin(self, store: SqliteStore) -> None:
         """A pin made from a certificate (or of a trusted one) remembers the certificate."""
-        cert = make_cert("pinned.example")
+        cert = PKI.leaf(None, cn="pinned.example").model
         pin = store.add_pin(
             request(match=PinMatch.PUBLIC_KEY, fingerprint=cert.spki_fingerprint, certificate=cert),
             actor=ADMIN,
         )
         assert store.pin_certificate(pin.id) == cert
-        trusted = make_cert("trusted.example")
+        trusted = PKI.leaf(None, cn="trusted.example").model
         store.add_trust([trusted], source=TrustSource.UPLOADED, actor=ADMIN)
         by_fp = store.add_pin(request(fingerprint=trusted.fingerprint), actor=ADMIN)
         assert store.pin_certificate(by_fp.id) == trusted
@@ -171,7 +171,7 @@ class TestAddPin:
 
     def test_certificate_must_match_fingerprint(self, store: SqliteStore) -> None:
         """A certificate whose fingerprint is not the pin's is refused."""
-        cert = make_cert("mismatch.example")
+        cert = PKI.leaf(None, cn="mismatch.example").model
         with pytest.raises(ValidationError) as info:
             store.add_pin(request(certificate=cert), actor=ADMIN)
         assert info.value.field == "certificate"

@@ -20,10 +20,11 @@ from certstore.model import (
     TrustSource,
 )
 from certstore.sqlite import MAX_RECORDED_CHAIN_CERTS, SqliteStore
-from tests.integration._certs import BASE_TIME, make_cert, make_chain, new_key
 from tests.integration._store_support import (
     ADMIN,
+    BASE_TIME,
     PEER,
+    PKI,
     FakeClock,
     accept_all,
     audit_actions,
@@ -31,6 +32,7 @@ from tests.integration._store_support import (
     clock,
     first_use,
     last_details,
+    make_chain,
     store,
     store_path,
     untrusted,
@@ -115,7 +117,9 @@ class TestRecord:
 
     def test_long_chain_is_bounded(self, store: SqliteStore) -> None:
         """A peer sending a huge chain gets only the first certificates stored."""
-        chain = tuple(make_cert(f"c{n}.example") for n in range(MAX_RECORDED_CHAIN_CERTS + 5))
+        chain = tuple(
+            PKI.leaf(None, cn=f"c{n}.example").model for n in range(MAX_RECORDED_CHAIN_CERTS + 5)
+        )
         entry = record(store, chain)
         assert entry.chain == chain[:MAX_RECORDED_CHAIN_CERTS]
         assert record(store, chain).count == 2
@@ -125,7 +129,7 @@ class TestRecord:
     ) -> None:
         """Beyond rejected_limit the entry seen longest ago goes first, in the same commit."""
         with SqliteStore(tmp_path / "s.db", rejected_limit=3, clock=clock) as small:
-            chains = [(make_cert(f"evict{n}.example"),) for n in range(5)]
+            chains = [(PKI.leaf(None, cn=f"evict{n}.example").model,) for n in range(5)]
             for n, chain in enumerate(chains[:3]):
                 record(small, chain, now=BASE_TIME + timedelta(minutes=n))
             # Seeing chain 0 again makes chain 1 the one seen longest ago.
@@ -162,7 +166,7 @@ class TestFirstUse:
     def test_second_first_use_returns_the_existing_pin(self, store: SqliteStore) -> None:
         """Two racing first-use verdicts for one destination leave one pin."""
         leaf = make_chain()[0]
-        other = make_cert("sip.example.net", key=new_key())
+        other = PKI.leaf(None, cn="sip.example.net").model
         first = store.record_handshake(first_use(), (leaf,), PEER, BASE_TIME)
         second = store.record_handshake(first_use(), (other,), PEER, BASE_TIME)
         assert second == first
@@ -177,9 +181,9 @@ class TestFirstUse:
 
     def test_key_change_keeps_the_previous_certificate(self, store: SqliteStore) -> None:
         """A key-changed rejection stores the certificate of the first-use pin beside it."""
-        original = make_cert("sip.example.net", key=new_key())
+        original = PKI.leaf(None, cn="sip.example.net").model
         store.record_handshake(first_use(), (original,), PEER, BASE_TIME)
-        impostor = make_cert("sip.example.net", key=new_key())
+        impostor = PKI.leaf(None, cn="sip.example.net").model
         entry = record(store, (impostor,), verdict=untrusted(Reason.KEY_CHANGED))
         assert entry.previous == original
         assert store.get_rejected(entry.id).previous == original
@@ -189,10 +193,10 @@ class TestFirstUse:
 
     def test_verdict_previous_wins(self, store: SqliteStore) -> None:
         """When the decision names the previous certificate, that one is stored."""
-        shown = make_cert("shown.example")
+        shown = PKI.leaf(None, cn="shown.example").model
         verdict = untrusted(Reason.KEY_CHANGED)
         object.__setattr__(verdict, "previous", shown)
-        entry = record(store, (make_cert("sip.example.net", key=new_key()),), verdict=verdict)
+        entry = record(store, (PKI.leaf(None, cn="sip.example.net").model,), verdict=verdict)
         assert entry.previous == shown
 
     def test_key_change_without_first_use_pin(self, store: SqliteStore) -> None:

@@ -16,9 +16,9 @@ from certstore.model import PinDecision, PinMatch, TrustSource
 from certstore.snapshot import TrustSnapshot
 from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
-from tests.integration._certs import make_cert
 from tests.integration._store_support import (
     ADMIN,
+    PKI,
     FakeClock,
     clock,
     store,
@@ -41,7 +41,7 @@ class TestCache:
     def test_change_rebuilds_and_reuses_parsed_certificates(self, store: SqliteStore) -> None:
         """After one change the snapshot is new, but unchanged entries are the same objects."""
         first = store.snapshot()
-        cert = make_cert("new.example")
+        cert = PKI.leaf(None, cn="new.example").model
         with mock.patch("certstore.sqlite.parse_der", side_effect=AssertionError("re-parsed")):
             store.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
             second = store.snapshot()
@@ -66,7 +66,7 @@ class TestOtherWriters:
             SqliteStore(store_path, clock=clock) as cli,
         ):
             before = gateway.snapshot()
-            cert = make_cert("cli-added.example")
+            cert = PKI.leaf(None, cn="cli-added.example").model
             cli.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
             after = gateway.snapshot()
             assert cert.fingerprint in after.trust_by_fingerprint
@@ -104,7 +104,7 @@ class TestOtherWriters:
 class TestThreads:
     def test_writers_and_readers_on_many_threads(self, store: SqliteStore) -> None:
         """Threads writing and reading through one store lose nothing and see whole states."""
-        certs = [make_cert(f"thread-{n}.example") for n in range(40)]
+        certs = [PKI.leaf(None, cn=f"thread-{n}.example").model for n in range(40)]
         stop = threading.Event()
         seen: list[int] = []
 
@@ -142,8 +142,8 @@ class TestThreads:
         assert len(store._conns) == 2
 
 
-POOL = [make_cert("Shared CA", ca=True) for _ in range(3)] + [
-    make_cert(f"pool-{n}.example") for n in range(5)
+POOL = [PKI.ca("Shared CA").model for _ in range(3)] + [
+    PKI.leaf(None, cn=f"pool-{n}.example").model for n in range(5)
 ]
 _ops = st.lists(
     st.tuples(

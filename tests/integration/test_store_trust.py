@@ -10,9 +10,10 @@ from certstore.builtin import builtin_certificates
 from certstore.errors import NotFound, ValidationError
 from certstore.model import CertStatus, TrustKind, TrustSource
 from certstore.sqlite import SqliteStore
-from tests.integration._certs import BASE_TIME, make_cert
 from tests.integration._store_support import (
     ADMIN,
+    BASE_TIME,
+    PKI,
     FakeClock,
     audit_actions,
     clock,
@@ -27,8 +28,8 @@ __all__ = ["clock", "store", "store_path"]
 class TestAddTrust:
     def test_adds_with_kind_from_basic_constraints(self, store: SqliteStore) -> None:
         """A CA certificate is added as kind ca, an end-entity one as server."""
-        ca = make_cert("Provider CA", ca=True)
-        server = make_cert("sip.provider.example")
+        ca = PKI.ca("Provider CA").model
+        server = PKI.leaf(None, cn="sip.provider.example").model
         result = store.add_trust([ca, server], source=TrustSource.UPLOADED, actor=ADMIN)
         assert result.added == (ca, server)
         assert result.already_present == ()
@@ -38,7 +39,7 @@ class TestAddTrust:
 
     def test_explicit_kind_wins(self, store: SqliteStore) -> None:
         """An explicit kind is stored as given."""
-        ca = make_cert("Self CA", ca=True)
+        ca = PKI.ca("Self CA").model
         store.add_trust([ca], source=TrustSource.PROVISIONED, actor=ADMIN, kind=TrustKind.SERVER)
         entry = store.get_trust(ca.fingerprint)
         assert entry.kind is TrustKind.SERVER
@@ -48,7 +49,7 @@ class TestAddTrust:
         self, store: SqliteStore, clock: FakeClock
     ) -> None:
         """A second add reports already_present, keeps the first source, writes no audit."""
-        cert = make_cert("twice.example")
+        cert = PKI.leaf(None, cn="twice.example").model
         store.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
         generation = store.snapshot().generation
         clock.advance(hours=1)
@@ -63,7 +64,7 @@ class TestAddTrust:
 
     def test_audit_event(self, store: SqliteStore) -> None:
         """One trust.add event names the added fingerprints, the source and the actor."""
-        a, b = make_cert("a.example"), make_cert("b.example")
+        a, b = PKI.leaf(None, cn="a.example").model, PKI.leaf(None, cn="b.example").model
         store.add_trust([a, b], source=TrustSource.UPLOADED, actor=ADMIN)
         event = store.audit(limit=1)[0]
         assert (event.action, event.actor, event.interface) == ("trust.add", "admin", "api")
@@ -80,7 +81,9 @@ class TestAddTrust:
     def test_unknown_source_is_refused(self, store: SqliteStore) -> None:
         """A source outside the contract's list is refused."""
         with pytest.raises(ValueError, match="nowhere"):
-            store.add_trust([make_cert()], source="nowhere", actor=ADMIN)  # type: ignore[arg-type]
+            store.add_trust(
+                [PKI.leaf(None, cn="test.example").model], source="nowhere", actor=ADMIN
+            )  # type: ignore[arg-type]
 
 
 class TestReadTrust:
@@ -98,7 +101,7 @@ class TestReadTrust:
 
     def test_fingerprint_with_colons_and_upper_case(self, store: SqliteStore) -> None:
         """OpenSSL-style colon separated upper-case fingerprints are accepted."""
-        cert = make_cert("colons.example")
+        cert = PKI.leaf(None, cn="colons.example").model
         store.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
         fp = cert.fingerprint.upper()
         colons = ":".join(fp[i : i + 2] for i in range(0, 64, 2))
@@ -107,17 +110,19 @@ class TestReadTrust:
     def test_statuses_follow_the_clock(self, store: SqliteStore, clock: FakeClock) -> None:
         """Expired and not-yet-valid certificates stay listed; their status is computed at read."""
         store.clear_trust(actor=ADMIN)
-        valid = make_cert("valid.example")
-        expired = make_cert(
-            "expired.example",
+        valid = PKI.leaf(None, cn="valid.example").model
+        expired = PKI.leaf(
+            None,
+            cn="expired.example",
             not_before=BASE_TIME - timedelta(days=60),
             not_after=BASE_TIME - timedelta(days=1),
-        )
-        future = make_cert(
-            "future.example",
+        ).model
+        future = PKI.leaf(
+            None,
+            cn="future.example",
             not_before=BASE_TIME + timedelta(days=10),
             not_after=BASE_TIME + timedelta(days=100),
-        )
+        ).model
         store.add_trust([valid, expired, future], source=TrustSource.UPLOADED, actor=ADMIN)
         assert len(store.list_trust()) == 3
         assert store.list_trust(status=CertStatus.EXPIRED)[0].certificate == expired
@@ -135,7 +140,7 @@ class TestReadTrust:
 
     def test_filter_by_kind(self, store: SqliteStore) -> None:
         """list_trust(kind=server) shows only end-entity entries."""
-        server = make_cert("only-server.example")
+        server = PKI.leaf(None, cn="only-server.example").model
         store.add_trust([server], source=TrustSource.UPLOADED, actor=ADMIN)
         assert [e.certificate for e in store.list_trust(kind=TrustKind.SERVER)] == [server]
 
@@ -143,7 +148,7 @@ class TestReadTrust:
 class TestRemoveAndClear:
     def test_remove_returns_the_entry(self, store: SqliteStore) -> None:
         """remove_trust returns what was removed, audits it and changes the snapshot."""
-        cert = make_cert("remove.example")
+        cert = PKI.leaf(None, cn="remove.example").model
         store.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
         generation = store.snapshot().generation
         entry = store.remove_trust(cert.fingerprint, actor=ADMIN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from certstore.model import (
     FIRST_USE_ACTOR,
@@ -20,8 +20,10 @@ from certstore.model import (
     TrustSource,
 )
 from certstore.snapshot import TrustSnapshot
-from tests.certfactory import NOW, Issued, make_intermediate, make_leaf, make_root
+from tests.pki import CertFactory, Issued
 
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+PKI = CertFactory(now=NOW, organization=None)
 HOST = "sip.example.net"
 PORT = 5061
 
@@ -104,24 +106,24 @@ class Pki:
 
     @functools.cached_property
     def root(self) -> Issued:
-        return make_root("Provider Root CA")
+        return PKI.ca("Provider Root CA")
 
     @functools.cached_property
     def inter(self) -> Issued:
-        return make_intermediate(self.root, "Provider Issuing CA")
+        return PKI.ca("Provider Issuing CA", issuer=self.root)
 
     @functools.cached_property
     def leaf(self) -> Issued:
-        return make_leaf(self.inter, HOST)
+        return PKI.leaf(self.inter, cn=HOST)
 
     @functools.cached_property
     def other_root(self) -> Issued:
-        return make_root("Other Root CA")
+        return PKI.ca("Other Root CA")
 
     @functools.cached_property
     def self_signed(self) -> Issued:
-        return make_leaf(None, "pbx.example.net", dns=("pbx.example.net",))
+        return PKI.leaf(None, cn="pbx.example.net", dns=("pbx.example.net",))
 
     @functools.cached_property
     def self_signed_for_host(self) -> Issued:
-        return make_leaf(None, HOST + " self-signed", dns=(HOST,))
+        return PKI.leaf(None, cn=HOST + " self-signed", dns=(HOST,))

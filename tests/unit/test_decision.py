@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,20 +30,11 @@ from certstore.pathvalidation import (
     verify_signature,
 )
 from certstore.snapshot import TrustSnapshot
-from tests.certfactory import (
-    NOW,
-    Issued,
-    KeySpec,
-    issue,
-    make_intermediate,
-    make_leaf,
-    make_root,
-    name,
-    openssl_issue,
-    private_key,
-)
+from tests.pki import CA_KEY_USAGE, Issued, KeySpec, make_key, name
 from tests.unit.decision_helpers import (
     HOST,
+    NOW,
+    PKI,
     PORT,
     Pki,
     chain,
@@ -105,12 +96,13 @@ def once(key: str, make: Callable[[], Issued]) -> Issued:
     return _CACHE[key]
 
 
-def leaf_with(p: Pki, key: str, **options: object) -> Issued:
-    return once(key, lambda: make_leaf(p.inter, HOST, **options))
+def leaf_with(p: Pki, label: str, **options: object) -> Issued:
+    return once(label, lambda: PKI.leaf(p.inter, cn=HOST, **options))
 
 
-def inter_with(p: Pki, key: str, **options: object) -> Issued:
-    return once(key, lambda: make_intermediate(p.root, f"Intermediate {key}", **options))
+def inter_with(p: Pki, label: str, **options: object) -> Issued:
+    options = {"ca": True, "key_usage": CA_KEY_USAGE, "valid_days": (-30, 3650)} | options
+    return once(label, lambda: PKI.issue(f"Intermediate {label}", issuer=p.root, **options))  # type: ignore[arg-type]
 
 
 CHAIN_CASES = [
@@ -170,7 +162,7 @@ CHAIN_CASES = [
             p,
             once(
                 "leaf-under-expired-inter",
-                lambda: make_leaf(inter_with(p, "expired-inter", not_after=EXPIRED_AT), HOST),
+                lambda: PKI.leaf(inter_with(p, "expired-inter", not_after=EXPIRED_AT), cn=HOST),
             ),
             inter_with(p, "expired-inter", not_after=EXPIRED_AT),
         ),
@@ -184,14 +176,14 @@ CHAIN_CASES = [
             chain=chain(
                 once(
                     "leaf-under-old-root",
-                    lambda: make_leaf(
-                        once("old-root", lambda: make_root("Old Root", not_after=EXPIRED_AT)),
-                        HOST,
+                    lambda: PKI.leaf(
+                        once("old-root", lambda: PKI.ca("Old Root", not_after=EXPIRED_AT)),
+                        cn=HOST,
                     ),
                 )
             ),
             snapshot=snapshot(
-                trust=[once("old-root", lambda: make_root("Old Root", not_after=EXPIRED_AT))]
+                trust=[once("old-root", lambda: PKI.ca("Old Root", not_after=EXPIRED_AT))]
             ),
         ),
         REJECT,
@@ -209,7 +201,7 @@ CHAIN_CASES = [
         "twin-bad-signature",
         lambda p: trusted_root(
             p,
-            leaf_with(p, "forged", signing_key=private_key("ec-p256", "forger")),
+            leaf_with(p, "forged", signing_key=make_key("ec", "forger")),
             p.inter,
         ),
         REJECT,
@@ -295,7 +287,7 @@ CHAIN_CASES = [
         "intermediate-not-a-ca",
         lambda p: trusted_root(
             p,
-            once("leaf-under-nonca", lambda: make_leaf(inter_with(p, "nonca", ca=False), HOST)),
+            once("leaf-under-nonca", lambda: PKI.leaf(inter_with(p, "nonca", ca=False), cn=HOST)),
             inter_with(p, "nonca", ca=False),
         ),
         REJECT,
@@ -306,7 +298,7 @@ CHAIN_CASES = [
         "intermediate-without-basic-constraints",
         lambda p: trusted_root(
             p,
-            once("leaf-under-nobc", lambda: make_leaf(inter_with(p, "nobc", ca=None), HOST)),
+            once("leaf-under-nobc", lambda: PKI.leaf(inter_with(p, "nobc", ca=None), cn=HOST)),
             inter_with(p, "nobc", ca=None),
         ),
         REJECT,
@@ -329,14 +321,12 @@ CHAIN_CASES = [
             chain=chain(
                 once(
                     "leaf-pl0",
-                    lambda: make_leaf(
-                        once("pl0", lambda: make_root("PathLen0 Root", path_length=0)), HOST
+                    lambda: PKI.leaf(
+                        once("pl0", lambda: PKI.ca("PathLen0 Root", path_length=0)), cn=HOST
                     ),
                 )
             ),
-            snapshot=snapshot(
-                trust=[once("pl0", lambda: make_root("PathLen0 Root", path_length=0))]
-            ),
+            snapshot=snapshot(trust=[once("pl0", lambda: PKI.ca("PathLen0 Root", path_length=0))]),
         ),
         ACCEPT,
         Rule.CHAIN_VALID,
@@ -347,7 +337,7 @@ CHAIN_CASES = [
             p,
             once(
                 "leaf-under-noku",
-                lambda: make_leaf(inter_with(p, "noku", key_usage=("digitalSignature",)), HOST),
+                lambda: PKI.leaf(inter_with(p, "noku", key_usage=("digitalSignature",)), cn=HOST),
             ),
             inter_with(p, "noku", key_usage=("digitalSignature",)),
         ),
@@ -361,7 +351,7 @@ CHAIN_CASES = [
             p,
             once(
                 "leaf-under-clienteku",
-                lambda: make_leaf(inter_with(p, "clienteku", eku=("clientAuth",)), HOST),
+                lambda: PKI.leaf(inter_with(p, "clienteku", eku=("clientAuth",)), cn=HOST),
             ),
             inter_with(p, "clienteku", eku=("clientAuth",)),
         ),
@@ -391,14 +381,14 @@ CHAIN_CASES = [
     # --- keys and algorithms ----------------------------------------------------------
     case(
         "rsa-1024-leaf-weak",
-        lambda p: trusted_root(p, leaf_with(p, "rsa1024", key_spec="rsa-1024"), p.inter),
+        lambda p: trusted_root(p, leaf_with(p, "rsa1024", key="rsa1024"), p.inter),
         REJECT,
         Rule.UNTRUSTED,
         R.WEAK_KEY,
     ),
     case(
         "ec-p192-leaf-weak",
-        lambda p: trusted_root(p, leaf_with(p, "p192", key_spec="ec-p192"), p.inter),
+        lambda p: trusted_root(p, leaf_with(p, "p192", key="ec-p192"), p.inter),
         REJECT,
         Rule.UNTRUSTED,
         R.WEAK_KEY,
@@ -508,10 +498,10 @@ CHAIN_CASES = [
             leaf_with(
                 p,
                 "everything-wrong",
-                key_spec="rsa-1024",
+                key="rsa1024",
                 not_after=EXPIRED_AT,
                 eku=("clientAuth",),
-                signing_key=private_key("ec-p256", "forger"),
+                signing_key=make_key("ec", "forger"),
             ),
             p.inter,
             peer=peer("sip.example.org"),
@@ -528,40 +518,40 @@ CHAIN_CASES = [
 
 
 def _path_length_chain(p: Pki) -> tuple[Issued, Issued, Issued]:
-    root = once("pl0", lambda: make_root("PathLen0 Root", path_length=0))
-    inter = once("pl0-inter", lambda: make_intermediate(root, "Below PathLen0"))
-    leaf = once("pl0-inter-leaf", lambda: make_leaf(inter, HOST))
+    root = once("pl0", lambda: PKI.ca("PathLen0 Root", path_length=0))
+    inter = once("pl0-inter", lambda: PKI.ca("Below PathLen0", issuer=root))
+    leaf = once("pl0-inter-leaf", lambda: PKI.leaf(inter, cn=HOST))
     return leaf, inter, root
 
 
 def _rsa1024_pki() -> tuple[Issued, Issued]:
-    root = once("rsa1024-root", lambda: make_root("Weak RSA Root", key_spec="rsa-1024"))
-    leaf = once("rsa1024-root-leaf", lambda: make_leaf(root, HOST))
+    root = once("rsa1024-root", lambda: PKI.ca("Weak RSA Root", key="rsa1024"))
+    leaf = once("rsa1024-root-leaf", lambda: PKI.leaf(root, cn=HOST))
     return root, leaf
 
 
 def _rsa_pki() -> tuple[Issued, Issued, Issued]:
-    root = once("rsa-root", lambda: make_root("RSA Root", key_spec="rsa-2048"))
-    inter = once("rsa-inter", lambda: make_intermediate(root, "RSA Inter", key_spec="rsa-2048"))
-    leaf = once("rsa-leaf", lambda: make_leaf(inter, HOST, key_spec="rsa-2048"))
+    root = once("rsa-root", lambda: PKI.ca("RSA Root", key="rsa2048"))
+    inter = once("rsa-inter", lambda: PKI.ca("RSA Inter", issuer=root, key="rsa2048"))
+    leaf = once("rsa-leaf", lambda: PKI.leaf(inter, cn=HOST, key="rsa2048"))
     return root, inter, leaf
 
 
 def _pss_pki() -> tuple[Issued, Issued]:
-    root = once("pss-root", lambda: make_root("PSS Root", key_spec="rsa-2048", pss=True))
-    leaf = once("pss-leaf", lambda: make_leaf(root, HOST, pss=True))
+    root = once("pss-root", lambda: PKI.ca("PSS Root", key="rsa2048", pss=True))
+    leaf = once("pss-leaf", lambda: PKI.leaf(root, cn=HOST, pss=True))
     return root, leaf
 
 
 def _ed_pki() -> tuple[Issued, Issued]:
-    root = once("ed-root", lambda: make_root("Ed25519 Root", key_spec="ed25519"))
-    leaf = once("ed-leaf", lambda: make_leaf(root, HOST, key_spec="ed25519"))
+    root = once("ed-root", lambda: PKI.ca("Ed25519 Root", key="ed25519"))
+    leaf = once("ed-leaf", lambda: PKI.leaf(root, cn=HOST, key="ed25519"))
     return root, leaf
 
 
 def _p384_pki() -> tuple[Issued, Issued]:
-    root = once("p384-root", lambda: make_root("P-384 Root", key_spec="ec-p384", digest="sha384"))
-    leaf = once("p384-leaf", lambda: make_leaf(root, HOST, digest="sha384"))
+    root = once("p384-root", lambda: PKI.ca("P-384 Root", key="ec-p384", digest="sha384"))
+    leaf = once("p384-leaf", lambda: PKI.leaf(root, cn=HOST, digest="sha384"))
     return root, leaf
 
 
@@ -643,8 +633,8 @@ class TestPathValidation:
 
     def test_expired_anchor_message_says_it_no_longer_anchors(self, pki: Pki) -> None:
         """An expired trusted CA is reported as such, not as an unknown issuer."""
-        root = once("old-root", lambda: make_root("Old Root", not_after=EXPIRED_AT))
-        leaf = once("leaf-under-old-root", lambda: make_leaf(root, HOST))
+        root = once("old-root", lambda: PKI.ca("Old Root", not_after=EXPIRED_AT))
+        leaf = once("leaf-under-old-root", lambda: PKI.leaf(root, cn=HOST))
         v = decide(chain(leaf), peer(), NOW, snapshot(trust=[root]))
         [finding] = v.findings
         assert "no longer acts as a trust anchor" in finding.message
@@ -671,15 +661,15 @@ class TestPathValidation:
         trusted old certificate is not its issuer."""
         old = once(
             "pbx-old-no-ids",
-            lambda: make_leaf(None, "pbx.example.net", dns=("pbx.example.net",), key_ids=False),
+            lambda: PKI.leaf(None, cn="pbx.example.net", dns=("pbx.example.net",), key_ids=False),
         )
         new = once(
             "pbx-regenerated",
-            lambda: make_leaf(
+            lambda: PKI.leaf(
                 None,
-                "pbx.example.net",
+                cn="pbx.example.net",
                 dns=("pbx.example.net",),
-                key=private_key("ec-p256", "pbx-regenerated"),
+                key=make_key("ec", "pbx-regenerated"),
                 key_ids=False,
             ),
         )
@@ -693,12 +683,12 @@ class TestPathValidation:
         """Failure twin: renewed with the same key, the trusted certificate still anchors it."""
         old = once(
             "pbx-old-no-ids",
-            lambda: make_leaf(None, "pbx.example.net", dns=("pbx.example.net",), key_ids=False),
+            lambda: PKI.leaf(None, cn="pbx.example.net", dns=("pbx.example.net",), key_ids=False),
         )
         renewed = once(
             "pbx-renewed",
-            lambda: make_leaf(
-                None, "pbx.example.net", dns=("pbx.example.net",), key=old.key, key_ids=False
+            lambda: PKI.leaf(
+                None, cn="pbx.example.net", dns=("pbx.example.net",), key=old.key, key_ids=False
             ),
         )
         v = decide(chain(renewed), peer("pbx.example.net"), NOW, snapshot(trust=[old]))
@@ -707,12 +697,16 @@ class TestPathValidation:
 
     def test_cross_signed_intermediate_picks_trusted_path(self, pki: Pki) -> None:
         """Two intermediates with one name: the path through the trusted root is found."""
-        old_root = once("x-old", lambda: make_root("Cross Old Root"))
-        new_root = once("x-new", lambda: make_root("Cross New Root"))
-        key = private_key("ec-p256", "cross-inter")
-        by_old = issue("Cross Inter", issuer=old_root, key=key, ca=True, key_usage=("keyCertSign",))
-        by_new = issue("Cross Inter", issuer=new_root, key=key, ca=True, key_usage=("keyCertSign",))
-        leaf = make_leaf(by_new, HOST)
+        old_root = once("x-old", lambda: PKI.ca("Cross Old Root"))
+        new_root = once("x-new", lambda: PKI.ca("Cross New Root"))
+        key = make_key("ec", "cross-inter")
+        by_old = PKI.issue(
+            "Cross Inter", issuer=old_root, key=key, ca=True, key_usage=("keyCertSign",)
+        )
+        by_new = PKI.issue(
+            "Cross Inter", issuer=new_root, key=key, ca=True, key_usage=("keyCertSign",)
+        )
+        leaf = PKI.leaf(by_new, cn=HOST)
         for trusted in (old_root, new_root):
             for order in ((by_old, by_new), (by_new, by_old)):
                 v = decide(chain(leaf, *order), peer(), NOW, snapshot(trust=[trusted]))
@@ -721,9 +715,9 @@ class TestPathValidation:
 
     def test_expired_cross_sign_skipped_for_valid_one(self, pki: Pki) -> None:
         """An expired candidate issuer does not hide a valid one with the same name."""
-        root = once("x-new", lambda: make_root("Cross New Root"))
-        key = private_key("ec-p256", "cross-inter-2")
-        old = issue(
+        root = once("x-new", lambda: PKI.ca("Cross New Root"))
+        key = make_key("ec", "cross-inter-2")
+        old = PKI.issue(
             "Cross Inter 2",
             issuer=root,
             key=key,
@@ -731,21 +725,17 @@ class TestPathValidation:
             not_after=EXPIRED_AT,
             key_usage=("keyCertSign",),
         )
-        new = issue("Cross Inter 2", issuer=root, key=key, ca=True, key_usage=("keyCertSign",))
-        leaf = make_leaf(new, HOST)
+        new = PKI.issue("Cross Inter 2", issuer=root, key=key, ca=True, key_usage=("keyCertSign",))
+        leaf = PKI.leaf(new, cn=HOST)
         v = decide(chain(leaf, old, new), peer(), NOW, snapshot(trust=[root]))
         assert v.rule is Rule.CHAIN_VALID
         assert v.path[1] == new.model
 
     def test_two_trusted_roots_same_name_tried_by_signature(self, pki: Pki) -> None:
         """Roots sharing a name (re-keyed CA, no key identifiers) are told apart by signature."""
-        first = issue(
-            "Same Name Root", key=private_key("ec-p256", "same-1"), ca=True, key_ids=False
-        )
-        second = issue(
-            "Same Name Root", key=private_key("ec-p256", "same-2"), ca=True, key_ids=False
-        )
-        leaf = make_leaf(second, HOST, key_ids=False)
+        first = PKI.issue("Same Name Root", key=make_key("ec", "same-1"), ca=True, key_ids=False)
+        second = PKI.issue("Same Name Root", key=make_key("ec", "same-2"), ca=True, key_ids=False)
+        leaf = PKI.leaf(second, cn=HOST, key_ids=False)
         v = decide(chain(leaf), peer(), NOW, snapshot(trust=[first, second]))
         assert v.rule is Rule.CHAIN_VALID
         assert v.anchor == second.model
@@ -760,8 +750,8 @@ class TestPathValidation:
 
     def test_issuer_loop_terminates(self, pki: Pki) -> None:
         """Two CAs certifying each other, neither trusted: a clean `unknown-issuer`."""
-        key_a, key_b = private_key("ec-p256", "loop-a"), private_key("ec-p256", "loop-b")
-        a_by_b = issue(
+        key_a, key_b = make_key("ec", "loop-a"), make_key("ec", "loop-b")
+        a_by_b = PKI.issue(
             "Loop A",
             issuer_name=name("Loop B"),
             key=key_a,
@@ -769,7 +759,7 @@ class TestPathValidation:
             ca=True,
             key_ids=False,
         )
-        b_by_a = issue(
+        b_by_a = PKI.issue(
             "Loop B",
             issuer_name=a_by_b.cert.subject,
             key=key_b,
@@ -777,7 +767,7 @@ class TestPathValidation:
             ca=True,
             key_ids=False,
         )
-        leaf = make_leaf(a_by_b, HOST, key_ids=False)
+        leaf = PKI.leaf(a_by_b, cn=HOST, key_ids=False)
         v = decide(chain(leaf, a_by_b, b_by_a), peer(), NOW, snapshot(trust=[pki.root]))
         assert v.reasons == (R.UNKNOWN_ISSUER,)
 
@@ -785,8 +775,8 @@ class TestPathValidation:
         """A chain deeper than MAX_DEPTH fails with `unknown-issuer` instead of looping."""
         certs = [pki.root]
         for i in range(pathvalidation.MAX_DEPTH + 2):
-            certs.append(make_intermediate(certs[-1], f"Deep {i}"))
-        leaf = make_leaf(certs[-1], HOST)
+            certs.append(PKI.ca(f"Deep {i}", issuer=certs[-1]))
+        leaf = PKI.leaf(certs[-1], cn=HOST)
         sent = chain(leaf, *reversed(certs[1:]))
         v = decide(sent, peer(), NOW, snapshot(trust=[pki.root]))
         assert v.reasons == (R.UNKNOWN_ISSUER,)
@@ -796,16 +786,16 @@ class TestPathValidation:
     def test_many_same_name_candidates_are_bounded(self, pki: Pki) -> None:
         """Among dozens of look-alike intermediates the genuine one is found."""
         fakes = [
-            issue(
+            PKI.issue(
                 "Provider Issuing CA",
-                key=private_key("ec-p256", f"fake-{i}"),
+                key=make_key("ec", f"fake-{i}"),
                 ca=True,
                 key_ids=False,
                 issuer=pki.root,
             )
             for i in range(30)
         ]
-        leaf = make_leaf(pki.inter, HOST, key_ids=False)
+        leaf = PKI.leaf(pki.inter, cn=HOST, key_ids=False)
         calls = SignatureCache(maxsize=0)
         result = validate_path(
             chain(leaf, *fakes, pki.inter), NOW, snapshot(trust=[pki.root]), cache=calls
@@ -816,7 +806,7 @@ class TestPathValidation:
 
     def test_chain_beyond_extra_limit_still_finds_early_issuer(self, pki: Pki) -> None:
         """Junk after the real intermediate does not stop validation."""
-        junk = [make_root(f"Junk {i}") for i in range(25)]
+        junk = [PKI.ca(f"Junk {i}") for i in range(25)]
         v = decide(chain(pki.leaf, pki.inter, *junk), peer(), NOW, snapshot(trust=[pki.root]))
         assert v.rule is Rule.CHAIN_VALID
 
@@ -824,7 +814,7 @@ class TestPathValidation:
         """The cache never holds more than maxsize entries and keeps answering right."""
         cache = SignatureCache(maxsize=2)
         good = (pki.leaf.model, pki.inter.model)
-        forged = leaf_with(pki, "forged", signing_key=private_key("ec-p256", "forger")).model
+        forged = leaf_with(pki, "forged", signing_key=make_key("ec", "forger")).model
         assert cache.check(*good) is None
         assert cache.check(forged, pki.inter.model) is not None
         assert cache.check(pki.inter.model, pki.root.model) is None
@@ -834,19 +824,19 @@ class TestPathValidation:
         cache.clear()
         assert len(cache) == 0
 
-    @pytest.mark.parametrize("spec", ["ed448", "rsa-2048", "ec-p384"])
+    @pytest.mark.parametrize("spec", ["ed448", "rsa2048", "ec-p384"])
     def test_other_key_types(self, spec: KeySpec) -> None:
         """Ed448, RSA and P-384 chains (intermediate included) validate (DSA is refused:
         tests/unit/test_pathvalidation_rules.py)."""
-        root = once(f"kt-root-{spec}", lambda: make_root(f"KT Root {spec}", key_spec=spec))
+        root = once(f"kt-root-{spec}", lambda: PKI.ca(f"KT Root {spec}", key=spec))
         inter = once(
             f"kt-inter-{spec}",
-            lambda: make_intermediate(root, f"KT Inter {spec}", key_spec=spec),
+            lambda: PKI.ca(f"KT Inter {spec}", issuer=root, key=spec),
         )
-        leaf = once(f"kt-leaf-{spec}", lambda: make_leaf(inter, HOST, key_spec=spec))
+        leaf = once(f"kt-leaf-{spec}", lambda: PKI.leaf(inter, cn=HOST, key=spec))
         v = decide(chain(leaf, inter), peer(), NOW, snapshot(trust=[root]))
         assert v.rule is Rule.CHAIN_VALID, [f.message for f in v.findings]
-        forged = issue(HOST, issuer=inter, signing_key=private_key(spec, "kt-forger"))
+        forged = PKI.issue(HOST, issuer=inter, signing_key=make_key(spec, "kt-forger"))
         assert verify_signature(forged.model, inter.model) is not None
 
     def test_signed_bytes_are_sliced_exactly(self, pki: Pki, legacy: Legacy) -> None:
@@ -912,7 +902,7 @@ class TestPins:
 
     def test_accept_pin_overrides_every_failure(self, pki: Pki) -> None:
         """An accept pin accepts an expired, self-signed, weak certificate for another name."""
-        bad = issue("old-pbx", key_spec="rsa-1024", not_after=EXPIRED_AT, dns=("old-pbx",))
+        bad = PKI.issue("old-pbx", key="rsa1024", not_after=EXPIRED_AT, dns=("old-pbx",))
         for match in (PinMatch.CERTIFICATE, PinMatch.PUBLIC_KEY):
             pin = make_pin("accept", bad, match=match)
             v = decide(chain(bad), peer(), NOW, snapshot(pins=[pin]))
@@ -941,9 +931,9 @@ class TestPins:
 
     def test_public_key_pin_survives_renewal(self, pki: Pki) -> None:
         """A key pin made for one certificate accepts its renewal with the same key."""
-        key = private_key("ec-p256", "pbx-key")
-        old = issue("pbx", key=key, dns=("pbx",), not_after=EXPIRED_AT)
-        renewed = issue("pbx", key=key, dns=("pbx",))
+        key = make_key("ec", "pbx-key")
+        old = PKI.issue("pbx", key=key, dns=("pbx",), not_after=EXPIRED_AT)
+        renewed = PKI.issue("pbx", key=key, dns=("pbx",))
         pin = make_pin("accept", old, match="public-key")
         v = decide(chain(renewed), peer("pbx"), NOW, snapshot(pins=[pin]))
         assert v.rule is Rule.PINNED_ACCEPT
@@ -1104,31 +1094,29 @@ class Legacy:
     leaf_under_v1_root: Issued
     v1_intermediate: Issued  # X.509 v1, issued by `ca`
     leaf_under_v1_intermediate: Issued
+    now: datetime = NOW
 
-    @property
-    def now(self) -> datetime:
-        # openssl starts validity at the current time: decide a day later.
-        return max(c.cert.not_valid_before_utc for c in (self.sha1_leaf, self.v1_root)) + timedelta(
-            days=1
-        )
+
+def legacy_cert(cn: str, **options: Any) -> Issued:
+    """An RSA certificate signed by the openssl command, its key cached per name."""
+    return PKI.openssl_issue(cn, key=make_key("rsa2048", f"openssl:{cn}"), **options)
 
 
 @pytest.fixture(scope="session")
-def legacy(tmp_path_factory: pytest.TempPathFactory) -> Legacy:
-    work: Path = tmp_path_factory.mktemp("openssl")
-    ca = make_root("Legacy Test CA", key_spec="rsa-2048")
-    sha1_root = openssl_issue(work, "SHA1 Root", digest="sha1", ca=True)
-    v1_root = openssl_issue(work, "V1 Root", version1=True)
-    v1_inter = openssl_issue(work, "V1 Intermediate", issuer=ca, version1=True)
+def legacy() -> Legacy:
+    ca = PKI.ca("Legacy Test CA", key="rsa2048")
+    sha1_root = legacy_cert("SHA1 Root", digest="sha1", ca=True)
+    v1_root = legacy_cert("V1 Root", version1=True)
+    v1_inter = legacy_cert("V1 Intermediate", issuer=ca, version1=True)
     return Legacy(
         ca=ca,
-        sha1_leaf=openssl_issue(work, HOST, issuer=ca, digest="sha1", dns=(HOST,)),
+        sha1_leaf=legacy_cert(HOST, issuer=ca, digest="sha1", dns=(HOST,)),
         sha1_root=sha1_root,
-        leaf_under_sha1_root=openssl_issue(work, HOST + "-r", issuer=sha1_root, dns=(HOST,)),
+        leaf_under_sha1_root=legacy_cert(HOST + "-r", issuer=sha1_root, dns=(HOST,)),
         v1_root=v1_root,
-        leaf_under_v1_root=openssl_issue(work, HOST + "-v1", issuer=v1_root, dns=(HOST,)),
+        leaf_under_v1_root=legacy_cert(HOST + "-v1", issuer=v1_root, dns=(HOST,)),
         v1_intermediate=v1_inter,
-        leaf_under_v1_intermediate=openssl_issue(work, HOST + "-v1i", issuer=v1_inter, dns=(HOST,)),
+        leaf_under_v1_intermediate=legacy_cert(HOST + "-v1i", issuer=v1_inter, dns=(HOST,)),
     )
 
 

@@ -27,8 +27,7 @@ from certstore.model import (
     Settings,
     VerdictKind,
 )
-from tests.certfactory import NOW, make_intermediate, make_leaf, make_root
-from tests.unit.decision_helpers import HOST, PORT, peer, snapshot
+from tests.unit.decision_helpers import HOST, NOW, PKI, PORT, peer, snapshot
 
 # Scope text -> how specifically it covers the peer sip.example.net:5061 (-1: not at all).
 SCOPES: dict[str | None, int] = {
@@ -55,13 +54,15 @@ class World:
 
 @cache
 def world() -> World:
-    root = make_root("Property Root")
-    inter = make_intermediate(root, "Property Issuing CA")
+    # One validity window for all, so the root's window is the chain's.
+    days = (-2000, 8000)
+    root = PKI.ca("Property Root", valid_days=days)
+    inter = PKI.ca("Property Issuing CA", issuer=root, valid_days=days)
     return World(
         root=root.model,
         inter=inter.model,
-        good_leaf=make_leaf(inter, HOST).model,
-        self_signed=make_leaf(None, "Property Self-Signed", dns=(HOST,)).model,
+        good_leaf=PKI.leaf(inter, cn=HOST, valid_days=days).model,
+        self_signed=PKI.leaf(None, cn="Property Self-Signed", dns=(HOST,), valid_days=days).model,
     )
 
 

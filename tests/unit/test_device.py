@@ -27,14 +27,8 @@ from certstore.device import (
 )
 from certstore.errors import CertStoreError, Conflict, ParseError, ValidationError
 from certstore.x509 import load_certificates, spki_fingerprint_of_key
-from tests.device_support import (
-    NOW,
-    key_pem,
-    make_root,
-    new_key,
-    openssl,
-    pem_of,
-)
+from tests.device_support import NOW, PKI, openssl, pem_of
+from tests.pki import key_pem, make_key
 
 
 def spec(**overrides: object) -> device.IdentitySpec:
@@ -302,7 +296,7 @@ class TestStandardIdentity:
 
     def test_reuse_key(self) -> None:
         """Renewing with the same key keeps the public key, changes the serial."""
-        key = new_key()
+        key = make_key()
         a = device.generate_standard_identity("gw", [], NOW, key=key)
         b = device.generate_standard_identity("gw", [], NOW + timedelta(days=1), key=key)
         assert a.certificate.spki_fingerprint == b.certificate.spki_fingerprint
@@ -368,7 +362,7 @@ class TestSelfSigned:
 
     def test_reuse(self) -> None:
         """'reuse' signs with the given current key."""
-        current = key_pem(new_key())
+        current = key_pem(make_key())
         made = device.create_self_signed(spec(key="reuse"), NOW, current_key_pem=current)
         assert made.private_key_pem == current
         assert device.key_matches_certificate(current, made.certificate)
@@ -412,14 +406,14 @@ class TestCreateCsr:
 
 @pytest.fixture(scope="module")
 def pki() -> dict[str, object]:
-    root = make_root()
-    inter = root.intermediate("Test Intermediate CA")
+    root = PKI.ca("Test Root CA")
+    inter = PKI.ca("Test Intermediate CA", issuer=root)
     return {"root": root, "inter": inter}
 
 
 def issued_for(pki: dict[str, object], key: object, **kwargs: object) -> x509.Certificate:
     inter = pki["inter"]
-    return inter.issue(key.public_key(), **kwargs)  # type: ignore[attr-defined]
+    return PKI.sign_csr(inter, key.public_key(), cn="gw.example.net", **kwargs)  # type: ignore[arg-type,attr-defined]
 
 
 class TestInstallResponse:
@@ -456,7 +450,7 @@ class TestInstallResponse:
     def test_wrong_key(self, pki: dict[str, object]) -> None:
         """A certificate for another key is refused."""
         pending = device.create_csr(spec())
-        leaf = issued_for(pki, new_key())
+        leaf = issued_for(pki, make_key())
         with pytest.raises(KeyMismatch, match="pending signing request"):
             device.install_response(pem_of(leaf), pending.private_key_pem, NOW)
 
@@ -464,20 +458,20 @@ class TestInstallResponse:
         """An unrelated CA certificate in the response is refused, named."""
         pending = device.create_csr(spec())
         leaf = issued_for(pki, device.load_private_key(pending.private_key_pem))
-        stranger = make_root("Stranger CA")
+        stranger = PKI.ca("Stranger CA")
         with pytest.raises(ChainError, match="Stranger CA") as info:
             device.install_response(
                 pem_of(leaf) + pki["inter"].pem + stranger.pem,  # type: ignore[attr-defined]
                 pending.private_key_pem,
                 NOW,
             )
-        assert info.value.fingerprints == (stranger.certificate.fingerprint,)
+        assert info.value.fingerprints == (stranger.model.fingerprint,)
 
     def test_same_name_other_key(self, pki: dict[str, object]) -> None:
         """An 'intermediate' with the right name but another key is refused."""
         pending = device.create_csr(spec())
         leaf = issued_for(pki, device.load_private_key(pending.private_key_pem))
-        impostor = make_root().intermediate("Test Intermediate CA")
+        impostor = PKI.ca("Test Intermediate CA", issuer=PKI.ca("Test Root CA"))
         with pytest.raises(ChainError, match="did not sign"):
             device.install_response(pem_of(leaf) + impostor.pem, pending.private_key_pem, NOW)
 
@@ -514,13 +508,13 @@ class TestInstallResponse:
     @pytest.mark.parametrize(
         ("eku", "ku"),
         [
-            ((ExtendedKeyUsageOID.CODE_SIGNING,), "digitalSignature"),
-            ((ExtendedKeyUsageOID.CLIENT_AUTH,), "digitalSignature"),
-            ((ExtendedKeyUsageOID.SERVER_AUTH,), "keyCertSign"),
+            ((ExtendedKeyUsageOID.CODE_SIGNING,), ("digitalSignature",)),
+            ((ExtendedKeyUsageOID.CLIENT_AUTH,), ("digitalSignature",)),
+            ((ExtendedKeyUsageOID.SERVER_AUTH,), ("keyCertSign",)),
         ],
     )
     def test_not_for_tls(
-        self, pki: dict[str, object], eku: tuple[x509.ObjectIdentifier, ...], ku: str
+        self, pki: dict[str, object], eku: tuple[x509.ObjectIdentifier, ...], ku: tuple[str, ...]
     ) -> None:
         """A certificate whose usages exclude a TLS server is refused."""
         pending = device.create_csr(spec())
@@ -545,7 +539,7 @@ class TestInstallResponse:
         """A certificate without KU and EKU is fine for TLS."""
         pending = device.create_csr(spec())
         leaf = issued_for(
-            pki, device.load_private_key(pending.private_key_pem), eku=None, key_usage=""
+            pki, device.load_private_key(pending.private_key_pem), eku=None, key_usage=None
         )
         assert device.install_response(pem_of(leaf), pending.private_key_pem, NOW).notes == ()
 
@@ -558,14 +552,14 @@ def chain_pem(pki: dict[str, object], key: object) -> bytes:
 class TestInstallChain:
     def test_key_in_same_file(self, pki: dict[str, object]) -> None:
         """A PEM with the chain and the key, the key first, installs in order."""
-        key = new_key()
+        key = make_key()
         made = device.install_chain(key_pem(key) + chain_pem(pki, key), None, None, NOW)
         assert len(made.chain) == 2
         assert device.key_matches_certificate(made.private_key_pem, made.certificate)
 
     def test_separate_traditional_key(self, pki: dict[str, object]) -> None:
         """A traditional 'EC PRIVATE KEY' in a separate file is accepted, stored as PKCS#8."""
-        key = new_key()
+        key = make_key()
         traditional = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
@@ -577,7 +571,7 @@ class TestInstallChain:
     @pytest.mark.parametrize("fmt", ["pkcs8", "traditional"])
     def test_encrypted_key(self, pki: dict[str, object], fmt: str) -> None:
         """An encrypted key opens with its passphrase and is stored unencrypted."""
-        key = new_key()
+        key = make_key()
         encrypted = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8
@@ -590,7 +584,7 @@ class TestInstallChain:
 
     def test_wrong_passphrase(self, pki: dict[str, object]) -> None:
         """A wrong passphrase is named as such."""
-        key = new_key()
+        key = make_key()
         encrypted = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -604,17 +598,17 @@ class TestInstallChain:
     def test_missing_key(self, pki: dict[str, object]) -> None:
         """A chain without a key is refused as missing its key."""
         with pytest.raises(MissingKey):
-            device.install_chain(chain_pem(pki, new_key()), None, None, NOW)
+            device.install_chain(chain_pem(pki, make_key()), None, None, NOW)
 
     def test_mismatched_key(self, pki: dict[str, object]) -> None:
         """A key that belongs to none of the certificates is refused."""
         with pytest.raises(KeyMismatch):
-            device.install_chain(chain_pem(pki, new_key()), key_pem(new_key()), None, NOW)
+            device.install_chain(chain_pem(pki, make_key()), key_pem(make_key()), None, NOW)
 
     def test_unlinkable(self, pki: dict[str, object]) -> None:
         """Certificates that cannot be ordered into one chain are refused."""
-        key = new_key()
-        other = make_root("Other Root")
+        key = make_key()
+        other = PKI.ca("Other Root")
         with pytest.raises(ChainError):
             device.install_chain(chain_pem(pki, key) + other.pem, key_pem(key), None, NOW)
 
@@ -630,10 +624,10 @@ class TestInstallChain:
 
     def test_two_keys(self, pki: dict[str, object]) -> None:
         """A file with two private keys is refused."""
-        key = new_key()
+        key = make_key()
         with pytest.raises(CertStoreError, match="more than one"):
             device.install_chain(
-                key_pem(key) + chain_pem(pki, key) + key_pem(new_key()), None, None, NOW
+                key_pem(key) + chain_pem(pki, key) + key_pem(make_key()), None, None, NOW
             )
 
     @settings(max_examples=80, deadline=None)
@@ -648,7 +642,7 @@ class TestInstallChain:
 
 class TestInstallPkcs12:
     def make(self, pki: dict[str, object], passphrase: bytes | None) -> tuple[bytes, object]:
-        key = new_key()
+        key = make_key()
         leaf = issued_for(pki, key)
         encryption = (
             serialization.BestAvailableEncryption(passphrase)
@@ -706,7 +700,7 @@ class TestInstallPkcs12:
 class TestExport:
     def test_formats(self, pki: dict[str, object]) -> None:
         """PEM holds the chain, DER the device certificate, p7b the chain again."""
-        key = new_key()
+        key = make_key()
         made = device.install_chain(chain_pem(pki, key), key_pem(key), None, NOW)
         pem = device.export_chain(made.chain, "pem")
         assert load_certificates(pem).certificates == made.chain
@@ -739,9 +733,9 @@ def test_export_passphrase_too_long_is_a_clear_error() -> None:
     """OpenSSL's 1023-byte limit on PEM passphrases is an input error, not a crash."""
     from certstore.device import MAX_EXPORT_PASSPHRASE, export_with_key
     from certstore.errors import ValidationError
-    from tests.certfactory import make_leaf
+    from tests.pki import CertFactory
 
-    leaf = make_leaf(None, "gw.example.net")
+    leaf = CertFactory(now=NOW, organization=None).leaf(None, cn="gw.example.net")
     key_pem = leaf.key_pem
     assert b"ENCRYPTED" in export_with_key([leaf.model], key_pem, passphrase=b"p" * 1023)
     with pytest.raises(ValidationError, match="at most 1023") as caught:

@@ -30,15 +30,13 @@ from certstore.x509 import load_certificates
 from tests.device_support import (
     ADMIN,
     NOW,
+    PKI,
     FakeStore,
-    Issuer,
-    key_pem,
-    make_root,
-    new_key,
     pem_of,
     public_key_of,
     stored_state,
 )
+from tests.pki import Issued, key_pem, make_key
 
 
 @pytest.fixture
@@ -60,9 +58,9 @@ def service(store: FakeStore) -> DeviceService:
 
 
 @pytest.fixture(scope="module")
-def ca() -> tuple[Issuer, Issuer]:
-    root = make_root()
-    return root, root.intermediate("Test Intermediate CA")
+def ca() -> tuple[Issued, Issued]:
+    root = PKI.ca("Test Root CA")
+    return root, PKI.ca("Test Intermediate CA", issuer=root)
 
 
 def csr_spec() -> device.IdentitySpec:
@@ -173,10 +171,10 @@ class TestCsr:
             service.csr_download("txt")
 
 
-def answer(ca: tuple[Issuer, Issuer], key_pem_bytes: bytes, **kwargs: Any) -> bytes:
+def answer(ca: tuple[Issued, Issued], key_pem_bytes: bytes, **kwargs: Any) -> bytes:
     """The CA's response: the leaf and the intermediate, the intermediate first."""
     _root, inter = ca
-    leaf = inter.issue(public_key_of(key_pem_bytes), **kwargs)
+    leaf = PKI.sign_csr(inter, public_key_of(key_pem_bytes), cn="gw.example.net", **kwargs)
     return inter.pem + pem_of(leaf)
 
 
@@ -204,7 +202,7 @@ class TestInstall:
     def test_chain_with_key(self, service: DeviceService, store: FakeStore, ca: Any) -> None:
         """A chain with its key installs and leaves an unrelated request pending."""
         pending = service.create_csr(csr_spec(), actor=ADMIN)
-        key = key_pem(new_key())
+        key = key_pem(make_key())
         outcome = service.install(answer(ca, key) + key, actor=ADMIN)
         assert outcome.source == "chain"
         assert store.csr is pending
@@ -212,8 +210,8 @@ class TestInstall:
     def test_pkcs12(self, service: DeviceService, ca: Any) -> None:
         """A PKCS#12 file with a passphrase installs."""
         _root, inter = ca
-        key = new_key()
-        leaf = inter.issue(key.public_key())
+        key = make_key()
+        leaf = PKI.sign_csr(inter, key.public_key(), cn="gw.example.net")
         data = pkcs12.serialize_key_and_certificates(
             b"gw", key, leaf, [inter.cert], serialization.BestAvailableEncryption(b"pw")
         )
@@ -233,8 +231,8 @@ def _encrypted(key_pem_bytes: bytes) -> bytes:
 
 def _p12(ca: Any, passphrase: bytes | None, *, with_key: bool = True) -> bytes:
     _root, inter = ca
-    key = new_key()
-    leaf = inter.issue(key.public_key())
+    key = make_key()
+    leaf = PKI.sign_csr(inter, key.public_key(), cn="gw.example.net")
     enc = (
         serialization.BestAvailableEncryption(passphrase)
         if passphrase
@@ -247,10 +245,10 @@ def _p12(ca: Any, passphrase: bytes | None, *, with_key: bool = True) -> bytes:
 
 # Each case: (name, build(pending_key_pem, ca) -> install kwargs, expected error)
 FAILURES: list[tuple[str, Callable[[bytes, Any], dict[str, Any]], type[CertStoreError]]] = [
-    ("wrong-key", lambda k, ca: {"data": answer(ca, key_pem(new_key()))}, KeyMismatch),
+    ("wrong-key", lambda k, ca: {"data": answer(ca, key_pem(make_key()))}, KeyMismatch),
     (
         "foreign-chain",
-        lambda k, ca: {"data": answer(ca, k) + make_root("Foreign Root").pem},
+        lambda k, ca: {"data": answer(ca, k) + PKI.ca("Foreign Root").pem},
         ChainError,
     ),
     ("garbage", lambda k, ca: {"data": b"\x00garbage\xff" * 10}, ParseError),
@@ -266,7 +264,7 @@ FAILURES: list[tuple[str, Callable[[bytes, Any], dict[str, Any]], type[CertStore
     ),
     (
         "not-for-tls",
-        lambda k, ca: {"data": answer(ca, k, key_usage="keyCertSign")},
+        lambda k, ca: {"data": answer(ca, k, key_usage=("keyCertSign",))},
         NotForTls,
     ),
     (
@@ -293,12 +291,12 @@ FAILURES: list[tuple[str, Callable[[bytes, Any], dict[str, Any]], type[CertStore
     ),
     (
         "chain-mismatched-key",
-        lambda k, ca: {"data": answer(ca, k), "key_pem": key_pem(new_key())},
+        lambda k, ca: {"data": answer(ca, k), "key_pem": key_pem(make_key())},
         KeyMismatch,
     ),
     (
         "chain-key-only",
-        lambda k, ca: {"data": key_pem(new_key())},
+        lambda k, ca: {"data": key_pem(make_key())},
         ParseError,
     ),
 ]
@@ -332,7 +330,7 @@ class TestInstallFailures:
         svc.ensure_standard_identity(actor=ADMIN)
         before = stored_state(store)
         with pytest.raises(NoPendingRequest, match="private key"):
-            svc.install(answer(ca, key_pem(new_key())), actor=ADMIN)
+            svc.install(answer(ca, key_pem(make_key())), actor=ADMIN)
         assert stored_state(store) == before
 
 

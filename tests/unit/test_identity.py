@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import cache
 
 import pytest
@@ -17,14 +18,16 @@ from certstore.identity import (
     sip_domain_of_uri,
 )
 from certstore.model import Certificate, Transport
-from tests.certfactory import make_leaf
+from tests.pki import CertFactory
 
 SIPS, HTTPS = Transport.SIPS, Transport.HTTPS
+
+PKI = CertFactory(now=datetime(2026, 6, 1, tzinfo=UTC), organization=None)
 
 
 @cache
 def _base() -> Certificate:
-    return make_leaf(None, "identity-base").model
+    return PKI.leaf(None, cn="identity-base").model
 
 
 def cert(

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
-from tests.admin_support import AdminHarness, Issued, make_certificate
+from tests.admin_support import PKI, AdminHarness
+from tests.pki import Issued
 
 API = "/api/v1"
 
@@ -32,7 +33,7 @@ async def upload(api: aiohttp.ClientSession, data: bytes, **params: str) -> dict
 
 def reject_chain(harness: AdminHarness, chain: list[Issued], host: str = "sip.example.net") -> int:
     """Record a chain in the rejected list as the gateway does after a failed handshake."""
-    certs = [c.certificate for c in chain]
+    certs = [c.model for c in chain]
     verdict = Verdict(
         verdict=VerdictKind.REJECT,
         rule=Rule.UNTRUSTED,
@@ -55,20 +56,20 @@ class TestTrustList:
         self, admin: AdminHarness, api: aiohttp.ClientSession
     ) -> None:
         """A PEM with two certificates is added whole; each downloads byte for byte."""
-        ca = make_certificate("Provider Root CA", ca=True)
-        server = make_certificate("sip.example.net", issuer=ca, dns=["sip.example.net"])
+        ca = PKI.ca("Provider Root CA")
+        server = PKI.leaf(ca, cn="sip.example.net", dns=["sip.example.net"])
         result = await upload(api, ca.pem + server.pem)
         assert {c["fingerprint"] for c in result["added"]} == {
-            ca.certificate.fingerprint,
-            server.certificate.fingerprint,
+            ca.model.fingerprint,
+            server.model.fingerprint,
         }
         assert result["already_present"] == []
         async with api.get(f"{API}/trust") as response:
             listed = await response.json()
             assert response.headers["X-Total-Count"] == "2"
         kinds = {e["fingerprint"]: e["kind"] for e in listed}
-        assert kinds[ca.certificate.fingerprint] == "ca"
-        assert kinds[server.certificate.fingerprint] == "server"
+        assert kinds[ca.model.fingerprint] == "ca"
+        assert kinds[server.model.fingerprint] == "server"
         for entry in listed:
             assert entry["source"] == "uploaded"
             assert {
@@ -84,7 +85,7 @@ class TestTrustList:
                 "source",
                 "added_at",
             } <= set(entry)
-        fp = server.certificate.fingerprint
+        fp = server.model.fingerprint
         async with api.get(f"{API}/trust/{fp}", params={"format": "pem"}) as response:
             assert response.status == 200
             assert response.content_type == "application/x-pem-file"
@@ -96,16 +97,16 @@ class TestTrustList:
             assert await response.read() == server.der
 
     async def test_upload_again_reports_already_present(self, api: aiohttp.ClientSession) -> None:
-        cert = make_certificate("again.example")
+        cert = PKI.leaf(None, cn="again.example")
         await upload(api, cert.pem)
         async with api.post(f"{API}/trust", data=cert.der) as response:
             assert response.status == 200
             body = await response.json()
         assert body["added"] == []
-        assert [c["fingerprint"] for c in body["already_present"]] == [cert.certificate.fingerprint]
+        assert [c["fingerprint"] for c in body["already_present"]] == [cert.model.fingerprint]
 
     async def test_multipart_upload(self, api: aiohttp.ClientSession) -> None:
-        cert = make_certificate("multipart.example")
+        cert = PKI.leaf(None, cn="multipart.example")
         form = aiohttp.FormData()
         form.add_field(
             "file", cert.der, filename="server.cer", content_type="application/pkix-cert"
@@ -113,12 +114,12 @@ class TestTrustList:
         async with api.post(f"{API}/trust", data=form) as response:
             assert response.status == 201
             body = await response.json()
-        assert [c["fingerprint"] for c in body["added"]] == [cert.certificate.fingerprint]
+        assert [c["fingerprint"] for c in body["added"]] == [cert.model.fingerprint]
 
     async def test_upload_garbage_is_400_and_changes_nothing(
         self, admin: AdminHarness, api: aiohttp.ClientSession
     ) -> None:
-        good = make_certificate("good.example")
+        good = PKI.leaf(None, cn="good.example")
         truncated = good.pem[: len(good.pem) // 2] + b"\n-----END CERTIFICATE-----\n"
         async with api.post(f"{API}/trust", data=good.pem + truncated) as response:
             assert response.status == 400
@@ -128,9 +129,9 @@ class TestTrustList:
         assert admin.store.list_trust() == ()
 
     async def test_details_and_not_found_twin(self, api: aiohttp.ClientSession) -> None:
-        cert = make_certificate("details.example", dns=["details.example"])
+        cert = PKI.leaf(None, cn="details.example", dns=["details.example"])
         await upload(api, cert.pem)
-        fp = cert.certificate.fingerprint
+        fp = cert.model.fingerprint
         upper = ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper()
         async with api.get(f"{API}/trust/{upper}") as response:
             assert response.status == 200
@@ -151,18 +152,19 @@ class TestTrustList:
             assert response.status == 422
 
     async def test_filters_and_paging(self, api: aiohttp.ClientSession) -> None:
-        ca = make_certificate("Filter CA", ca=True)
-        old = make_certificate(
-            "old.example",
+        ca = PKI.ca("Filter CA")
+        old = PKI.leaf(
+            None,
+            cn="old.example",
             not_before=datetime.now(UTC) - timedelta(days=400),
             not_after=datetime.now(UTC) - timedelta(days=1),
         )
         await upload(api, ca.pem + old.pem)
         async with api.get(f"{API}/trust", params={"kind": "ca"}) as response:
-            assert [e["fingerprint"] for e in await response.json()] == [ca.certificate.fingerprint]
+            assert [e["fingerprint"] for e in await response.json()] == [ca.model.fingerprint]
         async with api.get(f"{API}/trust", params={"status": "expired"}) as response:
             body = await response.json()
-            assert [e["fingerprint"] for e in body] == [old.certificate.fingerprint]
+            assert [e["fingerprint"] for e in body] == [old.model.fingerprint]
             assert body[0]["status"] == "expired"
         async with api.get(f"{API}/trust", params={"limit": "1", "offset": "1"}) as response:
             assert len(await response.json()) == 1
@@ -173,19 +175,19 @@ class TestTrustList:
             assert response.status == 422
 
     async def test_remove_and_clear(self, admin: AdminHarness, api: aiohttp.ClientSession) -> None:
-        a, b = make_certificate("a.example"), make_certificate("b.example")
+        a, b = PKI.leaf(None, cn="a.example"), PKI.leaf(None, cn="b.example")
         await upload(api, a.pem + b.pem)
-        async with api.delete(f"{API}/trust/{a.certificate.fingerprint}") as response:
+        async with api.delete(f"{API}/trust/{a.model.fingerprint}") as response:
             assert response.status == 200
-            assert (await response.json())["fingerprint"] == a.certificate.fingerprint
-        async with api.delete(f"{API}/trust/{a.certificate.fingerprint}") as response:
+            assert (await response.json())["fingerprint"] == a.model.fingerprint
+        async with api.delete(f"{API}/trust/{a.model.fingerprint}") as response:
             assert response.status == 404
         async with api.delete(f"{API}/trust") as response:
             assert await response.json() == {"removed": 1}
         assert admin.store.list_trust() == ()
 
     async def test_bundle_is_every_certificate(self, api: aiohttp.ClientSession) -> None:
-        certs = [make_certificate(f"bundle{i}.example") for i in range(3)]
+        certs = [PKI.leaf(None, cn=f"bundle{i}.example") for i in range(3)]
         await upload(api, b"".join(c.pem for c in certs))
         async with api.get(f"{API}/trust/bundle.pem") as response:
             assert response.status == 200
@@ -214,8 +216,8 @@ class TestRejected:
     async def test_list_details_and_trust_selected(
         self, admin: AdminHarness, api: aiohttp.ClientSession
     ) -> None:
-        ca = make_certificate("Unknown CA", ca=True)
-        leaf = make_certificate("sip.example.net", issuer=ca)
+        ca = PKI.ca("Unknown CA")
+        leaf = PKI.leaf(ca, cn="sip.example.net")
         chain_id = reject_chain(admin, [leaf, ca])
         async with api.get(f"{API}/rejected") as response:
             listed = await response.json()
@@ -233,25 +235,23 @@ class TestRejected:
         async with api.get(f"{API}/rejected/{chain_id}") as response:
             details = await response.json()
         assert [c["fingerprint"] for c in details["chain"]] == [
-            leaf.certificate.fingerprint,
-            ca.certificate.fingerprint,
+            leaf.model.fingerprint,
+            ca.model.fingerprint,
         ]
         assert "serial" in details["chain"][0]
-        body = {"fingerprints": [ca.certificate.fingerprint]}
+        body = {"fingerprints": [ca.model.fingerprint]}
         async with api.post(f"{API}/rejected/{chain_id}/trust", json=body) as response:
             assert response.status == 200
             result = await response.json()
-        assert [c["fingerprint"] for c in result["added"]] == [ca.certificate.fingerprint]
-        assert admin.store.get_trust(ca.certificate.fingerprint).source.value == (
-            "trusted-from-rejected"
-        )
+        assert [c["fingerprint"] for c in result["added"]] == [ca.model.fingerprint]
+        assert admin.store.get_trust(ca.model.fingerprint).source.value == ("trusted-from-rejected")
         async with api.get(f"{API}/rejected/{chain_id}") as response:
             assert response.status == 404
 
     async def test_trust_needs_fingerprints(
         self, admin: AdminHarness, api: aiohttp.ClientSession
     ) -> None:
-        chain_id = reject_chain(admin, [make_certificate("x.example")])
+        chain_id = reject_chain(admin, [PKI.leaf(None, cn="x.example")])
         for body in ({}, {"fingerprints": []}, {"fingerprints": ["zz"]}, {"other": 1}):
             async with api.post(f"{API}/rejected/{chain_id}/trust", json=body) as response:
                 assert response.status == 422, body
@@ -267,7 +267,7 @@ class TestRejected:
     async def test_accept_and_reject_pin_the_leaf(
         self, admin: AdminHarness, api: aiohttp.ClientSession
     ) -> None:
-        leaf = make_certificate("accept.example")
+        leaf = PKI.leaf(None, cn="accept.example")
         chain_id = reject_chain(admin, [leaf])
         expires = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
         body = {"scope": "accept.example:5061", "expires_at": expires.isoformat()}
@@ -276,10 +276,10 @@ class TestRejected:
             pin = await response.json()
         assert pin["decision"] == "accept"
         assert pin["match"] == "certificate"
-        assert pin["fingerprint"] == leaf.certificate.fingerprint
+        assert pin["fingerprint"] == leaf.model.fingerprint
         assert pin["scope"] == "accept.example:5061"
         assert pin["expires_at"].startswith(expires.strftime("%Y-%m-%dT%H:%M:%S"))
-        other = make_certificate("reject.example")
+        other = PKI.leaf(None, cn="reject.example")
         other_id = reject_chain(admin, [other], host="reject.example")
         async with api.post(f"{API}/rejected/{other_id}/reject") as response:
             assert response.status == 201
@@ -292,8 +292,8 @@ class TestRejected:
             assert r.status == 422
 
     async def test_remove_and_clear(self, admin: AdminHarness, api: aiohttp.ClientSession) -> None:
-        first = reject_chain(admin, [make_certificate("one.example")])
-        reject_chain(admin, [make_certificate("two.example")])
+        first = reject_chain(admin, [PKI.leaf(None, cn="one.example")])
+        reject_chain(admin, [PKI.leaf(None, cn="two.example")])
         async with api.delete(f"{API}/rejected/{first}") as response:
             assert await response.json() == {"removed": first}
         async with api.delete(f"{API}/rejected/{first}") as response:
@@ -308,7 +308,7 @@ class TestRejected:
 
 class TestDecisions:
     async def test_add_list_remove(self, api: aiohttp.ClientSession) -> None:
-        cert = make_certificate("pinned.example")
+        cert = PKI.leaf(None, cn="pinned.example")
         body = {
             "decision": "reject",
             "match": "public-key",
@@ -318,7 +318,7 @@ class TestDecisions:
         async with api.post(f"{API}/decisions", json=body) as response:
             assert response.status == 201, await response.text()
             pin = await response.json()
-        assert pin["fingerprint"] == cert.certificate.spki_fingerprint
+        assert pin["fingerprint"] == cert.model.spki_fingerprint
         assert pin["scope"] is None
         assert pin["note"] == "compromised"
         assert pin["created_by"] == "admin"
@@ -409,7 +409,7 @@ class TestSettings:
 class TestOperations:
     async def test_audit_paged_newest_first(self, api: aiohttp.ClientSession) -> None:
         for i in range(3):
-            await upload(api, make_certificate(f"audit{i}.example").pem)
+            await upload(api, PKI.leaf(None, cn=f"audit{i}.example").pem)
         async with api.get(f"{API}/audit", params={"limit": "2"}) as response:
             first = await response.json()
             link = response.headers["Link"]
@@ -428,21 +428,21 @@ class TestOperations:
             assert response.status == 422
 
     async def test_expiring(self, api: aiohttp.ClientSession) -> None:
-        soon = make_certificate("soon.example", not_after=datetime.now(UTC) + timedelta(days=10))
-        later = make_certificate("later.example")
+        soon = PKI.leaf(None, cn="soon.example", not_after=datetime.now(UTC) + timedelta(days=10))
+        later = PKI.leaf(None, cn="later.example")
         await upload(api, soon.pem + later.pem)
         async with api.get(f"{API}/expiring", params={"days": "30"}) as response:
             items = await response.json()
         refs = [i["certificate"]["fingerprint"] for i in items]
-        assert soon.certificate.fingerprint in refs
-        assert later.certificate.fingerprint not in refs
+        assert soon.model.fingerprint in refs
+        assert later.model.fingerprint not in refs
         async with api.get(f"{API}/expiring", params={"days": "-1"}) as response:
             assert response.status == 422
 
     async def test_backup_restore_round_trip(
         self, admin: AdminHarness, api: aiohttp.ClientSession
     ) -> None:
-        cert = make_certificate("backup.example")
+        cert = PKI.leaf(None, cn="backup.example")
         await upload(api, cert.pem)
         async with api.get(f"{API}/backup") as response:
             assert response.status == 200
@@ -456,12 +456,12 @@ class TestOperations:
             assert response.status == 200, await response.text()
             summary = await response.json()
         assert summary["trust"] == 1
-        assert [e.certificate for e in admin.store.list_trust()] == [cert.certificate]
+        assert [e.certificate for e in admin.store.list_trust()] == [cert.model]
 
     async def test_restore_of_a_damaged_backup_changes_nothing(
         self, admin: AdminHarness, api: aiohttp.ClientSession
     ) -> None:
-        cert = make_certificate("keep.example")
+        cert = PKI.leaf(None, cn="keep.example")
         await upload(api, cert.pem)
         async with api.get(f"{API}/backup") as response:
             document = bytearray(await response.read())
@@ -469,7 +469,7 @@ class TestOperations:
         async with api.post(f"{API}/restore", data=bytes(document)) as response:
             assert response.status == 400
             assert_error(await response.json())
-        assert [e.certificate for e in admin.store.list_trust()] == [cert.certificate]
+        assert [e.certificate for e in admin.store.list_trust()] == [cert.model]
 
     async def test_backup_with_secrets_is_audited(
         self, admin: AdminHarness, api: aiohttp.ClientSession
@@ -488,7 +488,7 @@ class TestOperations:
         async with anonymous.get("/metrics") as response:
             assert response.status == 401
         api = admin.client(basic=True)
-        reject_chain(admin, [make_certificate("metric.example")])
+        reject_chain(admin, [PKI.leaf(None, cn="metric.example")])
         async with api.get("/metrics") as response:
             assert response.status == 200
             assert response.content_type == "text/plain"

@@ -30,21 +30,14 @@ from certstore.x509 import to_pem
 from gateway.config import Config, build_config
 from gateway.provisioning.client import RetryPolicy
 from gateway.provisioning.service import ProvisioningService, build_client
-from tests.admin_support import (
-    TEST_ACTOR,
-    AdminHarness,
-    basic_header,
-    make_certificate,
-    open_store,
-    start_admin,
-)
+from tests.admin_support import PKI, TEST_ACTOR, AdminHarness, basic_header, open_store, start_admin
 
 OPENAPI = Path(__file__).resolve().parents[3] / "docs" / "openapi.yaml"
 MAX_EXAMPLES = 15
 WAIT = 30.0
 
 # Certificates are opaque to JSON Schema: generate real ones where a valid request needs one.
-_SAMPLES = [make_certificate(f"sample{i}.example", ca=i == 0) for i in range(3)]
+_SAMPLES = [PKI.ca("sample0.example")] + [PKI.leaf(None, cn=f"sample{i}.example") for i in (1, 2)]
 _PEM = st.sampled_from([c.pem for c in _SAMPLES] + [b"".join(c.pem for c in _SAMPLES)])
 schemathesis.openapi.format(
     "x-pem-certificate", st.sampled_from([c.pem.decode() for c in _SAMPLES])
@@ -52,12 +45,10 @@ schemathesis.openapi.format(
 schemathesis.openapi.media_type("application/x-pem-file", _PEM)
 schemathesis.openapi.media_type("application/pkix-cert", st.sampled_from([c.der for c in _SAMPLES]))
 schemathesis.openapi.media_type("application/octet-stream", _PEM)
-_P7B = pkcs7.serialize_certificates(
-    [c.certificate.x509 for c in _SAMPLES], serialization.Encoding.DER
-)
+_P7B = pkcs7.serialize_certificates([c.cert for c in _SAMPLES], serialization.Encoding.DER)
 schemathesis.openapi.media_type("application/pkcs7-mime", st.just(_P7B))
 _P12 = pkcs12.serialize_key_and_certificates(
-    b"device", _SAMPLES[1].key, _SAMPLES[1].certificate.x509, None, serialization.NoEncryption()
+    b"device", _SAMPLES[1].key, _SAMPLES[1].cert, None, serialization.NoEncryption()
 )
 schemathesis.openapi.media_type("application/x-pkcs12", st.just(_P12))
 

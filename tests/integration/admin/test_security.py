@@ -15,12 +15,12 @@ from certstore.model import TrustSource
 from gateway.admin.auth import SESSION_COOKIE, LoginThrottle, write_password
 from tests.admin_support import (
     PASSWORD,
+    PKI,
     TEST_ACTOR,
     AdminHarness,
     basic_header,
     csrf_token,
     login,
-    make_certificate,
     open_store,
     start_admin,
 )
@@ -141,8 +141,8 @@ class TestCsrf:
             assert "expired" in await response.text()
 
     async def test_form_post_with_wrong_token_is_403(self, admin: AdminHarness) -> None:
-        cert = make_certificate("keep.example")
-        admin.store.add_trust([cert.certificate], source=TrustSource.UPLOADED, actor=TEST_ACTOR)
+        cert = PKI.leaf(None, cn="keep.example")
+        admin.store.add_trust([cert.model], source=TrustSource.UPLOADED, actor=TEST_ACTOR)
         browser = admin.client()
         await login(browser)
         other = admin.client()
@@ -257,7 +257,7 @@ class TestHeaders:
 class TestBodyLimits:
     async def test_ten_megabytes_is_413_and_nothing_is_stored(self, admin: AdminHarness) -> None:
         api = admin.client(basic=True)
-        cert = make_certificate("big.example")
+        cert = PKI.leaf(None, cn="big.example")
         body = cert.pem + b"#" * (10 * 1024 * 1024)
         async with api.post("/api/v1/trust", data=io.BytesIO(body)) as response:
             assert response.status == 413
@@ -293,7 +293,7 @@ class TestBodyLimits:
         self, admin: AdminHarness, tmp_path: Path
     ) -> None:
         api = admin.client(basic=True)
-        cert = make_certificate("traversal.example")
+        cert = PKI.leaf(None, cn="traversal.example")
         before = sorted(os.listdir(tmp_path))
         form = aiohttp.FormData()
         form.add_field(
@@ -312,4 +312,4 @@ class TestBodyLimits:
         assert "<script>" not in message
         assert ".." not in message
         assert sorted(os.listdir(tmp_path)) == before
-        assert [e.certificate for e in admin.store.list_trust()] == [cert.certificate]
+        assert [e.certificate for e in admin.store.list_trust()] == [cert.model]
