@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from certstore.model import Actor, TrustSource
 from certstore.sqlite import SqliteStore
@@ -203,30 +202,9 @@ async def test_tls12_refusal_is_reported_with_its_reason_and_not_retried(
 
 
 def sign(csr_pem: bytes, ca: Issued) -> bytes:
-    """The test CA's answer to the gateway's signing request (a client certificate)."""
-    import datetime as dt
-
-    csr = x509.load_pem_x509_csr(csr_pem)
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(ca.cert.subject)
-        .public_key(csr.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
-    )
-    from cryptography.hazmat.primitives.serialization import Encoding
-
+    """The test CA's answer to the gateway's signing request (a client certificate),
+    followed by the CA's own certificate."""
+    cert = CertFactory().sign_csr(ca, x509.load_pem_x509_csr(csr_pem), valid_days=(-1, 365))
     return cert.public_bytes(Encoding.PEM) + ca.pem
 
 

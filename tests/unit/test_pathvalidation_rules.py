@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -41,7 +37,7 @@ from certstore.model import (
 from certstore.pathvalidation import SignatureCache, validate_path
 from certstore.snapshot import TrustSnapshot
 from certstore.x509 import parse_der
-from tests.pki import CertFactory, Issued, make_key
+from tests.pki import CertFactory, Issued, PrivateKey, make_key
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 HOST = "sip.example.test"
@@ -388,19 +384,16 @@ class TestServerLeaf:
 
     def test_dsa_key_refused(self, f: CertFactory, root: Issued) -> None:
         """A DSA server key is refused whatever its size; the EC twin passes."""
-        key = dsa.generate_private_key(key_size=2048)
-        bad = f.leaf(root, key=key)  # type: ignore[arg-type]
+        bad = f.leaf(root, key="dsa2048")
         assert "DSA" in only(run(bad, anchors=[root]), R.UNSUPPORTED_KEY)
         assert accepted(run(f.leaf(root), anchors=[root]))
 
     def test_explicit_curve_refused(self, f: CertFactory, root: Issued) -> None:
         """An EC key with explicit curve parameters is refused; the named-curve twin passes."""
-        bad = _openssl_leaf(root, explicit=True)
-        good = _openssl_leaf(root, explicit=False)
-        # The openssl command dates them from the real clock: decide inside their validity.
-        at = bad.cert.not_valid_before_utc + dt.timedelta(hours=1)
-        assert "explicit curve" in only(run(bad, anchors=[root], now=at), R.UNSUPPORTED_KEY)
-        assert accepted(run(good, anchors=[root], now=at))
+        bad = f.openssl_issue(HOST, issuer=root, explicit_curve=True, dns=[HOST])
+        good = f.openssl_issue(HOST, issuer=root, dns=[HOST])
+        assert "explicit curve" in only(run(bad, anchors=[root]), R.UNSUPPORTED_KEY)
+        assert accepted(run(good, anchors=[root]))
 
     def test_ca_with_empty_subject_cannot_issue(self, f: CertFactory, root: Issued) -> None:
         """A CA with an empty subject name issues nothing; its named twin does."""
@@ -416,7 +409,7 @@ class TestPathBuilding:
         """36 certificates, 35 look-alike intermediates first: the genuine path is found."""
         inter = f.ca("Look-alike CA", issuer=root)
         # No key identifiers: only a signature check tells a look-alike from the issuer.
-        fakes = [_bare_ca(inter.cert.subject, make_key("ec"), root) for _ in range(35)]
+        fakes = [_bare_ca(f, inter.cert.subject, make_key("ec"), root) for _ in range(35)]
         leaf = f.leaf(inter)
         assert accepted(run(leaf, *fakes, inter, anchors=[root]))
         assert R.BAD_SIGNATURE in run(leaf, *fakes, anchors=[root]).reasons
@@ -430,9 +423,9 @@ class TestPathBuilding:
     def test_hostile_chain_is_bounded(self, f: CertFactory, root: Issued) -> None:
         """Look-alike CAs that all verify each other exhaust a counted budget."""
         key = make_key("ec")
-        cas = [_bare_ca("Loop CA", key, None)]
+        cas = [_bare_ca(f, "Loop CA", key, None)]
         for _ in range(40):
-            cas.append(_bare_ca("Loop CA", key, cas[-1]))
+            cas.append(_bare_ca(f, "Loop CA", key, cas[-1]))
         leaf = f.leaf(cas[-1])
         counter = _CountingCache()
         result = validate_path(
@@ -472,72 +465,24 @@ class _CountingCache(SignatureCache):
         return super().check(cert, issuer)
 
 
-def _bare_ca(cn: str | x509.Name, key: object, issuer: Issued | None) -> Issued:
-    """A CA without key identifiers; CAs sharing a name and ``key`` verify each other."""
-    name = (
+def _bare_ca(f: CertFactory, cn: str | x509.Name, key: PrivateKey, issuer: Issued | None) -> Issued:
+    """A CA with basicConstraints only and no key identifiers: CAs sharing a name and
+    ``key`` verify each other, and only a signature check tells look-alikes apart."""
+    subject = (
         cn
         if isinstance(cn, x509.Name)
         else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     )
-    signer = issuer.key if issuer else key
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.cert.subject if issuer else name)
-        .public_key(key.public_key())  # type: ignore[attr-defined]
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+    return f.issue(
+        None,
+        subject=subject,
+        issuer=issuer,
+        key=key,
+        ca=True,
+        key_ids=False,
+        key_usage=None,
+        valid_days=(-1, 30),
     )
-    return Issued(cert, key)  # type: ignore[arg-type]
-
-
-def _openssl_leaf(issuer: Issued, *, explicit: bool) -> Issued:
-    """A P-256 leaf whose public key is written with explicit or named curve parameters
-    (cryptography always writes the named form, so the openssl command makes it)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        (d / "ca.key").write_bytes(issuer.key_pem)
-        (d / "ca.crt").write_bytes(issuer.pem)
-        (d / "ext.cnf").write_text(
-            f"basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:{HOST}\n"
-        )
-        encoding = "explicit" if explicit else "named_curve"
-
-        def openssl(*args: str) -> None:
-            subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-
-        openssl(
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-param_enc",
-            encoding,
-            "-genkey",
-            "-noout",
-            "-out",
-            str(d / "leaf.key"),
-        )
-        openssl(
-            "req",
-            "-new",
-            "-key",
-            str(d / "leaf.key"),
-            "-subj",
-            f"/CN={HOST}",
-            "-out",
-            str(d / "leaf.csr"),
-        )
-        openssl(
-            "x509", "-req", "-in", str(d / "leaf.csr"),
-            "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-            "-days", "30", "-sha256", "-extfile", str(d / "ext.cnf"), "-set_serial", "4242",
-            "-out", str(d / "leaf.crt"),
-        )  # fmt: skip
-        cert = x509.load_pem_x509_certificate((d / "leaf.crt").read_bytes())
-    return Issued(cert, issuer.key, (issuer,))
 
 
 class TestNameMatchingNeverRaises:
