@@ -133,7 +133,11 @@ class RelayService:
 
     async def reload(self, config: Config) -> None:
         old, self._config = self._config, config
-        if config.sip == old.sip and config.gateway.name == old.gateway.name:
+        if (
+            config.sip == old.sip
+            and config.gateway.name == old.gateway.name
+            and config.gateway.host_names == old.gateway.host_names
+        ):
             return
         _log.info("sip.relay.restarting", reason="the [sip] configuration changed")
         await self.stop()

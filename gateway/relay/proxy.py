@@ -70,6 +70,7 @@ from gateway.sip.headers import (
     parse_name_addr,
     quote,
 )
+from gateway.sip.uri import SipUri, parse_sip_uri
 from gateway.sip.wire import SimpleVia, Wire, scan_datagram, simple_name_addr, simple_via
 
 MAGIC = "z9hG4bK"
@@ -181,6 +182,9 @@ class ProxySettings:
     keepalive: float = 30.0  # RFC 5626 CRLF ping interval on the upstream flow; 0 = off
     pong_timeout: float = 10.0  # RFC 5626 §4.4.1: no pong within this → the flow is dead
     agent: str = "sipsgate"
+    #: Host names base stations may use for sipsgate (outbound proxy, Route); its
+    #: listen addresses are recognised without being listed.
+    host_names: tuple[str, ...] = ()
 
 
 # --- transactions with the proxy's bookkeeping ---------------------------------------------
@@ -319,6 +323,13 @@ class ProxyCore:
         )
         self._ping_at: float | None = None
         self._pong_due: float | None = None
+        # What names sipsgate in a Route or Request-URI (RFC 3261 §16.4): listen
+        # addresses with their ports, and host names with any of those ports.
+        self._own_addresses = frozenset(
+            (_normal_host(li.host), li.port) for li in settings.listeners
+        )
+        self._own_names = frozenset(n.lower().rstrip(".") for n in settings.host_names if n)
+        self._own_ports = frozenset(li.port for li in settings.listeners)
 
     # --- timers ------------------------------------------------------------------------
 
@@ -1083,14 +1094,8 @@ class ProxyCore:
             return
         flow = stx.source
         assert flow is not None
+        request, route_popped = self._own_routes(request)
         headers = request.headers
-        route_popped = False
-        while "Route" in headers:
-            value, rest = headers.pop_first_value("Route")
-            user = uri_user(parse_name_addr_list(value or "", header="Route")[0].uri)
-            if not user or self.tokens.decode(user) is None:
-                break
-            headers, route_popped = rest, True
         method = request.method
         max_forwards = request.max_forwards
         headers = headers.set(
@@ -1126,6 +1131,71 @@ class ProxyCore:
         stx.client = ctx
         self.table.add(ctx.key, ctx)
         out.append(SendUpstream(data))
+
+    def _own_routes(self, request: Request) -> tuple[Request, bool]:
+        """RFC 3261 §16.4 for a request from the LAN: take away what names sipsgate.
+
+        A strict router (or an outbound proxy set without ``;lr``) sends the request
+        to sipsgate's URI with the real target as the last Route: that target becomes
+        the Request-URI again. Then every top Route entry naming sipsgate goes — the
+        outbound-proxy entry a base station preloads (address or host name) and the
+        two Record-Route entries of ours an in-dialog request carries. Returns the
+        request and whether an entry of ours with a flow token was among them (an
+        in-dialog request sipsgate already Record-Routed).
+        """
+        headers = request.headers
+        if "Route" not in headers:
+            return request, False
+        routes = headers.get_list("Route")
+        if self._strict_routed(request.uri):
+            last = parse_name_addr(routes[-1], header="Route")
+            kept = routes[:-1]
+            headers = headers.remove("Route")
+            if kept:
+                headers = headers.append("Route", ", ".join(kept))
+            request = Request(
+                method=request.method, uri=last.uri, version=request.version,
+                headers=headers, body=request.body,
+            )  # fmt: skip
+        token_popped = False
+        while "Route" in headers:
+            value, rest = headers.pop_first_value("Route")
+            uri = parse_name_addr(value or "", header="Route").uri
+            ours = self._route_token(uri)
+            if ours is None:
+                break
+            headers = rest
+            token_popped = token_popped or ours
+        if headers is not request.headers:
+            request = request.replace_headers(headers)
+        return request, token_popped
+
+    def _route_token(self, uri: str) -> bool | None:
+        """None: ``uri`` does not name sipsgate; else whether it carries a flow token."""
+        try:
+            parsed = parse_sip_uri(uri)
+        except RemoteProtocolError:
+            return None
+        if parsed.user and self.tokens.decode(parsed.user) is not None:
+            return True
+        return False if self._names_us(parsed) else None
+
+    def _names_us(self, uri: SipUri) -> bool:
+        """Whether ``uri``'s host and port are one of sipsgate's LAN listeners or names."""
+        port = uri.port or uri.default_port
+        if (_normal_host(uri.host), port) in self._own_addresses:
+            return True
+        return uri.host.rstrip(".") in self._own_names and port in self._own_ports
+
+    def _strict_routed(self, request_uri: str) -> bool:
+        """The Request-URI is a Record-Route value of ours, or sipsgate's bare address."""
+        try:
+            parsed = parse_sip_uri(request_uri)
+        except RemoteProtocolError:
+            return False
+        if parsed.user:
+            return self.tokens.decode(parsed.user) is not None
+        return self._names_us(parsed)
 
     def _rewrite_contacts(
         self, request: Request, headers: Headers, flow: LanFlow, local: str
@@ -1190,13 +1260,8 @@ class ProxyCore:
                 Dropped("no-upstream", f"{request.method} while the flow is down", flow.source)
             )
             return
+        request, _ = self._own_routes(request)
         headers = request.headers
-        while "Route" in headers:
-            value, rest = headers.pop_first_value("Route")
-            user = uri_user(parse_name_addr_list(value or "", header="Route")[0].uri)
-            if not user or self.tokens.decode(user) is None:
-                break
-            headers = rest
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
             return
@@ -1459,6 +1524,15 @@ def _with_uri(request: Request, uri: str) -> Request:
 
 
 _URI_HOST = re.compile(r"sips?:[^@;?]+@(\[[0-9A-Fa-f:.]+\]|[^:;?>]+)(?::([0-9]{1,5}))?", re.I)
+
+
+def _normal_host(host: str) -> str:
+    """``host`` as :func:`parse_sip_uri` gives it: lower-case, IPv6 compressed, no brackets."""
+    host = host.strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
 
 
 def _is_ip(host: str) -> bool:

@@ -302,8 +302,10 @@ class SipRelay:
         lookup: Lookup | None = None,
         settings: RelaySettings | None = None,
         agent: str = "sipsgate",
+        host_names: tuple[str, ...] = (),
     ) -> None:
         self.sip = sip
+        self.host_names = host_names
         self.connector = connector
         self.metrics = RelayMetrics(metrics or MetricsRegistry())
         self.lookup = lookup
@@ -358,6 +360,8 @@ class SipRelay:
             metrics=metrics,
             settings=RelaySettings(),
             agent=config.gateway.name,
+            # Names a base station may give sipsgate as its outbound proxy (Route).
+            host_names=(*config.gateway.host_names, socket.gethostname()),
         )
 
     @property
@@ -381,6 +385,7 @@ class SipRelay:
                     keepalive=float(self.sip.keepalive),
                     pong_timeout=self.settings.pong_timeout,
                     agent=self.agent,
+                    host_names=self.host_names,
                 )
             )
             self._log.info(
