@@ -143,6 +143,13 @@ class PathSupport(NamedTuple):
     detail: str
 
 
+class PongSupport(NamedTuple):
+    """The upstream showed it answers CRLF keep-alives (RFC 5626 §4.4.1): from now on a
+    missing pong means a dead flow."""
+
+    detail: str
+
+
 Output = (
     SendLan
     | SendUpstream
@@ -151,6 +158,7 @@ Output = (
     | TransactionDone
     | Dropped
     | PathSupport
+    | PongSupport
 )
 
 _CONNECT = ConnectUpstream()
@@ -180,7 +188,9 @@ class ProxySettings:
     max_pending: int = 2000  # requests held while the upstream flow is being opened
     source_inflight: int = 1000  # transactions without a final answer, per base station host
     keepalive: float = 30.0  # RFC 5626 CRLF ping interval on the upstream flow; 0 = off
-    pong_timeout: float = 10.0  # RFC 5626 §4.4.1: no pong within this → the flow is dead
+    #: RFC 5626 §4.4.1: no pong within this → the flow is dead, once the upstream has
+    #: shown it answers pings (before that, only a TCP/TLS error ends a flow).
+    pong_timeout: float = 10.0
     agent: str = "sipsgate"
     #: Host names base stations may use for sipsgate (outbound proxy, Route); its
     #: listen addresses are recognised without being listed.
@@ -323,6 +333,10 @@ class ProxyCore:
         )
         self._ping_at: float | None = None
         self._pong_due: float | None = None
+        # RFC 5626 §4.4.1: pongs are expected only from an upstream that negotiated
+        # outbound (Require/Supported: outbound on a REGISTER 2xx) or has answered a
+        # ping before. Many registrars ignore CRLF pings; their flows stay open.
+        self.pongs_answered = False
         # What names sipsgate in a Route or Request-URI (RFC 3261 §16.4): listen
         # addresses with their ports, and host names with any of those ports.
         self._own_addresses = frozenset(
@@ -354,7 +368,10 @@ class ProxyCore:
             )
         elif self._ping_at is not None and now >= self._ping_at:
             out.append(SendUpstream(b"\r\n\r\n"))
-            self._pong_due = now + self.settings.pong_timeout
+            if self.pongs_answered and self._pong_due is None:
+                # The deadline runs from the first unanswered ping: later pings (an
+                # interval under the pong timeout) must not push it back.
+                self._pong_due = now + self.settings.pong_timeout
             self._ping_at = self._next_ping(now)
         for key, tx in self.table.due(now):
             action = tx.on_timer(now)
@@ -458,8 +475,24 @@ class ProxyCore:
     def pending(self) -> int:
         return len(self._pending)
 
-    def receive_pong(self) -> None:
+    def receive_pong(self) -> list[Output]:
+        """A CRLF pong arrived on the upstream flow."""
         self._pong_due = None
+        if self.pongs_answered:
+            return []
+        self.pongs_answered = True
+        return [PongSupport("the upstream answered a CRLF keep-alive")]
+
+    def _outbound_negotiated(self, response: Response, out: list[Output]) -> None:
+        """RFC 5626 §6: a registrar supporting outbound names it in its REGISTER 2xx."""
+        if self.pongs_answered:
+            return
+        tags = ",".join(
+            (*response.headers.get_all("Require"), *response.headers.get_all("Supported"))
+        )
+        if "outbound" in (t.strip().lower() for t in tags.split(",")):
+            self.pongs_answered = True
+            out.append(PongSupport("the registrar's 2xx to REGISTER names 'outbound'"))
 
     # --- LAN TCP connections ---------------------------------------------------------------
 
@@ -987,6 +1020,8 @@ class ProxyCore:
         stx = ctx.server
         if stx is None:
             return  # our own CANCEL's answer
+        if flow is None and stx.method == "REGISTER" and 200 <= status < 300:
+            self._outbound_negotiated(response, out)
         if ctx.path_added and 200 <= status < 300:
             response = self._registered(ctx, stx, response, out)
         elif ctx.path_added and status == 420 and stx.live:
