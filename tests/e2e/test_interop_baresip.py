@@ -52,15 +52,18 @@ def env(tmp_path: Path, pki: Pki) -> Iterator[Env]:
         environment.store.close()
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize(
+    ("transport", "lr"), [("udp", ";lr"), ("tcp", ";lr"), ("udp", ""), ("tcp", "")]
+)
 async def test_baresip_calls_baresip_through_sipsgate_as_outbound_proxy(
-    env: Env, kamailio: KamailioRegistrar, transport: str
+    env: Env, kamailio: KamailioRegistrar, transport: str, lr: str
 ) -> None:
-    """Both register (401, 200), the call is answered, media set up, BYE completes."""
+    """Both register (401, 200), the call is answered, BYE completes. baresip sends a
+    loose Route (it adds ``;lr`` itself), so the account works with and without it."""
     async with running_relay(env, kamailio) as r:
         host, port = r.udp if transport == "udp" else r.tcp
         suffix = "" if transport == "udp" else ";transport=tcp"
-        outbound = f"sip:{host}:{port}{suffix};lr"
+        outbound = f"sip:{host}:{port}{suffix}{lr}"
         async with Baresip("bs1", outbound) as caller, Baresip("bs2", outbound) as callee:
             # Registered through sipsgate (baresip may report it before we listen).
             await r.watch.wait(

@@ -114,6 +114,7 @@ async def relay_to(
             await task
 
 
+@pytest.mark.timeout(HOLD + 240)
 async def test_registration_is_held_five_minutes_and_the_call_still_arrives(
     env: Env, registrar: NetSipRegistrar
 ) -> None:
