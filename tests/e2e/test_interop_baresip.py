@@ -10,46 +10,22 @@ upstream with it and Kamailio routed it back to sipsgate's LAN address.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_relay_sip import Pki, running_relay
-from tests.integration.trust_env import Env, make_env
+from tests.e2e.conftest import Pki
+from tests.e2e.test_relay_sip import running_relay
+from tests.integration.trust_env import Env
 from tests.interop_peers import Baresip
-from tests.pki import CertFactory
-from tests.sip_peers import DOMAIN, KamailioRegistrar
+from tests.sip_peers import KamailioRegistrar
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    factory = CertFactory()
-    root = factory.ca("sipsgate interop Root CA")
-    other = factory.ca("Unknown Provider CA")
-    return Pki(
-        root=root,
-        leaf=factory.leaf(root, cn=DOMAIN, dns=(DOMAIN,)),
-        other_root=other,
-        other_leaf=factory.leaf(other, cn=DOMAIN, dns=(DOMAIN,)),
-    )
 
 
 @pytest.fixture
 def kamailio(pki: Pki) -> Iterator[KamailioRegistrar]:
     with KamailioRegistrar(pki.leaf, follow_preloaded_route=True) as server:
         yield server
-
-
-@pytest.fixture
-def env(tmp_path: Path, pki: Pki) -> Iterator[Env]:
-    environment = make_env(tmp_path / "store.db")
-    environment.trust(pki.root)
-    try:
-        yield environment
-    finally:
-        environment.store.close()
 
 
 @pytest.mark.parametrize(

@@ -14,21 +14,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from gateway.config import Duration, SipSection
-from gateway.relay.proxy import CloseUpstream, Output, SendUpstream
-from gateway.relay.service import RelaySettings, SipRelay
-from tests.e2e.test_relay_sip import Running, Watch, assert_ok
-from tests.integration.trust_env import Env, make_env
+from gateway.relay.proxy import CloseUpstream, Output, ProxyCore, SendUpstream
+from tests.e2e.conftest import Pki
+from tests.e2e.test_relay_sip import assert_ok, running_relay
+from tests.integration.trust_env import Env
 from tests.interop_peers import NetSipRegistrar
-from tests.pki import CertFactory, Issued
-from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
+from tests.sip_peers import KamailioRegistrar, Sipp
 
 pytestmark = pytest.mark.slow
 WAIT = 30.0
@@ -37,27 +34,10 @@ HOLD = float(os.environ.get("SIPSGATE_HOLD_SECONDS", "300"))
 PING = b"\r\n\r\n"
 
 
-@pytest.fixture(scope="module")
-def leaf_and_root() -> tuple[Issued, Issued]:
-    factory = CertFactory()
-    root = factory.ca("sipsgate keep-alive Root CA")
-    return factory.leaf(root, cn=DOMAIN, dns=(DOMAIN,)), root
-
-
 @pytest.fixture
-def registrar(leaf_and_root: tuple[Issued, Issued]) -> Iterator[NetSipRegistrar]:
-    with NetSipRegistrar(leaf_and_root[0]) as server:
+def registrar(pki: Pki) -> Iterator[NetSipRegistrar]:
+    with NetSipRegistrar(pki.leaf) as server:
         yield server
-
-
-@pytest.fixture
-def env(tmp_path: Path, leaf_and_root: tuple[Issued, Issued]) -> Iterator[Env]:
-    environment = make_env(tmp_path / "store.db")
-    environment.trust(leaf_and_root[1])
-    try:
-        yield environment
-    finally:
-        environment.store.close()
 
 
 @dataclass
@@ -70,48 +50,24 @@ class KeepAliveSeen:
     closed_at: float = 0.0
 
 
-@asynccontextmanager
-async def relay_to(
-    env: Env, port: int, seen: KeepAliveSeen, *, keepalive: float = 30.0
-) -> AsyncIterator[Running]:
-    """sipsgate with ``keepalive``; ``seen`` records what its keep-alive did."""
-    sip = SipSection(
-        listen_udp=("127.0.0.1:0",),
-        listen_tcp=("127.0.0.1:0",),
-        upstream=f"sips:{DOMAIN}",
-        upstream_address=f"127.0.0.1:{port}",
-        keepalive=Duration(keepalive),
-    )
-    relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.05))
-    watch = Watch()
-    relay.observers.append(watch)
-    task = asyncio.create_task(relay.serve())
-    try:
-        async with asyncio.timeout(WAIT):
-            await relay.ready.wait()
-            await relay.wait_for_flow(1)
-        core = relay.core
-        fire, pong = core.handle_timer, core.receive_pong
+def watch_keepalive(core: ProxyCore, seen: KeepAliveSeen) -> None:
+    """Record in ``seen`` the pings ``core`` sends, its first pong, its verdict of death."""
+    fire, pong = core.handle_timer, core.receive_pong
 
-        def timer(now: float) -> list[Output]:
-            out = fire(now)
-            seen.pings.extend(now for o in out if isinstance(o, SendUpstream) and o.data == PING)
-            if any(isinstance(o, CloseUpstream) for o in out) and not seen.closed.is_set():
-                seen.closed_at = now
-                seen.closed.set()
-            return out
+    def timer(now: float) -> list[Output]:
+        out = fire(now)
+        seen.pings.extend(now for o in out if isinstance(o, SendUpstream) and o.data == PING)
+        if any(isinstance(o, CloseUpstream) for o in out) and not seen.closed.is_set():
+            seen.closed_at = now
+            seen.closed.set()
+        return out
 
-        def answered() -> list[Output]:
-            seen.answered.set()
-            return pong()
+    def answered() -> list[Output]:
+        seen.answered.set()
+        return pong()
 
-        core.handle_timer = timer  # type: ignore[method-assign]
-        core.receive_pong = answered  # type: ignore[method-assign]
-        yield Running(relay, watch)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    core.handle_timer = timer  # type: ignore[method-assign]
+    core.receive_pong = answered  # type: ignore[method-assign]
 
 
 @pytest.mark.timeout(HOLD + 240)
@@ -120,7 +76,8 @@ async def test_registration_is_held_five_minutes_and_the_call_still_arrives(
 ) -> None:
     """Pings every ~30 s are never answered; the flow stays; the call reaches bs1."""
     seen = KeepAliveSeen()
-    async with relay_to(env, registrar.port, seen) as r:
+    async with running_relay(env, registrar, keepalive=30.0) as r:
+        watch_keepalive(r.relay.core, seen)
         callee = await Sipp(
             "register_hold_answer.xml", r.udp, service="bs1", call_id="held-1",
             auth=False, timeout=HOLD + 60,
@@ -149,8 +106,8 @@ async def test_registration_is_held_five_minutes_and_the_call_still_arrives(
 
 
 @pytest.fixture
-def kamailio(leaf_and_root: tuple[Issued, Issued]) -> Iterator[KamailioRegistrar]:
-    with KamailioRegistrar(leaf_and_root[0]) as server:
+def kamailio(pki: Pki) -> Iterator[KamailioRegistrar]:
+    with KamailioRegistrar(pki.leaf) as server:
         yield server
 
 
@@ -179,7 +136,8 @@ async def test_a_short_keepalive_still_finds_a_frozen_kamailio_dead(
     (SIGSTOP), and the flow is declared dead 10 s after the first unanswered ping,
     though pings keep going out every ~4 s."""
     seen = KeepAliveSeen()
-    async with relay_to(env, kamailio.port, seen, keepalive=4.0) as r:
+    async with running_relay(env, kamailio, keepalive=4.0) as r:
+        watch_keepalive(r.relay.core, seen)
         async with asyncio.timeout(WAIT):
             await seen.answered.wait()
         assert r.relay.core.pongs_answered
