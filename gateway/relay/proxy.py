@@ -192,6 +192,8 @@ class ProxySettings:
     #: shown it answers pings (before that, only a TCP/TLS error ends a flow).
     pong_timeout: float = 10.0
     agent: str = "sipsgate"
+    #: The upstream as configured (``sip.upstream``): the target of OPTIONS keep-alives.
+    upstream_uri: str = ""
     #: Host names base stations may use for sipsgate (outbound proxy, Route); its
     #: listen addresses are recognised without being listed.
     host_names: tuple[str, ...] = ()
@@ -337,6 +339,8 @@ class ProxyCore:
         # outbound (Require/Supported: outbound on a REGISTER 2xx) or has answered a
         # ping before. Many registrars ignore CRLF pings; their flows stay open.
         self.pongs_answered = False
+        self._pings_unanswered = False  # a ping went out on this flow and got no pong
+        self._keepalive_count = 0
         # What names sipsgate in a Route or Request-URI (RFC 3261 §16.4): listen
         # addresses with their ports, and host names with any of those ports.
         self._own_addresses = frozenset(
@@ -372,6 +376,9 @@ class ProxyCore:
                 # The deadline runs from the first unanswered ping: later pings (an
                 # interval under the pong timeout) must not push it back.
                 self._pong_due = now + self.settings.pong_timeout
+            elif not self.pongs_answered and self._pings_unanswered:
+                self._options_keepalive(now, out)
+            self._pings_unanswered = not self.pongs_answered
             self._ping_at = self._next_ping(now)
         for key, tx in self.table.due(now):
             action = tx.on_timer(now)
@@ -415,6 +422,7 @@ class ProxyCore:
         self.upstream_local = f"{host}:{local_port}"
         self._connect_requested = False
         self._pong_due = None
+        self._pings_unanswered = False
         self._ping_at = self._next_ping(now)
         out: list[Output] = []
         pending, self._pending = self._pending, []
@@ -475,9 +483,49 @@ class ProxyCore:
     def pending(self) -> int:
         return len(self._pending)
 
+    def _options_keepalive(self, now: float, out: list[Output]) -> None:
+        """A SIP-level keep-alive for an upstream that ignores CRLF pings.
+
+        Such registrars often do not count the pings as activity either (Net::SIP
+        closes a connection after 120 s without a SIP message), and a closed flow
+        takes the registrations made over it along. An OPTIONS with Max-Forwards 0
+        (RFC 3261 §11, §16.3) is answered by the first hop, never forwarded; its
+        answer, or the lack of one, is not used to judge the flow.
+        """
+        local = self.upstream_local
+        if local is None:
+            return
+        self._keepalive_count += 1
+        n = self._keepalive_count
+        key = f"keepalive|{n}"
+        branch = self._branch_with(key, "00000000")
+        target = self.settings.upstream_uri or f"sip:{local};transport=tls"
+        request = Request(
+            method="OPTIONS",
+            uri=target,
+            headers=Headers.from_pairs(
+                [
+                    ("Via", f"SIP/2.0/TLS {local};branch={branch}"),
+                    ("Max-Forwards", "0"),
+                    ("From", f"<sip:{self.settings.agent}@{local}>;tag={self._tag(key)}"),
+                    ("To", f"<{target}>"),
+                    ("Call-ID", f"keepalive-{self._instance}-{n}@{local}"),
+                    ("CSeq", f"{n} OPTIONS"),
+                ]
+            ),
+        )
+        data = serialise(request)
+        ctx = ClientTx(
+            None, data, method="OPTIONS", key=f"c|{branch}|OPTIONS", branch=branch,
+            dest=None, server=None, now=now, settings=self.timers,
+        )  # fmt: skip
+        self.table.add(ctx.key, ctx)
+        out.append(SendUpstream(data))
+
     def receive_pong(self) -> list[Output]:
         """A CRLF pong arrived on the upstream flow."""
         self._pong_due = None
+        self._pings_unanswered = False
         if self.pongs_answered:
             return []
         self.pongs_answered = True

@@ -387,6 +387,7 @@ class SipRelay:
                     pong_timeout=self.settings.pong_timeout,
                     agent=self.agent,
                     host_names=self.host_names,
+                    upstream_uri=self.sip.upstream,
                 )
             )
             self._log.info(

@@ -6,7 +6,9 @@ TLS through IO::Socket::SSL) is such a peer. A base station registers through
 sipsgate; the registration is held for five minutes with a 30 s keep-alive; then a
 call from outside, through Net::SIP, must still reach the base station over the flow
 it registered on. Before the fix sipsgate took the missing pongs for a dead flow,
-closed it ~37 s after connecting, and the call had nowhere to go.
+closed it ~37 s after connecting, and the call had nowhere to go. Net::SIP also
+closes a connection that carried no SIP message for 120 s (CRLF pings do not count),
+which the OPTIONS keep-alive sipsgate sends to such an upstream prevents.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +89,11 @@ async def test_registration_is_held_five_minutes_and_the_call_still_arrives(
             lambda _: sum(d.method == "REGISTER" and d.status == 200 for d in r.watch.done) >= 2
         )
         assert r.relay.core.path_supported is False  # the Contact carries the flow now
+        # Without pongs, a dead flow shows as a TCP error: unacknowledged data is bounded.
+        flow = r.relay._flow
+        assert flow is not None and flow.transport is not None
+        sock = flow.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 40_000
         # The subject of this test is time passing: the registration is held, untouched.
         await asyncio.sleep(HOLD)
         caller = await Sipp(

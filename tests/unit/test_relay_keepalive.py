@@ -7,8 +7,8 @@ carry the base stations' registrations, must stay open.
 
 from __future__ import annotations
 
-from gateway.relay.proxy import CloseUpstream, PongSupport, ProxyCore, SendUpstream
-from gateway.sip import Request
+from gateway.relay.proxy import CloseUpstream, PongSupport, ProxyCore, SendLan, SendUpstream
+from gateway.sip import Request, parse_datagram
 from tests.unit.test_relay_proxy import BS, answer, core, request, sent_upstream, up
 
 PING = SendUpstream(b"\r\n\r\n")
@@ -100,4 +100,47 @@ class TestShortInterval:
             outputs = c.handle_timer(at)
             assert not any(isinstance(o, CloseUpstream) for o in outputs)
             if PING in outputs:
+                c.receive_pong()
+
+
+class TestOptionsKeepAlive:
+    def options(self, seen: list[tuple[float, object]]) -> list[Request]:
+        sent = [o.data for _, o in seen if isinstance(o, SendUpstream) and o != PING]
+        parsed = [parse_datagram(data) for data in sent]
+        assert all(isinstance(m, Request) for m in parsed)
+        return parsed  # type: ignore[return-value]
+
+    def test_silent_upstream_gets_an_options_from_the_second_ping_on(self) -> None:
+        """An upstream ignoring pings may not count them as activity either: from the
+        second unanswered ping, each ping comes with an OPTIONS that no hop forwards."""
+        c = up(core(keepalive=30.0, upstream_uri="sips:sip.example.net"))
+        seen = run_until(c, 600.0)
+        pings = [t for t, o in seen if o == PING]
+        sent = self.options(seen)
+        assert len(sent) == len(pings) - 1
+        first = sent[0]
+        assert (first.method, first.uri, first.max_forwards) == (
+            "OPTIONS",
+            "sips:sip.example.net",
+            0,
+        )
+        assert first.top_via is not None and first.top_via.sent_by == "10.0.0.1:40000"
+        assert len({m.call_id for m in sent}) == len(sent)
+        assert len(c.table.by_key) <= 3  # unanswered ones time out and go
+
+    def test_an_answer_to_the_options_goes_nowhere(self) -> None:
+        c = up(core(keepalive=30.0, upstream_uri="sips:sip.example.net"))
+        (sent,) = self.options(run_until(c, 60.0))
+        out = c.receive_upstream(answer(sent, 483), 61.0)
+        assert not [o for o in out if isinstance(o, SendUpstream | SendLan)]
+
+    def test_an_upstream_answering_pings_gets_no_options(self) -> None:
+        """Failure twin: pongs come back, so CRLF pings are all it gets."""
+        c = up(core(keepalive=30.0))
+        for _ in range(40):
+            at = c.get_timer()
+            assert at is not None
+            out = c.handle_timer(at)
+            assert all(o == PING for o in out), out
+            if PING in out:
                 c.receive_pong()
