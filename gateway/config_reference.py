@@ -21,7 +21,8 @@ from gateway.config import Config, Duration
 KEY_DOCS: dict[str, str] = {
     "gateway.name": "device name: the CN of the standard (self-signed) identity",
     "gateway.data_dir": "directory of the store (sipsgate.db), keys and state",
-    "gateway.host_names": "extra DNS names / IP addresses in the standard identity",
+    "gateway.host_names": "extra DNS names / IP addresses in the standard identity; "
+    "base stations may name sipsgate by them as outbound proxy",
     "gateway.allow_weak_keys": "permit RSA-1024 device keys (flagged weak everywhere)",
     "admin.listen": "HTTPS listen addresses of the admin endpoint (host:port)",
     "admin.max_upload": "largest request body accepted by the admin endpoint, in bytes",

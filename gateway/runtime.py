@@ -175,7 +175,11 @@ class RelayService:
 
     async def reload(self, config: Config) -> None:
         old = self._config
-        if config.sip == old.sip and config.gateway.name == old.gateway.name:
+        if (
+            config.sip == old.sip
+            and config.gateway.name == old.gateway.name
+            and config.gateway.host_names == old.gateway.host_names
+        ):
             self._config = config
             return
         _log.info("sip.relay.restarting", reason="the [sip] configuration changed")

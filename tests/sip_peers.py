@@ -102,6 +102,7 @@ request_route {{
         }}
         exit;
     }}
+{preloaded_route}
     if ($rU == $null) {{
         sl_send_reply("200", "OK");
         exit;
@@ -125,6 +126,17 @@ BENCH_ROUTE = """    if ($rU == "bench") {{
     }}
 """
 
+# RFC 3261 §16.4: a loose-routing proxy follows a preloaded Route (an outbound proxy
+# entry, a Service-Route) that does not name itself, as most provider configs do.
+PRELOADED_ROUTE = """    if (is_present_hf("Route") && loose_route()) {
+        if (is_method("INVITE|SUBSCRIBE")) {
+            record_route();
+        }
+        t_relay();
+        exit;
+    }
+"""
+
 KAMAILIO_TLS_CFG = """[server:default]
 method = TLSv1.2+
 verify_certificate = no
@@ -144,6 +156,7 @@ class KamailioRegistrar:
         use_path: bool = True,
         udp: bool = True,
         uas_port: int | None = None,
+        follow_preloaded_route: bool = False,
         children: int = 2,
         shm_mb: int = 128,
         debug: int = 2,
@@ -152,6 +165,7 @@ class KamailioRegistrar:
         self.use_path = use_path
         self.udp = udp
         self.uas_port = uas_port
+        self.follow_preloaded_route = follow_preloaded_route
         self.children = children
         self.shm_mb = shm_mb
         self.debug = debug
@@ -182,6 +196,7 @@ class KamailioRegistrar:
                 use_path=1 if self.use_path else 0,
                 password=PASSWORD,
                 bench_route=bench,
+                preloaded_route=PRELOADED_ROUTE if self.follow_preloaded_route else "",
             )
         )
         self.start()

@@ -70,6 +70,7 @@ from gateway.sip.headers import (
     parse_name_addr,
     quote,
 )
+from gateway.sip.uri import SipUri, parse_sip_uri
 from gateway.sip.wire import SimpleVia, Wire, scan_datagram, simple_name_addr, simple_via
 
 MAGIC = "z9hG4bK"
@@ -142,6 +143,13 @@ class PathSupport(NamedTuple):
     detail: str
 
 
+class PongSupport(NamedTuple):
+    """The upstream showed it answers CRLF keep-alives (RFC 5626 §4.4.1): from now on a
+    missing pong means a dead flow."""
+
+    detail: str
+
+
 Output = (
     SendLan
     | SendUpstream
@@ -150,6 +158,7 @@ Output = (
     | TransactionDone
     | Dropped
     | PathSupport
+    | PongSupport
 )
 
 _CONNECT = ConnectUpstream()
@@ -179,8 +188,15 @@ class ProxySettings:
     max_pending: int = 2000  # requests held while the upstream flow is being opened
     source_inflight: int = 1000  # transactions without a final answer, per base station host
     keepalive: float = 30.0  # RFC 5626 CRLF ping interval on the upstream flow; 0 = off
-    pong_timeout: float = 10.0  # RFC 5626 §4.4.1: no pong within this → the flow is dead
+    #: RFC 5626 §4.4.1: no pong within this → the flow is dead, once the upstream has
+    #: shown it answers pings (before that, only a TCP/TLS error ends a flow).
+    pong_timeout: float = 10.0
     agent: str = "sipsgate"
+    #: The upstream as configured (``sip.upstream``): the target of OPTIONS keep-alives.
+    upstream_uri: str = ""
+    #: Host names base stations may use for sipsgate (outbound proxy, Route); its
+    #: listen addresses are recognised without being listed.
+    host_names: tuple[str, ...] = ()
 
 
 # --- transactions with the proxy's bookkeeping ---------------------------------------------
@@ -319,6 +335,19 @@ class ProxyCore:
         )
         self._ping_at: float | None = None
         self._pong_due: float | None = None
+        # RFC 5626 §4.4.1: pongs are expected only from an upstream that negotiated
+        # outbound (Require/Supported: outbound on a REGISTER 2xx) or has answered a
+        # ping before. Many registrars ignore CRLF pings; their flows stay open.
+        self.pongs_answered = False
+        self._pings_unanswered = False  # a ping went out on this flow and got no pong
+        self._keepalive_count = 0
+        # What names sipsgate in a Route or Request-URI (RFC 3261 §16.4): listen
+        # addresses with their ports, and host names with any of those ports.
+        self._own_addresses = frozenset(
+            (_normal_host(li.host), li.port) for li in settings.listeners
+        )
+        self._own_names = frozenset(n.lower().rstrip(".") for n in settings.host_names if n)
+        self._own_ports = frozenset(li.port for li in settings.listeners)
 
     # --- timers ------------------------------------------------------------------------
 
@@ -343,7 +372,13 @@ class ProxyCore:
             )
         elif self._ping_at is not None and now >= self._ping_at:
             out.append(SendUpstream(b"\r\n\r\n"))
-            self._pong_due = now + self.settings.pong_timeout
+            if self.pongs_answered and self._pong_due is None:
+                # The deadline runs from the first unanswered ping: later pings (an
+                # interval under the pong timeout) must not push it back.
+                self._pong_due = now + self.settings.pong_timeout
+            elif not self.pongs_answered and self._pings_unanswered:
+                self._options_keepalive(now, out)
+            self._pings_unanswered = not self.pongs_answered
             self._ping_at = self._next_ping(now)
         for key, tx in self.table.due(now):
             action = tx.on_timer(now)
@@ -387,6 +422,7 @@ class ProxyCore:
         self.upstream_local = f"{host}:{local_port}"
         self._connect_requested = False
         self._pong_due = None
+        self._pings_unanswered = False
         self._ping_at = self._next_ping(now)
         out: list[Output] = []
         pending, self._pending = self._pending, []
@@ -454,8 +490,64 @@ class ProxyCore:
     def pending(self) -> int:
         return len(self._pending)
 
-    def receive_pong(self) -> None:
+    def _options_keepalive(self, now: float, out: list[Output]) -> None:
+        """A SIP-level keep-alive for an upstream that ignores CRLF pings.
+
+        Such registrars often do not count the pings as activity either (Net::SIP
+        closes a connection after 120 s without a SIP message), and a closed flow
+        takes the registrations made over it along. An OPTIONS with Max-Forwards 0
+        (RFC 3261 §11, §16.3) is answered by the first hop, never forwarded; its
+        answer, or the lack of one, is not used to judge the flow.
+        """
+        local = self.upstream_local
+        if local is None:
+            return
+        self._keepalive_count += 1
+        n = self._keepalive_count
+        key = f"keepalive|{n}"
+        branch = self._branch_with(key, "00000000")
+        target = self.settings.upstream_uri or f"sip:{local};transport=tls"
+        request = Request(
+            method="OPTIONS",
+            uri=target,
+            headers=Headers.from_pairs(
+                [
+                    ("Via", f"SIP/2.0/TLS {local};branch={branch}"),
+                    ("Max-Forwards", "0"),
+                    ("From", f"<sip:{self.settings.agent}@{local}>;tag={self._tag(key)}"),
+                    ("To", f"<{target}>"),
+                    ("Call-ID", f"keepalive-{self._instance}-{n}@{local}"),
+                    ("CSeq", f"{n} OPTIONS"),
+                ]
+            ),
+        )
+        data = serialise(request)
+        ctx = ClientTx(
+            None, data, method="OPTIONS", key=f"c|{branch}|OPTIONS", branch=branch,
+            dest=None, server=None, now=now, settings=self.timers,
+        )  # fmt: skip
+        self.table.add(ctx.key, ctx)
+        out.append(SendUpstream(data))
+
+    def receive_pong(self) -> list[Output]:
+        """A CRLF pong arrived on the upstream flow."""
         self._pong_due = None
+        self._pings_unanswered = False
+        if self.pongs_answered:
+            return []
+        self.pongs_answered = True
+        return [PongSupport("the upstream answered a CRLF keep-alive")]
+
+    def _outbound_negotiated(self, response: Response, out: list[Output]) -> None:
+        """RFC 5626 §6: a registrar supporting outbound names it in its REGISTER 2xx."""
+        if self.pongs_answered:
+            return
+        tags = ",".join(
+            (*response.headers.get_all("Require"), *response.headers.get_all("Supported"))
+        )
+        if "outbound" in (t.strip().lower() for t in tags.split(",")):
+            self.pongs_answered = True
+            out.append(PongSupport("the registrar's 2xx to REGISTER names 'outbound'"))
 
     # --- LAN TCP connections ---------------------------------------------------------------
 
@@ -983,6 +1075,8 @@ class ProxyCore:
         stx = ctx.server
         if stx is None:
             return  # our own CANCEL's answer
+        if flow is None and stx.method == "REGISTER" and 200 <= status < 300:
+            self._outbound_negotiated(response, out)
         if ctx.path_added and 200 <= status < 300:
             response = self._registered(ctx, stx, response, out)
         elif ctx.path_added and status == 420 and stx.live:
@@ -1090,14 +1184,8 @@ class ProxyCore:
             return
         flow = stx.source
         assert flow is not None
+        request, route_popped = self._own_routes(request)
         headers = request.headers
-        route_popped = False
-        while "Route" in headers:
-            value, rest = headers.pop_first_value("Route")
-            user = uri_user(parse_name_addr_list(value or "", header="Route")[0].uri)
-            if not user or self.tokens.decode(user) is None:
-                break
-            headers, route_popped = rest, True
         method = request.method
         max_forwards = request.max_forwards
         headers = headers.set(
@@ -1133,6 +1221,71 @@ class ProxyCore:
         stx.client = ctx
         self.table.add(ctx.key, ctx)
         out.append(SendUpstream(data))
+
+    def _own_routes(self, request: Request) -> tuple[Request, bool]:
+        """RFC 3261 §16.4 for a request from the LAN: take away what names sipsgate.
+
+        A strict router (or an outbound proxy set without ``;lr``) sends the request
+        to sipsgate's URI with the real target as the last Route: that target becomes
+        the Request-URI again. Then every top Route entry naming sipsgate goes — the
+        outbound-proxy entry a base station preloads (address or host name) and the
+        two Record-Route entries of ours an in-dialog request carries. Returns the
+        request and whether an entry of ours with a flow token was among them (an
+        in-dialog request sipsgate already Record-Routed).
+        """
+        headers = request.headers
+        if "Route" not in headers:
+            return request, False
+        routes = headers.get_list("Route")
+        if self._strict_routed(request.uri):
+            last = parse_name_addr(routes[-1], header="Route")
+            kept = routes[:-1]
+            headers = headers.remove("Route")
+            if kept:
+                headers = headers.append("Route", ", ".join(kept))
+            request = Request(
+                method=request.method, uri=last.uri, version=request.version,
+                headers=headers, body=request.body,
+            )  # fmt: skip
+        token_popped = False
+        while "Route" in headers:
+            value, rest = headers.pop_first_value("Route")
+            uri = parse_name_addr(value or "", header="Route").uri
+            ours = self._route_token(uri)
+            if ours is None:
+                break
+            headers = rest
+            token_popped = token_popped or ours
+        if headers is not request.headers:
+            request = request.replace_headers(headers)
+        return request, token_popped
+
+    def _route_token(self, uri: str) -> bool | None:
+        """None: ``uri`` does not name sipsgate; else whether it carries a flow token."""
+        try:
+            parsed = parse_sip_uri(uri)
+        except RemoteProtocolError:
+            return None
+        if parsed.user and self.tokens.decode(parsed.user) is not None:
+            return True
+        return False if self._names_us(parsed) else None
+
+    def _names_us(self, uri: SipUri) -> bool:
+        """Whether ``uri``'s host and port are one of sipsgate's LAN listeners or names."""
+        port = uri.port or uri.default_port
+        if (_normal_host(uri.host), port) in self._own_addresses:
+            return True
+        return uri.host.rstrip(".") in self._own_names and port in self._own_ports
+
+    def _strict_routed(self, request_uri: str) -> bool:
+        """The Request-URI is a Record-Route value of ours, or sipsgate's bare address."""
+        try:
+            parsed = parse_sip_uri(request_uri)
+        except RemoteProtocolError:
+            return False
+        if parsed.user:
+            return self.tokens.decode(parsed.user) is not None
+        return self._names_us(parsed)
 
     def _rewrite_contacts(
         self, request: Request, headers: Headers, flow: LanFlow, local: str
@@ -1197,13 +1350,8 @@ class ProxyCore:
                 Dropped("no-upstream", f"{request.method} while the flow is down", flow.source)
             )
             return
+        request, _ = self._own_routes(request)
         headers = request.headers
-        while "Route" in headers:
-            value, rest = headers.pop_first_value("Route")
-            user = uri_user(parse_name_addr_list(value or "", header="Route")[0].uri)
-            if not user or self.tokens.decode(user) is None:
-                break
-            headers = rest
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
             return
@@ -1466,6 +1614,15 @@ def _with_uri(request: Request, uri: str) -> Request:
 
 
 _URI_HOST = re.compile(r"sips?:[^@;?]+@(\[[0-9A-Fa-f:.]+\]|[^:;?>]+)(?::([0-9]{1,5}))?", re.I)
+
+
+def _normal_host(host: str) -> str:
+    """``host`` as :func:`parse_sip_uri` gives it: lower-case, IPv6 compressed, no brackets."""
+    host = host.strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
 
 
 def _is_ip(host: str) -> bool:

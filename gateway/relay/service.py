@@ -38,6 +38,7 @@ from gateway.relay.proxy import (
     Listener,
     Output,
     PathSupport,
+    PongSupport,
     ProxyCore,
     ProxySettings,
     SendLan,
@@ -287,7 +288,7 @@ class _UpstreamFlow(asyncio.Protocol):
             if isinstance(event, Wire | Request | Response):
                 relay._execute(core.receive_upstream(event, relay._loop.time()))
             elif isinstance(event, KeepAlivePong):
-                core.receive_pong()
+                relay._execute(core.receive_pong())
             elif isinstance(event, KeepAlivePing):
                 assert self.transport is not None
                 self.transport.write(b"\r\n")
@@ -314,8 +315,10 @@ class SipRelay:
         lookup: Lookup | None = None,
         settings: RelaySettings | None = None,
         agent: str = "sipsgate",
+        host_names: tuple[str, ...] = (),
     ) -> None:
         self.sip = sip
+        self.host_names = host_names
         self.connector = connector
         self.metrics = RelayMetrics(metrics or MetricsRegistry())
         self.lookup = lookup
@@ -370,6 +373,8 @@ class SipRelay:
             metrics=metrics,
             settings=RelaySettings(),
             agent=config.gateway.name,
+            # Names a base station may give sipsgate as its outbound proxy (Route).
+            host_names=(*config.gateway.host_names, socket.gethostname()),
         )
 
     @property
@@ -393,6 +398,8 @@ class SipRelay:
                     keepalive=float(self.sip.keepalive),
                     pong_timeout=self.settings.pong_timeout,
                     agent=self.agent,
+                    host_names=self.host_names,
+                    upstream_uri=self.sip.upstream,
                 )
             )
             self._log.info(
@@ -621,6 +628,7 @@ class SipRelay:
 
     def _up(self, flow: _UpstreamFlow, transport: Any, uri: str) -> None:
         sockname = transport.get_extra_info("sockname")
+        self._bound_unacknowledged(transport)
         self._flow = flow
         # _failures is kept until the flow proves to work (_never_worked): under TLS 1.3
         # a server refuses the client certificate only after the handshake.
@@ -639,6 +647,19 @@ class SipRelay:
             peer=str(transport.get_extra_info("peername")),
         )
         self._execute(self.core.upstream_up(sockname[0], sockname[1], self._loop.time()))
+
+    def _bound_unacknowledged(self, transport: Any) -> None:
+        """RFC 5626 §4.4.1: without pongs, a dead flow shows only as a TCP error. Data
+        (our pings included) left unacknowledged this long makes the kernel end the
+        connection, so a vanished upstream is noticed within about one interval."""
+        keepalive = float(self.sip.keepalive)
+        sock = transport.get_extra_info("socket")
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if keepalive <= 0 or sock is None or option is None:
+            return
+        milliseconds = int((keepalive + self.settings.pong_timeout) * 1000)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, option, milliseconds)
 
     async def wait_for_flow(self, count: int) -> None:
         """Wait until ``count`` upstream flows have been opened since the start."""
@@ -762,6 +783,8 @@ class SipRelay:
                 self._log.warning("sip.upstream.dead", reason=out.reason)  # type: ignore[union-attr]
                 if flow is not None and flow.transport is not None:
                     flow.transport.close()
+            elif kind is PongSupport:
+                self._log.info("sip.keepalive.answered", detail=out.detail)  # type: ignore[union-attr]
             elif kind is PathSupport:
                 (self._log.info if out.supported else self._log.warning)(  # type: ignore[union-attr]
                     "sip.registrar.path",

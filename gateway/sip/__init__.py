@@ -37,6 +37,7 @@ from gateway.sip.message import (
     header_key,
 )
 from gateway.sip.parser import parse_datagram, serialise, validate_request, validate_response
+from gateway.sip.uri import SipUri, parse_sip_uri
 
 __all__ = [
     "COMPACT_FORMS",
@@ -54,6 +55,7 @@ __all__ = [
     "Request",
     "Response",
     "SipProtocolError",
+    "SipUri",
     "StreamFramer",
     "Via",
     "canonical_name",
@@ -65,6 +67,7 @@ __all__ = [
     "parse_max_forwards",
     "parse_name_addr",
     "parse_name_addr_list",
+    "parse_sip_uri",
     "parse_via",
     "parse_via_list",
     "serialise",

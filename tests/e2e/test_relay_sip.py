@@ -14,56 +14,26 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from certstore.model import PinDecision
-from gateway.config import SipSection
+from gateway.config import Duration, SipSection
 from gateway.relay.proxy import TransactionDone
 from gateway.relay.service import RelaySettings, SipRelay
+from tests.e2e.conftest import Pki
 from tests.integration.trust_env import ADMIN, Env, make_env
-from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
 
 pytestmark = pytest.mark.slow
 WAIT = 30.0
 
 
-@dataclass(frozen=True)
-class Pki:
-    root: Issued
-    leaf: Issued
-    other_root: Issued
-    other_leaf: Issued
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    factory = CertFactory()
-    root = factory.ca("sipsgate e2e Root CA")
-    other = factory.ca("Unknown Provider CA")
-    return Pki(
-        root=root,
-        leaf=factory.leaf(root, cn=DOMAIN, dns=(DOMAIN,)),
-        other_root=other,
-        other_leaf=factory.leaf(other, cn=DOMAIN, dns=(DOMAIN,)),
-    )
-
-
 @pytest.fixture
 def kamailio(pki: Pki) -> Iterator[KamailioRegistrar]:
     with KamailioRegistrar(pki.leaf) as server:
         yield server
-
-
-@pytest.fixture
-def env(tmp_path: Path, pki: Pki) -> Iterator[Env]:
-    environment = make_env(tmp_path / "store.db")
-    environment.trust(pki.root)
-    try:
-        yield environment
-    finally:
-        environment.store.close()
 
 
 @dataclass
@@ -104,15 +74,22 @@ class Running:
         return self.relay.tcp_addresses[0]
 
 
+class Upstream(Protocol):
+    """A registrar started by the test (kamailio, Net::SIP): where it listens for TLS."""
+
+    port: int
+
+
 @asynccontextmanager
 async def running_relay(
-    env: Env, kamailio: KamailioRegistrar, *, wait_for_flow: bool = True
+    env: Env, kamailio: Upstream, *, wait_for_flow: bool = True, keepalive: float = 30.0
 ) -> AsyncIterator[Running]:
     sip = SipSection(
         listen_udp=("127.0.0.1:0",),
         listen_tcp=("127.0.0.1:0",),
         upstream=f"sips:{DOMAIN}",
         upstream_address=f"127.0.0.1:{kamailio.port}",
+        keepalive=Duration(keepalive),
     )
     relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.05))
     watch = Watch()

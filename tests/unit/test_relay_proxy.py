@@ -286,8 +286,10 @@ class TestUpstreamFlow:
         assert isinstance(resp, Response) and resp.status == 503
 
     def test_keepalive_ping_and_missing_pong_closes_the_flow(self) -> None:
-        """RFC 5626 §4.4.1: CRLF CRLF every ~keepalive; no pong within 10 s: dead."""
+        """RFC 5626 §4.4.1: CRLF CRLF every ~keepalive; once the upstream has answered
+        pings, no pong within 10 s: dead."""
         c = up(core(keepalive=30.0, pong_timeout=10.0))
+        c.receive_pong()
         ping_at = c.get_timer()
         assert ping_at is not None and 24.0 <= ping_at <= 30.0
         assert c.handle_timer(ping_at) == [SendUpstream(b"\r\n\r\n")]
