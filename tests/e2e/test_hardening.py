@@ -1,0 +1,103 @@
+"""``sipsgate run`` under hostile clients: what an unauthenticated client can make the
+gateway hold, how the login throttle holds under concurrency, what ends a session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from tests.admin_support import PASSWORD, basic_header, csrf_token
+from tests.gateway_process import GatewayProcess, start_gateway
+
+API = "/api/v1"
+MB = 1024 * 1024
+
+
+def peak_rss(gateway: GatewayProcess) -> int:
+    """The highest resident set size the gateway process has had, in bytes."""
+    status = Path(f"/proc/{gateway.process.pid}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/PID/status")
+
+
+async def chunked(total: int, piece: int = 256 * 1024) -> AsyncIterator[bytes]:
+    sent = 0
+    block = b"a" * piece
+    while sent < total:
+        yield block
+        sent += piece
+
+
+async def post_chunked(
+    client: aiohttp.ClientSession, path: str, total: int, headers: dict[str, str] | None = None
+) -> int:
+    """The status of a chunked POST of ``total`` bytes (0: the connection was cut)."""
+    try:
+        async with client.post(
+            path,
+            data=chunked(total),
+            headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+            allow_redirects=False,
+        ) as response:
+            await response.read()
+            return response.status
+    except aiohttp.ClientError:
+        return 0
+
+
+class TestBodyLimitBeforeLogin:
+    async def test_parallel_chunked_login_bodies_are_cut_off(self, tmp_path: Path) -> None:
+        """Chunked bodies on the public login form are refused at the small login limit,
+        so twelve parallel 16 MiB bodies leave the gateway's peak memory where it was."""
+        gateway = await start_gateway(tmp_path)
+        try:
+            before = peak_rss(gateway)
+            async with gateway.session(basic=False) as client:
+                statuses = await asyncio.wait_for(
+                    asyncio.gather(*(post_chunked(client, "/login", 16 * MB) for _ in range(12))),
+                    120,
+                )
+                assert set(statuses) <= {413, 0}, statuses
+                assert 413 in statuses
+                async with client.get("/healthz") as response:
+                    assert response.status == 200
+            grown = peak_rss(gateway) - before
+            assert grown < 40 * MB, f"peak RSS grew by {grown // MB} MiB"
+        finally:
+            assert await gateway.stop() == 0
+
+    async def test_session_routes_cap_chunked_bodies_at_max_upload(self, tmp_path: Path) -> None:
+        """A logged-in form post of a chunked body over admin.max_upload is 413, and the
+        large limit of the restore routes is not given before authentication."""
+        gateway = await start_gateway(tmp_path)
+        try:
+            async with gateway.session(basic=False) as client:
+                token = await csrf_token(client, "/login")
+                async with client.post(
+                    "/login",
+                    data={"csrf_token": token, "password": PASSWORD, "next": "/trust"},
+                    allow_redirects=False,
+                ) as response:
+                    assert response.status == 303
+                status = await post_chunked(client, "/settings", 3 * MB)
+                assert status == 413
+                status = await post_chunked(client, "/pins", 3 * MB)
+                assert status == 413
+            async with gateway.session(basic=False) as anonymous:
+                status = await post_chunked(anonymous, f"{API}/restore", 3 * MB)
+                assert status == 401
+            async with gateway.session(basic=False) as wrong:
+                status = await post_chunked(
+                    wrong,
+                    f"{API}/restore",
+                    3 * MB,
+                    headers={"Authorization": basic_header(password="not the password")},
+                )
+                assert status == 401
+        finally:
+            assert await gateway.stop() == 0
