@@ -49,6 +49,7 @@ from gateway.admin.auth import (
     SESSION_COOKIE,
     AdminAuth,
     Session,
+    VerifierBusy,
     is_admin_user,
     parse_basic,
 )
@@ -349,23 +350,44 @@ def throttled(retry_after: float) -> ApiError:
     )
 
 
-async def _basic_principal(request: web.Request, header: str) -> Principal:
+async def attempt_login(request: web.Request, password: str, *, user_ok: bool, via: str) -> bool:
+    """Check a login attempt (form or HTTP Basic) under the client's throttle.
+
+    The attempt is admitted by the throttle before the password is checked and its
+    outcome recorded after, so concurrent attempts are counted while in flight.
+    """
     state = state_of(request)
     client = client_address(request)
-    wait = state.auth.throttle.retry_after(client)
+    throttle = state.auth.throttle
+    wait = throttle.begin(client)
+    if wait is not None:
+        raise throttled(wait)
+    try:
+        ok = user_ok and await state.auth.check_password(password)
+    except VerifierBusy as exc:
+        throttle.cancel(client)
+        seconds = max(1, int(exc.retry_after))
+        raise ApiError(503, exc.code, str(exc), headers={"Retry-After": str(seconds)}) from exc
+    except BaseException:
+        throttle.cancel(client)
+        raise
+    lockout = throttle.finish(client, ok=ok)
+    if not ok:
+        state.metrics.login_failures.inc()
+        _log.warning("admin.login.failed", client=client, via=via, lockout=lockout)
+    return ok
+
+
+async def _basic_principal(request: web.Request, header: str) -> Principal:
+    wait = state_of(request).auth.throttle.retry_after(client_address(request))
     if wait is not None:
         raise throttled(wait)
     credentials = parse_basic(header)
     if credentials is None:
         raise _unauthorized("The Authorization header is not valid HTTP Basic.")
     user, password = credentials
-    ok = is_admin_user(user) and await asyncio.to_thread(state.auth.verifier.verify, password)
-    if not ok:
-        state.metrics.login_failures.inc()
-        lockout = state.auth.throttle.failure(client)
-        _log.warning("admin.login.failed", client=client, via="basic", lockout=lockout)
+    if not await attempt_login(request, password, user_ok=is_admin_user(user), via="basic"):
         raise _unauthorized("The user name or password is wrong.")
-    state.auth.throttle.success(client)
     return Principal(name=user, interface="api", session=None)
 
 

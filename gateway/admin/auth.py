@@ -12,10 +12,16 @@
   session id (no fixation). Every session has a synchronizer CSRF token.
 - Failed logins (form or Basic) are throttled per client address: a few attempts are
   free, then each failure doubles a lockout window, answered with 429 and Retry-After.
+  An attempt is admitted and counted *before* its password is checked, so concurrent
+  attempts cannot all slip in under the limit while the first ones are being verified.
+- argon2 is deliberately expensive (64 MiB and tens of milliseconds a check): at most
+  one check runs at a time and only a few may wait, so a flood of logins costs the
+  attacker their own time, not the admin's memory and CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -56,11 +62,26 @@ THROTTLE_BASE_SECONDS = 2.0
 THROTTLE_MAX_SECONDS = 15 * 60.0
 THROTTLE_FORGET_SECONDS = 60 * 60.0
 THROTTLE_MAX_CLIENTS = 10_000
+THROTTLE_BUSY_SECONDS = 1.0  # the answer while this client's admitted attempts run
+
+# argon2 checks: one at a time (each takes 64 MiB), a few waiting, the rest refused.
+VERIFY_CONCURRENCY = 1
+VERIFY_MAX_WAITING = 8
 
 
 class AdminAuthError(GatewayError):
     """The admin credentials file is missing, unreadable or malformed, or a new password
     is unacceptable."""
+
+
+class VerifierBusy(GatewayError):
+    """Too many password checks are already running or waiting; try again shortly."""
+
+    code = "login-busy"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("Too many logins are being checked right now; try again in a few seconds.")
+        self.retry_after = retry_after
 
 
 def _hasher() -> argon2.PasswordHasher:
@@ -191,16 +212,25 @@ class PasswordVerifier:
     def _tag(self, password: str) -> bytes:
         return hmac.new(self._cache_key, password.encode("utf-8"), hashlib.sha256).digest()
 
-    def verify(self, password: str) -> bool:
-        """True when ``password`` is the admin password. Slow on a miss (argon2): call it
-        from a worker thread."""
+    def cached(self, password: str) -> bool:
+        """True when ``password`` was verified before against the current file (cheap: an
+        HMAC and a stat, no argon2)."""
         if len(password) > MAX_PASSWORD_LENGTH:
             return False
         with self._lock:
             self._load()
             tag = self._tag(password)
-            if any(hmac.compare_digest(tag, known) for known in self._verified):
-                return True
+            return any(hmac.compare_digest(tag, known) for known in self._verified)
+
+    def verify(self, password: str) -> bool:
+        """True when ``password`` is the admin password. Slow on a miss (argon2): call it
+        from a worker thread."""
+        if len(password) > MAX_PASSWORD_LENGTH:
+            return False
+        if self.cached(password):
+            return True
+        with self._lock:
+            tag = self._tag(password)
             current = self._hash
         try:
             _hasher().verify(current, password)
@@ -352,6 +382,7 @@ class _Failures:
     count: int = 0
     last: float = 0.0
     locked_until: float = 0.0
+    in_flight: int = 0  # admitted attempts whose password is still being checked
 
 
 class LoginThrottle:
@@ -386,13 +417,60 @@ class LoginThrottle:
                 return entry.locked_until - now
         return None
 
+    def begin(self, client: str) -> float | None:
+        """Admit one attempt from ``client``: None when it may go ahead (it then counts as
+        in flight until :meth:`finish`), else the seconds to wait.
+
+        Attempts in flight count as failures until they end, so while the free attempts
+        are being checked no further ones are admitted, and after a lockout only one at
+        a time is.
+        """
+        now = self._clock()
+        with self._lock:
+            entry = self._clients.get(client)
+            if (
+                entry is not None
+                and not entry.in_flight
+                and now - entry.last > THROTTLE_FORGET_SECONDS
+            ):
+                entry = None
+            if entry is None:
+                entry = _Failures(last=now)
+                self._clients[client] = entry
+                self._evict()
+            if entry.locked_until > now:
+                return entry.locked_until - now
+            if entry.in_flight >= max(1, self.free_failures - entry.count):
+                return THROTTLE_BUSY_SECONDS
+            entry.in_flight += 1
+            return None
+
+    def cancel(self, client: str) -> None:
+        """End an admitted attempt that was never checked (neither failure nor success)."""
+        with self._lock:
+            entry = self._clients.get(client)
+            if entry is not None and entry.in_flight:
+                entry.in_flight -= 1
+
+    def finish(self, client: str, *, ok: bool) -> float | None:
+        """End an attempt :meth:`begin` admitted; returns the lockout a failure started."""
+        self.cancel(client)
+        if ok:
+            self.success(client)
+            return None
+        return self.failure(client)
+
+    def _evict(self) -> None:
+        while len(self._clients) > THROTTLE_MAX_CLIENTS:
+            self._clients.popitem(last=False)
+
     def failure(self, client: str) -> float | None:
         """Count a failure; returns the lockout it started (seconds) if any."""
         now = self._clock()
         with self._lock:
             entry = self._clients.pop(client, None) or _Failures()
             if now - entry.last > THROTTLE_FORGET_SECONDS:
-                entry = _Failures()
+                entry = _Failures(in_flight=entry.in_flight)
             entry.count += 1
             entry.last = now
             lockout: float | None = None
@@ -401,8 +479,7 @@ class LoginThrottle:
                 lockout = min(self.base_seconds * (2**exponent), self.max_seconds)
                 entry.locked_until = now + lockout
             self._clients[client] = entry
-            while len(self._clients) > THROTTLE_MAX_CLIENTS:
-                self._clients.popitem(last=False)
+            self._evict()
         return lockout
 
     def success(self, client: str) -> None:
@@ -423,6 +500,26 @@ class AdminAuth:
         self.verifier = PasswordVerifier(data_dir)
         self.sessions = SessionTable(clock)
         self.throttle = throttle or LoginThrottle(clock)
+        self._verify_slots = asyncio.Semaphore(VERIFY_CONCURRENCY)
+        self._verify_waiting = 0
+
+    async def check_password(self, password: str) -> bool:
+        """True when ``password`` is the admin password.
+
+        A password verified before is recognised without argon2 (a script's HTTP Basic
+        calls); any other check waits for one of the few argon2 slots, and when too many
+        already wait it is refused with :class:`VerifierBusy` rather than queued.
+        """
+        if self.verifier.cached(password):
+            return True
+        if self._verify_waiting >= VERIFY_MAX_WAITING:
+            raise VerifierBusy(THROTTLE_BUSY_SECONDS)
+        self._verify_waiting += 1
+        try:
+            async with self._verify_slots:
+                return await asyncio.to_thread(self.verifier.verify, password)
+        finally:
+            self._verify_waiting -= 1
 
     def describe(self) -> dict[str, Any]:
         return {"user": ADMIN_USER, "sessions": len(self.sessions)}

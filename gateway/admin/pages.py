@@ -9,7 +9,6 @@ redirected (303) to the page it came from, with a message shown once.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from gateway.admin.app import (
     MAX_BACKUP_BYTES,
     AdminState,
     ApiError,
+    attempt_login,
     client_address,
     principal_of,
     read_form,
@@ -224,11 +224,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     target = local_target(form_text(form, "next"))
     password = form_text(form, "password")
-    ok = await asyncio.to_thread(state.auth.verifier.verify, password)
-    if not ok:
-        state.metrics.login_failures.inc()
-        lockout = state.auth.throttle.failure(client)
-        _log.warning("admin.login.failed", client=client, via="form", lockout=lockout)
+    if not await attempt_login(request, password, user_ok=True, via="form"):
         response = aiohttp_jinja2.render_template(
             "login.html",
             request,
@@ -241,7 +237,6 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             status=401,
         )
         return response
-    state.auth.throttle.success(client)
     session = state.auth.sessions.login(request.cookies.get(SESSION_COOKIE))
     _log.info("admin.login.succeeded", client=client)
     redirect = web.HTTPSeeOther(target)

@@ -101,3 +101,76 @@ class TestBodyLimitBeforeLogin:
                 assert status == 401
         finally:
             assert await gateway.stop() == 0
+
+
+async def login_session(gateway: GatewayProcess) -> aiohttp.ClientSession:
+    """A client logged in through the form (a session cookie, no Basic)."""
+    client = gateway.session(basic=False)
+    token = await csrf_token(client, "/login")
+    async with client.post(
+        "/login",
+        data={"csrf_token": token, "password": PASSWORD, "next": "/trust"},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303
+    return client
+
+
+class TestThrottleUnderConcurrency:
+    async def test_concurrent_wrong_basic_logins_are_admitted_only_up_to_the_limit(
+        self, tmp_path: Path
+    ) -> None:
+        """50 concurrent wrong HTTP Basic attempts from one address: only the free
+        attempts are checked (401), every other one is throttled (429) before argon2."""
+        gateway = await start_gateway(tmp_path)
+        try:
+            wrong = {"Authorization": basic_header(password="not the password")}
+            async with gateway.session(basic=False) as client:
+
+                async def attempt() -> int:
+                    async with client.get(f"{API}/trust", headers=wrong) as response:
+                        await response.read()
+                        return response.status
+
+                statuses = await asyncio.wait_for(
+                    asyncio.gather(*(attempt() for _ in range(50))), 60
+                )
+            assert statuses.count(401) <= 5, statuses
+            assert statuses.count(429) >= 45, statuses
+            assert set(statuses) <= {401, 429}
+            failed = [line for line in gateway.stderr_lines if '"admin.login.failed"' in line]
+            assert len(failed) == statuses.count(401)
+        finally:
+            assert await gateway.stop() == 0
+
+    async def test_a_logged_in_admin_is_served_during_a_login_flood(self, tmp_path: Path) -> None:
+        """While 60 wrong form logins arrive at once, the admin's session requests are
+        answered without waiting for the attacker's password checks."""
+        gateway = await start_gateway(tmp_path)
+        try:
+            admin = await login_session(gateway)
+            async with admin, gateway.session(basic=False) as attacker:
+                token = await csrf_token(attacker, "/login")
+
+                async def wrong_login() -> int:
+                    async with attacker.post(
+                        "/login",
+                        data={"csrf_token": token, "password": "wrong password", "next": "/"},
+                        allow_redirects=False,
+                    ) as response:
+                        await response.read()
+                        return response.status
+
+                flood = asyncio.gather(*(wrong_login() for _ in range(60)))
+                loop = asyncio.get_running_loop()
+                waits = []
+                for _ in range(5):
+                    started = loop.time()
+                    async with admin.get(f"{API}/trust") as response:
+                        assert response.status == 200
+                    waits.append(loop.time() - started)
+                statuses = await asyncio.wait_for(flood, 60)
+            assert statuses.count(401) <= 5, statuses
+            assert max(waits) < 2.0, waits
+        finally:
+            assert await gateway.stop() == 0
