@@ -392,7 +392,7 @@ async def _basic_principal(request: web.Request, header: str) -> Principal:
 
 
 def session_of(request: web.Request) -> Session | None:
-    return state_of(request).auth.sessions.get(request.cookies.get(SESSION_COOKIE))
+    return state_of(request).auth.session(request.cookies.get(SESSION_COOKIE))
 
 
 # What aiohttp's form and multipart parsers raise on a malformed body.

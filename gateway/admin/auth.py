@@ -9,7 +9,9 @@
   does not pay argon2's deliberate cost on every request.
 - The HTML pages use a login form and a session cookie. A session is created before
   login only to carry the login form's CSRF token; logging in replaces it with a new
-  session id (no fixation). Every session has a synchronizer CSRF token.
+  session id (no fixation). Every session has a synchronizer CSRF token. A session
+  belongs to the password it was opened with: once the password changes (also by
+  ``sipsgate admin set-password`` while the gateway runs) every older session ends.
 - Failed logins (form or Basic) are throttled per client address: a few attempts are
   free, then each failure doubles a lockout window, answered with 429 and Retry-After.
   An attempt is admitted and counted *before* its password is checked, so concurrent
@@ -209,6 +211,13 @@ class PasswordVerifier:
         self._stamp = stamp
         self._verified.clear()
 
+    def generation(self) -> str:
+        """A name of the current password (changes with every new password), for binding
+        sessions to it; re-reads ``admin.json`` when the file changed."""
+        with self._lock:
+            self._load()
+            return hashlib.sha256(self._hash.encode("utf-8")).hexdigest()[:32]
+
     def _tag(self, password: str) -> bytes:
         return hmac.new(self._cache_key, password.encode("utf-8"), hashlib.sha256).digest()
 
@@ -273,6 +282,8 @@ class Session:
     authenticated: bool
     created: float
     last_seen: float
+    # The password generation an authenticated session was opened under.
+    generation: str = ""
     # Messages shown once on the next page (after a form's redirect).
     messages: list[tuple[str, str]] = field(default_factory=list)
 
@@ -323,8 +334,12 @@ class SessionTable:
                 self._anonymous.popitem(last=False)
         return session
 
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session with that id (authenticated or not), touching its idle timer."""
+    def get(self, session_id: str | None, *, generation: str | None = None) -> Session | None:
+        """The live session with that id (authenticated or not), touching its idle timer.
+
+        With ``generation``, an authenticated session opened under another password
+        generation has ended (and is forgotten).
+        """
         if not session_id or len(session_id) > 128:
             return None
         key = _key(session_id)
@@ -337,6 +352,11 @@ class SessionTable:
                 expired = (
                     now - session.last_seen > SESSION_IDLE_SECONDS
                     or now - session.created > SESSION_MAX_SECONDS
+                    or (
+                        generation is not None
+                        and session.authenticated
+                        and not hmac.compare_digest(session.generation, generation)
+                    )
                 )
                 if expired:
                     del table[key]
@@ -346,10 +366,12 @@ class SessionTable:
                 return session
         return None
 
-    def login(self, previous_id: str | None) -> Session:
-        """A new authenticated session; the previous one (if any) stops existing."""
+    def login(self, previous_id: str | None, *, generation: str = "") -> Session:
+        """A new authenticated session under password ``generation``; the previous one
+        (if any) stops existing."""
         self.drop(previous_id)
         session = self._new(True)
+        session.generation = generation
         with self._lock:
             self._sessions[_key(session.id)] = session
             while len(self._sessions) > MAX_SESSIONS:
@@ -520,6 +542,14 @@ class AdminAuth:
                 return await asyncio.to_thread(self.verifier.verify, password)
         finally:
             self._verify_waiting -= 1
+
+    def session(self, session_id: str | None) -> Session | None:
+        """The live session with that id, if it belongs to the current password."""
+        return self.sessions.get(session_id, generation=self.verifier.generation())
+
+    def login(self, previous_id: str | None) -> Session:
+        """A new authenticated session bound to the current password."""
+        return self.sessions.login(previous_id, generation=self.verifier.generation())
 
     def describe(self) -> dict[str, Any]:
         return {"user": ADMIN_USER, "sessions": len(self.sessions)}

@@ -237,7 +237,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             status=401,
         )
         return response
-    session = state.auth.sessions.login(request.cookies.get(SESSION_COOKIE))
+    session = state.auth.login(request.cookies.get(SESSION_COOKIE))
     _log.info("admin.login.succeeded", client=client)
     redirect = web.HTTPSeeOther(target)
     set_session_cookie(redirect, session)

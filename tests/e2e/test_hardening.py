@@ -4,13 +4,15 @@ gateway hold, how the login throttle holds under concurrency, what ends a sessio
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 
 from tests.admin_support import PASSWORD, basic_header, csrf_token
-from tests.gateway_process import GatewayProcess, start_gateway
+from tests.gateway_process import REPO, GatewayProcess, start_gateway
 
 API = "/api/v1"
 MB = 1024 * 1024
@@ -172,5 +174,49 @@ class TestThrottleUnderConcurrency:
                 statuses = await asyncio.wait_for(flood, 60)
             assert statuses.count(401) <= 5, statuses
             assert max(waits) < 2.0, waits
+        finally:
+            assert await gateway.stop() == 0
+
+
+class TestPasswordChangeEndsSessions:
+    async def test_sessions_opened_with_the_old_password_end(self, tmp_path: Path) -> None:
+        """`sipsgate admin set-password` while the gateway runs: the old cookie neither
+        shows a page nor changes a setting; a login with the new password works."""
+        gateway = await start_gateway(tmp_path)
+        try:
+            admin = await login_session(gateway)
+            async with admin:
+                token = await csrf_token(admin, "/settings")
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "gateway.cli", "admin", "set-password",
+                    "--config", str(gateway.config_path),
+                    cwd=gateway.workdir, env={**os.environ, "PYTHONPATH": str(REPO)},
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                await asyncio.wait_for(process.communicate(b"a brand new password\n"), 60)
+                assert process.returncode == 0
+                async with admin.get("/trust", allow_redirects=False) as response:
+                    assert response.status == 303
+                    assert response.headers["Location"].startswith("/login")
+                async with admin.post(
+                    "/settings",
+                    data={"csrf_token": token, "accept_all_certificates": "on"},
+                    allow_redirects=False,
+                ) as response:
+                    assert response.status == 401
+                async with admin.get(
+                    f"{API}/settings", headers={"X-CSRF-Token": token}
+                ) as response:
+                    assert response.status == 401
+            async with gateway.session(basic=False) as fresh:
+                token = await csrf_token(fresh, "/login")
+                async with fresh.post(
+                    "/login",
+                    data={"csrf_token": token, "password": "a brand new password", "next": "/"},
+                    allow_redirects=False,
+                ) as response:
+                    assert response.status == 303
+                async with fresh.get("/trust") as response:
+                    assert response.status == 200
         finally:
             assert await gateway.stop() == 0
