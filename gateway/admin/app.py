@@ -31,6 +31,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from certstore.device_service import AsyncDeviceService
@@ -44,6 +45,7 @@ from certstore.errors import (
     ValidationError,
 )
 from certstore.model import Actor
+from certstore.render import visible
 from certstore.store import CertStore
 from gateway.admin.auth import (
     SESSION_COOKIE,
@@ -497,6 +499,17 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+def _visible_value(value: Any) -> Any:
+    """Jinja's ``finalize``: every text a template prints goes through the same
+    sanitiser as the CLI's output (certstore.render.visible) before it is escaped, so a
+    name with control or bidi characters is shown as it is, never spoofed."""
+    if isinstance(value, Markup):
+        return Markup(visible(str(value)))  # noqa: S704 - already markup; only controls change
+    if isinstance(value, str):
+        return visible(value)
+    return value
+
+
 def create_app(
     store: CertStore,
     config: Config,
@@ -543,6 +556,7 @@ def create_app(
         loader=jinja2.FileSystemLoader(here / "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
+        finalize=_visible_value,
     )
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/healthz", healthz)

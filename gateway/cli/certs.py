@@ -598,4 +598,4 @@ def _print_details(data: dict[str, Any], indent: str = "") -> None:
         if key_name in data:
             rows.append((key_name.replace("_", " "), data[key_name]))
     for name, value in rows:
-        print(f"{indent}{name.ljust(12)} {value}")
+        print(f"{indent}{name.ljust(12)} {render.visible(str(value), keep='')}")

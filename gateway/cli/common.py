@@ -13,10 +13,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from certstore.errors import ValidationError
 from certstore.model import Actor
+from certstore.render import visible
 from certstore.sqlite import SqliteStore
 from gateway.config import Config, Duration, load_config
 from gateway.errors import UsageError
@@ -54,13 +55,42 @@ def cli_actor() -> Actor:
     return Actor(name=name, interface="cli")
 
 
+class VisibleText:
+    """Standard output for people: every text written goes through
+    :func:`certstore.render.visible`, so a name a peer chose (an ESC sequence, a bidi
+    override) is shown, never obeyed by the terminal. Binary output (``.buffer``:
+    PEM, DER, backups) is written as it is."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(visible(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def visible_stdout() -> Iterator[None]:
+    """``sys.stdout`` wrapped in :class:`VisibleText` for the duration."""
+    original = sys.stdout
+    sys.stdout = VisibleText(original)
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
 def emit_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [
+        ["" if v is None else visible(str(v), keep="") for v in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for number, row in enumerate(cells):
         line = "  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip()
