@@ -29,9 +29,7 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -43,6 +41,7 @@ from typing import Any
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from certstore.files import SECRET_MODE, write_file
 from gateway.errors import GatewayError
 
 ADMIN_USER = "admin"
@@ -122,24 +121,8 @@ def write_password(data_dir: Path, password: str, *, now: datetime | None = None
         "changed_at": (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
     }
     data_dir.mkdir(parents=True, exist_ok=True)
-    target = credentials_path(data_dir)
-    fd, tmp = tempfile.mkstemp(prefix=".admin-", suffix=".json", dir=data_dir)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(document, fh)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    text = json.dumps(document) + "\n"
+    write_file(credentials_path(data_dir), text.encode("utf-8"), mode=SECRET_MODE)
 
 
 def ensure_password(data_dir: Path, env: Mapping[str, str]) -> str | None:

@@ -4,10 +4,8 @@ and parsing of the values operators type (durations, fingerprints, on/off)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from certstore.errors import ValidationError
+from certstore.files import PUBLIC_MODE, SECRET_MODE, write_file
 from certstore.model import Actor
 from certstore.render import visible
 from certstore.sqlite import SqliteStore
@@ -171,20 +170,13 @@ def read_input(path: str, *, limit: int, what: str = "file") -> bytes:
 
 
 def write_output(data: bytes, out: str | None, *, secret: bool = False) -> None:
-    """Write to standard output, or atomically to a file (mode 0600 when it holds a key)."""
+    """Write to standard output, or atomically to a file (certstore.files.write_file:
+    mode 0600 when it holds a key or a secret, else 0644)."""
     if out is None or out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    tmp = f"{out}.tmp-{os.getpid()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        write_file(out, data, mode=SECRET_MODE if secret else PUBLIC_MODE)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise UsageError(f"Cannot write {out}: {exc.strerror or exc}.") from exc
