@@ -56,7 +56,10 @@ SESSION_COOKIE = "__Host-sipsgate-session"
 SESSION_IDLE_SECONDS = 30 * 60
 SESSION_MAX_SECONDS = 12 * 3600
 MAX_SESSIONS = 1000  # authenticated ones; the oldest are dropped beyond this
-MAX_ANONYMOUS_SESSIONS = 2000  # login-form sessions; a flood of GET /login evicts old ones
+# Login-form sessions are not stored (a flood of GET /login cannot evict anyone's
+# form); only the ids already used for a login are remembered, this many at most.
+MAX_SPENT_ANONYMOUS = 10_000
+_ANONYMOUS = "a."
 
 THROTTLE_FREE_FAILURES = 5
 THROTTLE_BASE_SECONDS = 2.0
@@ -296,7 +299,8 @@ class SessionTable:
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, Session] = OrderedDict()
-        self._anonymous: OrderedDict[str, Session] = OrderedDict()
+        self._key = secrets.token_bytes(32)  # signs login-form sessions (this process only)
+        self._spent: OrderedDict[str, None] = OrderedDict()
 
     def _new(self, authenticated: bool) -> Session:
         now = self._clock()
@@ -308,14 +312,46 @@ class SessionTable:
             last_seen=now,
         )
 
+    def _mac(self, text: str) -> str:
+        digest = hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
     def anonymous(self) -> Session:
-        """A session for the login form: it only carries the form's CSRF token."""
-        session = self._new(False)
+        """A session for the login form: it only carries the form's CSRF token.
+
+        Nothing is stored: the id is signed (a nonce and its creation time) and the
+        CSRF token derived from it, so any number of login forms can be open at once
+        and none pushes another out.
+        """
+        now = self._clock()
+        body = f"{secrets.token_urlsafe(16)}.{round(now * 1000)}"
+        session_id = f"{_ANONYMOUS}{body}.{self._mac(body)}"
+        return self._anonymous_session(session_id, created=now, now=now)
+
+    def _anonymous_session(self, session_id: str, *, created: float, now: float) -> Session:
+        return Session(
+            id=session_id,
+            csrf_token=self._mac("csrf:" + session_id),
+            authenticated=False,
+            created=created,
+            last_seen=now,
+        )
+
+    def _get_anonymous(self, session_id: str, now: float) -> Session | None:
+        body, _, mac = session_id[len(_ANONYMOUS) :].rpartition(".")
+        _, _, millis = body.rpartition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
+            return None
+        try:
+            created = int(millis) / 1000
+        except ValueError:
+            return None
+        if not -1.0 <= now - created <= SESSION_IDLE_SECONDS:
+            return None
         with self._lock:
-            self._anonymous[_key(session.id)] = session
-            while len(self._anonymous) > MAX_ANONYMOUS_SESSIONS:
-                self._anonymous.popitem(last=False)
-        return session
+            if session_id in self._spent:
+                return None
+        return self._anonymous_session(session_id, created=created, now=now)
 
     def get(self, session_id: str | None, *, generation: str | None = None) -> Session | None:
         """The live session with that id (authenticated or not), touching its idle timer.
@@ -325,10 +361,12 @@ class SessionTable:
         """
         if not session_id or len(session_id) > 128:
             return None
-        key = _key(session_id)
         now = self._clock()
+        if session_id.startswith(_ANONYMOUS):
+            return self._get_anonymous(session_id, now)
+        key = _key(session_id)
         with self._lock:
-            for table in (self._sessions, self._anonymous):
+            for table in (self._sessions,):
                 session = table.get(key)
                 if session is None:
                     continue
@@ -364,10 +402,13 @@ class SessionTable:
     def drop(self, session_id: str | None) -> None:
         if not session_id:
             return
-        key = _key(session_id)
         with self._lock:
-            self._sessions.pop(key, None)
-            self._anonymous.pop(key, None)
+            if session_id.startswith(_ANONYMOUS):
+                self._spent[session_id] = None  # a used login form cannot be used again
+                while len(self._spent) > MAX_SPENT_ANONYMOUS:
+                    self._spent.popitem(last=False)
+                return
+            self._sessions.pop(_key(session_id), None)
 
     def drop_all(self) -> None:
         """Log everyone out (after a password change)."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -125,8 +125,18 @@ def back(
 
 
 def local_target(value: str | None, default: str = "/trust") -> str:
-    """A redirect target inside this site only (no open redirect)."""
+    """A redirect target inside this site only (no open redirect).
+
+    Browsers drop tabs and line breaks from a URL and read a backslash as a slash, so
+    ``/\t/evil.example`` would leave the site: any control character, whitespace or
+    backslash, or a target a URL parser sees a host or scheme in, gives the default.
+    """
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
         return default
     if value.startswith(("/login", "/logout")):
         return default

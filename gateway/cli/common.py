@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from certstore.errors import ValidationError
 from certstore.files import PUBLIC_MODE, SECRET_MODE, write_file
 from certstore.model import Actor
 from certstore.render import visible
 from certstore.sqlite import SqliteStore
+from certstore.validation import parse_time
 from gateway.config import Config, Duration, load_config
 from gateway.errors import UsageError
 
@@ -144,13 +144,7 @@ def parse_expiry(at: str | None, within: str | None, now: datetime) -> datetime 
         except ValueError as exc:
             raise UsageError(f"--expires-in: {exc}.") from exc
     if at:
-        try:
-            value = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValidationError("expires_at", f"{at!r} is not an ISO 8601 time.") from exc
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return parse_time(at, field="expires_at", naive_is_utc=True)
     return None
 
 

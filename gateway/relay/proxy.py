@@ -581,7 +581,7 @@ class ProxyCore:
         if method == "CANCEL":
             self._cancel(request, key, flow, now, out)
             return
-        validate_request(request)
+        validate_request(request, require_max_forwards=False)  # §16.6: we add 70
         request = self._stamp_via(request, via, flow)
         source = self._reply_flow(flow, via)
         self._note_peer(source, now + UDP_PEER_SECONDS)
@@ -891,7 +891,7 @@ class ProxyCore:
             if method == "CANCEL":
                 self._cancel(request, key, None, now, out)
                 return
-        validate_request(request)
+        validate_request(request, require_max_forwards=False)  # §16.6: we add 70
         request, dest = self._route_to_lan(request, now)
         if method == "ACK":
             if dest is not None:

@@ -243,3 +243,21 @@ async def test_a_stray_response_is_not_routed_by_its_second_via(
     finally:
         station.close()
         victim.close()
+
+
+async def test_a_lan_request_without_max_forwards_gets_70(
+    env: Env, pki: tuple[Issued, Issued]
+) -> None:
+    """RFC 3261 §16.6 step 3: the proxy adds Max-Forwards: 70 (it does not drop it)."""
+    upstream = HostileUpstream(pki[1])
+    station = udp_socket()
+    try:
+        async with relay_to(env, upstream) as relay:
+            request = options_from(station, "z9hG4bK-nomf").replace(b"Max-Forwards: 70\r\n", b"")
+            assert b"Max-Forwards" not in request
+            station.sendto(request, relay.udp_addresses[0])
+            forwarded = await upstream.next()
+            assert isinstance(forwarded, Request)
+            assert forwarded.headers.get("Max-Forwards") == "70"
+    finally:
+        station.close()
