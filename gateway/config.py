@@ -49,6 +49,8 @@ class GatewaySection:
 class AdminSection:
     listen: tuple[str, ...] = ("127.0.0.1:8443",)  # HTTPS with the device identity
     max_upload: int = 1024 * 1024  # bytes; larger request bodies get 413
+    max_connections: int = 256  # open connections of all clients together
+    source_connections: int = 16  # open connections of one client address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,8 @@ KEY_DOCS: dict[str, str] = {
     "gateway.allow_weak_keys": "permit RSA-1024 device keys (flagged weak everywhere)",
     "admin.listen": "HTTPS listen addresses of the admin endpoint (host:port)",
     "admin.max_upload": "largest request body accepted by the admin endpoint, in bytes",
+    "admin.max_connections": "connections all clients of the admin endpoint may hold open",
+    "admin.source_connections": "connections one client address may hold open to it",
     "sip.listen_udp": "LAN-side SIP over UDP listen addresses (host:port)",
     "sip.listen_tcp": "LAN-side SIP over TCP listen addresses (host:port)",
     "sip.upstream": 'upstream registrar/proxy as a sips: URI, e.g. "sips:sip.example.net"',

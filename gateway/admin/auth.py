@@ -16,7 +16,7 @@
   free, then each failure doubles a lockout window, answered with 429 and Retry-After.
   An attempt is admitted and counted *before* its password is checked, so concurrent
   attempts cannot all slip in under the limit while the first ones are being verified.
-- argon2 is deliberately expensive (64 MiB and tens of milliseconds a check): at most
+- argon2 is deliberately expensive (12 MiB and tens of milliseconds a check): at most
   one check runs at a time and only a few may wait, so a flood of logins costs the
   attacker their own time, not the admin's memory and CPU.
 """
@@ -68,7 +68,7 @@ THROTTLE_FORGET_SECONDS = 60 * 60.0
 THROTTLE_MAX_CLIENTS = 10_000
 THROTTLE_BUSY_SECONDS = 1.0  # the answer while this client's admitted attempts run
 
-# argon2 checks: one at a time (each takes 64 MiB), a few waiting, the rest refused.
+# argon2 checks: one at a time (each takes its memory cost), a few waiting, the rest refused.
 VERIFY_CONCURRENCY = 1
 VERIFY_MAX_WAITING = 8
 
@@ -88,8 +88,21 @@ class VerifierBusy(GatewayError):
         self.retry_after = retry_after
 
 
+# argon2id with costs from OWASP's list of equivalent choices (12 MiB, 3 passes, 1
+# lane): a guess still costs an attacker real memory and time, and one check fits in
+# the memory the gateway is bounded to. A hash made with other costs (older installs:
+# 64 MiB) keeps verifying with its own; `sipsgate admin set-password` re-hashes.
+ARGON2_MEMORY_KIB = 12 * 1024
+ARGON2_TIME_COST = 3
+ARGON2_PARALLELISM = 1
+
+
 def _hasher() -> argon2.PasswordHasher:
-    return argon2.PasswordHasher()  # argon2id, the library's current recommended costs
+    return argon2.PasswordHasher(
+        time_cost=ARGON2_TIME_COST,
+        memory_cost=ARGON2_MEMORY_KIB,
+        parallelism=ARGON2_PARALLELISM,
+    )
 
 
 def check_new_password(password: str) -> None:

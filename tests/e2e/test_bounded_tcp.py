@@ -138,3 +138,23 @@ async def test_idle_and_unfinished_connections_are_closed(tmp_path: Path) -> Non
 def test_the_systemd_unit_sets_the_open_file_limit() -> None:
     unit = (Path(__file__).resolve().parents[2] / "deploy" / "sipsgate.service").read_text()
     assert "\nLimitNOFILE=65536\n" in unit
+
+
+async def test_admin_connections_are_capped_per_source(tmp_path: Path) -> None:
+    """Every accepted TLS connection costs buffers before any request: one address
+    holds at most admin.source_connections (16); the rest are closed at once, and
+    another address is still served."""
+    gateway = await start_gateway(tmp_path)
+    sockets: list[socket.socket] = []
+    try:
+        host, port = gateway.url.split("//")[1].rstrip("/").rsplit(":", 1)
+        for _ in range(20):
+            sockets.append(await connect_from("127.0.0.9", (host, int(port))))
+        closed = await asyncio.gather(*(closed_within(s, 2.0) for s in sockets))
+        assert closed.count(True) == 4, closed
+        async with gateway.session() as client, client.get("/healthz") as response:
+            assert response.status == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+        assert await gateway.stop() == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.admin_support import PASSWORD, basic_header, csrf_token
+from tests.admin_support import basic_header, csrf_token, login
 from tests.gateway_process import REPO, GatewayProcess, start_gateway
 
 API = "/api/v1"
@@ -79,13 +79,7 @@ class TestBodyLimitBeforeLogin:
         gateway = await start_gateway(tmp_path)
         try:
             async with gateway.session(basic=False) as client:
-                token = await csrf_token(client, "/login")
-                async with client.post(
-                    "/login",
-                    data={"csrf_token": token, "password": PASSWORD, "next": "/trust"},
-                    allow_redirects=False,
-                ) as response:
-                    assert response.status == 303
+                assert (await login(client)).status == 303
                 status = await post_chunked(client, "/settings", 3 * MB)
                 assert status == 413
                 status = await post_chunked(client, "/pins", 3 * MB)
@@ -108,13 +102,7 @@ class TestBodyLimitBeforeLogin:
 async def login_session(gateway: GatewayProcess) -> aiohttp.ClientSession:
     """A client logged in through the form (a session cookie, no Basic)."""
     client = gateway.session(basic=False)
-    token = await csrf_token(client, "/login")
-    async with client.post(
-        "/login",
-        data={"csrf_token": token, "password": PASSWORD, "next": "/trust"},
-        allow_redirects=False,
-    ) as response:
-        assert response.status == 303
+    assert (await login(client)).status == 303
     return client
 
 
@@ -209,13 +197,7 @@ class TestPasswordChangeEndsSessions:
                 ) as response:
                     assert response.status == 401
             async with gateway.session(basic=False) as fresh:
-                token = await csrf_token(fresh, "/login")
-                async with fresh.post(
-                    "/login",
-                    data={"csrf_token": token, "password": "a brand new password", "next": "/"},
-                    allow_redirects=False,
-                ) as response:
-                    assert response.status == 303
+                assert (await login(fresh, password="a brand new password")).status == 303
                 async with fresh.get("/trust") as response:
                     assert response.status == 200
         finally:

@@ -67,7 +67,7 @@ async def test_a_flood_of_login_forms_evicts_no_one(tmp_path: Path) -> None:
     try:
         async with gateway.session(basic=False) as admin:
             token = await csrf_token(admin, "/login")
-            connector = aiohttp.TCPConnector(ssl=gateway.client_context(), limit=20)
+            connector = aiohttp.TCPConnector(ssl=gateway.client_context(), limit=8)
             async with aiohttp.ClientSession(
                 base_url=gateway.url, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
             ) as flood:
