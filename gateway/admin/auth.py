@@ -379,26 +379,24 @@ class SessionTable:
             return self._get_anonymous(session_id, now)
         key = _key(session_id)
         with self._lock:
-            for table in (self._sessions,):
-                session = table.get(key)
-                if session is None:
-                    continue
-                expired = (
-                    now - session.last_seen > SESSION_IDLE_SECONDS
-                    or now - session.created > SESSION_MAX_SECONDS
-                    or (
-                        generation is not None
-                        and session.authenticated
-                        and not hmac.compare_digest(session.generation, generation)
-                    )
+            session = self._sessions.get(key)
+            if session is None:
+                return None
+            expired = (
+                now - session.last_seen > SESSION_IDLE_SECONDS
+                or now - session.created > SESSION_MAX_SECONDS
+                or (
+                    generation is not None
+                    and session.authenticated
+                    and not hmac.compare_digest(session.generation, generation)
                 )
-                if expired:
-                    del table[key]
-                    return None
-                session.last_seen = now
-                table.move_to_end(key)
-                return session
-        return None
+            )
+            if expired:
+                del self._sessions[key]
+                return None
+            session.last_seen = now
+            self._sessions.move_to_end(key)
+            return session
 
     def login(self, previous_id: str | None, *, generation: str = "") -> Session:
         """A new authenticated session under password ``generation``; the previous one
