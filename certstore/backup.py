@@ -36,7 +36,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
 
-from certstore.errors import BackupError, CertStoreError
+from certstore.errors import BackupError, CertStoreError, ValidationError
 from certstore.model import (
     Certificate,
     Peer,
@@ -52,11 +52,15 @@ from certstore.model import (
     TrustSource,
 )
 from certstore.validation import (
+    MAX_RECORDED_CHAIN_BYTES,
+    MAX_RECORDED_CHAIN_CERTS,
+    MAX_REJECTED_COUNT,
     SECRET_SETTINGS,
     SETTING_NAMES,
     apply_settings_changes,
     normalize_fingerprint,
     normalize_scope,
+    recordable_chain,
     validate_aware,
     validate_note,
 )
@@ -290,7 +294,12 @@ class _Reader:
             raise self.fail(f"{name} {value[:60]!r} is not an ISO 8601 time.") from exc
         if parsed.tzinfo is None:
             raise self.fail(f"{name} {value[:60]!r} has no time zone.")
-        return validate_aware(parsed, field=name)
+        try:
+            return validate_aware(parsed, field=name)
+        except ValidationError as exc:
+            raise self.fail(
+                f"{name} {value[:60]!r} is outside the years 1 to 9999 in UTC."
+            ) from exc
 
     def optional_time(self, value: object, name: str) -> datetime | None:
         return None if value is None else self.time(value, name)
@@ -415,7 +424,17 @@ class _Reader:
             raw_chain = item["chain"]
             if not isinstance(raw_chain, list) or not raw_chain:
                 raise self.fail("chain must be a non-empty list of certificates.")
+            if len(raw_chain) > MAX_RECORDED_CHAIN_CERTS:
+                raise self.fail(
+                    f"chain has {len(raw_chain)} certificates; sipsgate records at most "
+                    f"{MAX_RECORDED_CHAIN_CERTS}."
+                )
             chain = tuple(self.certificate(c, f"chain[{n}]") for n, c in enumerate(raw_chain))
+            if not recordable_chain([len(c.der) for c in chain]):
+                raise self.fail(
+                    f"chain is {sum(len(c.der) for c in chain)} bytes; sipsgate records at "
+                    f"most {MAX_RECORDED_CHAIN_BYTES} bytes beyond the leaf."
+                )
             key = chain_key([c.fingerprint for c in chain])
             if key in keys:
                 raise self.fail("the same chain appears twice.")
@@ -455,7 +474,7 @@ class _Reader:
                 peer=peer,
                 first_seen=first_seen,
                 last_seen=last_seen,
-                count=self.integer(item["count"], "count", 1, 2**62),
+                count=self.integer(item["count"], "count", 1, MAX_REJECTED_COUNT),
                 overridden=overridden,
                 previous=None if previous is None else self.certificate(previous, "previous"),
             )

@@ -8,6 +8,7 @@ certificate's ``status`` depends on it. Secrets never appear here: settings rend
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,36 @@ from certstore.model import (
 )
 
 Json = dict[str, Any]
+
+
+def visible(text: str, *, keep: str = "\n\t") -> str:
+    """``text`` safe to show on a terminal or a page: nothing in it can move the cursor,
+    change colours, reorder what follows or hide itself.
+
+    Certificate names, host names and reasons come from peers. C0 controls become
+    their Unicode control pictures (ESC → ␛, DEL → ␡); other characters that are
+    not printable — C1 controls, bidi overrides and isolates, zero-width and other
+    format characters, line and paragraph separators — are shown as ``\\uXXXX``. The
+    characters in ``keep`` (newline and tab by default) pass unchanged.
+    """
+    if text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch.isprintable() or ch in keep:
+            out.append(ch)
+        elif code < 0x20:
+            out.append(chr(0x2400 + code))
+        elif code == 0x7F:
+            out.append("\u2421")
+        elif unicodedata.category(ch) == "Zs":
+            out.append(" ")  # a space of another width: harmless as a plain space
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
 
 
 def iso(value: datetime | None) -> str | None:

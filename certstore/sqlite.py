@@ -95,6 +95,9 @@ from certstore.store import (
     RestoreSummary,
 )
 from certstore.validation import (
+    MAX_RECORDED_CHAIN_BYTES,
+    MAX_RECORDED_CHAIN_CERTS,
+    MAX_REJECTED_COUNT,
     SETTING_NAMES,
     apply_settings_changes,
     normalize_fingerprint,
@@ -112,12 +115,6 @@ DEFAULT_AUDIT_LIMIT = 100_000
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds SQLite's busy handler waits for a lock, per attempt
 BUSY_ATTEMPTS = 3
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
-# What one rejected entry may hold, whatever a peer sends: the leaf always, then as many
-# of the following certificates as fit. A hostile peer cannot fill the disk: the list
-# holds at most ``rejected_limit`` entries of at most this size (plus a previous
-# certificate of at most 64 KiB).
-MAX_RECORDED_CHAIN_CERTS = 10
-MAX_RECORDED_CHAIN_BYTES = 64 * 1024
 MAX_PEER_TEXT = 255
 MAX_AUDIT_DETAILS = 16 * 1024
 # Parsed certificates kept beyond those of the current trust list (rejected chains,
@@ -953,11 +950,12 @@ class SqliteStore:
                 if previous is None and previous_der is not None:
                     previous = self._certificate(previous_der)
                 (last_seen,) = conn.execute(
-                    "UPDATE rejected SET count = count + 1, last_seen = MAX(last_seen, ?), "
+                    "UPDATE rejected SET count = MIN(count + 1, ?), last_seen = MAX(last_seen, ?), "
                     "reasons = ?, overridden = ?, peer_host = ?, peer_port = ?, "
                     "peer_transport = ?, peer_sni = ?, previous_der = ? WHERE id = ? "
                     "RETURNING last_seen",
                     (
+                        MAX_REJECTED_COUNT,  # saturates: a backup of it always restores
                         _ts(now),
                         reasons_json,
                         int(overridden),
@@ -976,7 +974,7 @@ class SqliteStore:
                     peer=short_peer,
                     first_seen=_dt(first_seen),
                     last_seen=_dt(last_seen),
-                    count=count + 1,
+                    count=min(count + 1, MAX_REJECTED_COUNT),
                     overridden=overridden,
                     previous=previous,
                 )

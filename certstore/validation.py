@@ -151,6 +151,23 @@ def validate_note(value: object) -> str:
     return value
 
 
+# What one rejected entry may hold, whatever a peer sends: the leaf always, then as many
+# of the following certificates as fit. A hostile peer cannot fill the disk: the list
+# holds at most ``rejected_limit`` entries of at most this size (plus a previous
+# certificate of at most 64 KiB). A restored backup is held to the same bounds.
+MAX_RECORDED_CHAIN_CERTS = 10
+MAX_RECORDED_CHAIN_BYTES = 64 * 1024
+# How many times one chain is counted as seen: far beyond any real handshake count.
+MAX_REJECTED_COUNT = 10**12
+
+
+def recordable_chain(sizes: list[int]) -> bool:
+    """Could the runtime have recorded a chain of certificates of these DER sizes?"""
+    if not sizes or len(sizes) > MAX_RECORDED_CHAIN_CERTS:
+        return False
+    return len(sizes) == 1 or sum(sizes) <= MAX_RECORDED_CHAIN_BYTES
+
+
 def validate_aware(value: object, *, field: str) -> datetime:
     """An aware datetime, converted to UTC."""
     if not isinstance(value, datetime):
@@ -159,7 +176,29 @@ def validate_aware(value: object, *, field: str) -> datetime:
         raise ValidationError(
             field, f"The {field} {value.isoformat()} has no time zone; give it in UTC."
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValidationError(
+            field, f"The {field} {value.isoformat()} is outside the years 1 to 9999 in UTC."
+        ) from None
+
+
+def parse_time(text: object, *, field: str, naive_is_utc: bool = False) -> datetime:
+    """An ISO 8601 time (``Z`` accepted) as an aware UTC datetime; any other text, a time
+    without a zone (unless ``naive_is_utc``) or one outside years 1-9999 once in UTC is a
+    ValidationError, never a crash."""
+    if not isinstance(text, str):
+        raise ValidationError(field, f"The {field} must be an ISO 8601 time string.")
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(
+            field, f'The {field} "{text[:40]}" is not an ISO 8601 time.'
+        ) from None
+    if naive_is_utc and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return validate_aware(value, field=field)
 
 
 def validate_credential(name: str, value: object) -> str:

@@ -29,8 +29,11 @@ from certstore.model import Certificate, ComparableName, GeneralSubtree, NameCon
 
 # Uploads beyond this are refused before any parsing (a hostile 50 MB body).
 DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024
-# A single certificate larger than this is not a certificate a device would send.
-MAX_CERTIFICATE_BYTES = 64 * 1024
+# A single certificate larger than this is not a certificate a device would send. It
+# is OpenSSL's default limit on a peer's certificate list, so every certificate a TLS
+# peer can deliver is read, decided on and recorded (a smaller limit here made a 64-100
+# KiB certificate fail inside the trust policy, unrecorded).
+MAX_CERTIFICATE_BYTES = 100 * 1024
 # At most this many certificates in one upload.
 MAX_CERTIFICATES_PER_INPUT = 5000
 

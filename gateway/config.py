@@ -49,6 +49,8 @@ class GatewaySection:
 class AdminSection:
     listen: tuple[str, ...] = ("127.0.0.1:8443",)  # HTTPS with the device identity
     max_upload: int = 1024 * 1024  # bytes; larger request bodies get 413
+    max_connections: int = 256  # open connections of all clients together
+    source_connections: int = 16  # open connections of one client address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +64,9 @@ class SipSection:
     source_burst: int = 1000  # messages it may send at once above that rate
     source_inflight: int = 500  # its transactions without a final answer
     source_connections: int = 16  # its TCP connections
+    max_connections: int = 1024  # LAN TCP connections of all sources together
+    idle_timeout: Duration = Duration(3600.0)  # a LAN TCP connection silent this long is closed
+    header_timeout: Duration = Duration(10.0)  # a message begun on LAN TCP must end within
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

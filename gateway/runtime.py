@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import signal
 import socket
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from certstore.device_service import AsyncDeviceService, DeviceService
@@ -259,6 +261,21 @@ def identity_names(config: Config, listen: Sequence[ListenAddress]) -> tuple[str
     return tuple(dict.fromkeys(names))
 
 
+def _tighten(data_dir: Path) -> None:
+    """The data directory holds keys and secrets: one that already existed with access
+    for others (made by hand, an old install) is set to 0700."""
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        try:
+            data_dir.chmod(0o700)
+        except OSError as exc:
+            _log.warning(
+                "gateway.data_dir.open", path=str(data_dir), mode=oct(mode), error=str(exc)
+            )
+            return
+        _log.warning("gateway.data_dir.tightened", path=str(data_dir), was=oct(mode), now="0o700")
+
+
 async def run_gateway(
     config: Config,
     *,
@@ -271,6 +288,7 @@ async def run_gateway(
     announce = _say(out)
     data_dir = config.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(data_dir)
     store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
     try:
         service = DeviceService(

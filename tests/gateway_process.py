@@ -74,10 +74,14 @@ class GatewayProcess:
         assert identity is not None
         return ssl.create_default_context(cadata=to_pem(identity.chain).decode())
 
-    def session(self, *, basic: bool = True, url: str | None = None) -> aiohttp.ClientSession:
+    def session(
+        self, *, basic: bool = True, url: str | None = None, limit: int = 8
+    ) -> aiohttp.ClientSession:
+        """A client; ``limit`` connections at most (the admin endpoint takes 16 from one
+        address, like a browser's handful)."""
         return aiohttp.ClientSession(
             base_url=url or self.url,
-            connector=aiohttp.TCPConnector(ssl=self.client_context()),
+            connector=aiohttp.TCPConnector(ssl=self.client_context(), limit=limit),
             headers={"Authorization": basic_header()} if basic else None,
             cookie_jar=aiohttp.CookieJar(unsafe=True),
         )

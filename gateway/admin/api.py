@@ -11,13 +11,13 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
-from certstore import render
+from certstore import render, validation
 from certstore.errors import InputTooLarge, ValidationError
 from certstore.model import (
     AddResult,
@@ -130,6 +130,8 @@ async def read_json_object(
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid-json", f"The body is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:  # nested deeper than the parser goes
+        raise ApiError(400, "invalid-json", "The body is JSON nested too deeply.") from exc
     if not isinstance(value, dict):
         raise ApiError(400, "invalid-json", "The body must be a JSON object.")
     return value
@@ -186,13 +188,7 @@ def parse_time(value: object, field: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(field, f"{field} must be an ISO 8601 time string or null.")
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(field, f'{field} "{value[:40]}" is not an ISO 8601 time.') from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return validation.parse_time(value, field=field, naive_is_utc=True)
 
 
 def parse_scope(value: object) -> str | None:

@@ -4,11 +4,13 @@ Middlewares, outermost first:
 
 1. errors — the product's exceptions and aiohttp's HTTP errors become the JSON error
    shape ``{"error": {"code", "message"}}`` under ``/api/`` and an HTML page elsewhere;
-2. body limit — a declared ``Content-Length`` over the limit is refused (413) before
-   any byte is read;
+2. body limit — every body is capped (413) whatever its transfer encoding: the small
+   login limit on the public routes, ``admin.max_upload`` elsewhere; a declared
+   ``Content-Length`` over it is refused before any byte is read;
 3. access — every route but ``/healthz``, the login form and the static files needs
    an admin: HTTP Basic or a session for the API, a session for the pages; unsafe
-   methods with a session need the session's CSRF token.
+   methods with a session need the session's CSRF token. Only once the admin is known
+   do the restore routes get the large limit a backup needs.
 
 Security headers are added to every response in ``on_response_prepare``.
 """
@@ -29,6 +31,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from certstore.device_service import AsyncDeviceService
@@ -42,15 +45,22 @@ from certstore.errors import (
     ValidationError,
 )
 from certstore.model import Actor
+from certstore.render import visible
 from certstore.store import CertStore
 from gateway.admin.auth import (
     SESSION_COOKIE,
     AdminAuth,
     Session,
+    VerifierBusy,
     is_admin_user,
     parse_basic,
 )
-from gateway.admin.security import add_security_headers, body_limit_middleware
+from gateway.admin.security import (
+    BodyTooLarge,
+    add_security_headers,
+    body_limit_middleware,
+    limit_body,
+)
 from gateway.admin.tls import AdminTlsError, DeviceTls
 from gateway.config import Config
 from gateway.errors import GatewayError
@@ -64,8 +74,13 @@ T = TypeVar("T")
 
 API_PREFIX = "/api/v1"
 STATIC_PREFIX = "/static/"
-# A backup of a large trust list is bigger than a certificate upload.
+# A backup of a large trust list is bigger than a certificate upload; only an
+# authenticated admin may send that much, and only to the restore routes.
 MAX_BACKUP_BYTES = 64 * 1024 * 1024
+_LARGE_BODY = frozenset({("POST", "/api/v1/restore"), ("POST", "/settings/restore")})
+# The login form (CSRF token, password, next) is small: before login nobody may make
+# the gateway hold more than this per request.
+LOGIN_BODY_LIMIT = 16 * 1024
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -213,7 +228,7 @@ class ApiError(GatewayError):
 def status_of(exc: CertStoreError | GatewayError) -> int:
     if isinstance(exc, NotFound):
         return 404
-    if isinstance(exc, InputTooLarge):
+    if isinstance(exc, InputTooLarge | BodyTooLarge):
         return 413
     if isinstance(exc, ValidationError):
         return 422
@@ -271,11 +286,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         message = _HTTP_MESSAGES.get(exc.status) or exc.reason
-        if exc.status == 413:
-            message = (
-                f"The request body is larger than the limit of "
-                f"{state_of(request).max_upload} bytes; nothing was stored."
-            )
         headers = _passthrough_headers(exc)
         if is_api(request):
             return json_error(
@@ -352,28 +362,49 @@ def throttled(retry_after: float) -> ApiError:
     )
 
 
-async def _basic_principal(request: web.Request, header: str) -> Principal:
+async def attempt_login(request: web.Request, password: str, *, user_ok: bool, via: str) -> bool:
+    """Check a login attempt (form or HTTP Basic) under the client's throttle.
+
+    The attempt is admitted by the throttle before the password is checked and its
+    outcome recorded after, so concurrent attempts are counted while in flight.
+    """
     state = state_of(request)
     client = client_address(request)
-    wait = state.auth.throttle.retry_after(client)
+    throttle = state.auth.throttle
+    wait = throttle.begin(client)
+    if wait is not None:
+        raise throttled(wait)
+    try:
+        ok = user_ok and await state.auth.check_password(password)
+    except VerifierBusy as exc:
+        throttle.cancel(client)
+        seconds = max(1, int(exc.retry_after))
+        raise ApiError(503, exc.code, str(exc), headers={"Retry-After": str(seconds)}) from exc
+    except BaseException:
+        throttle.cancel(client)
+        raise
+    lockout = throttle.finish(client, ok=ok)
+    if not ok:
+        state.metrics.login_failures.inc()
+        _log.warning("admin.login.failed", client=client, via=via, lockout=lockout)
+    return ok
+
+
+async def _basic_principal(request: web.Request, header: str) -> Principal:
+    wait = state_of(request).auth.throttle.retry_after(client_address(request))
     if wait is not None:
         raise throttled(wait)
     credentials = parse_basic(header)
     if credentials is None:
         raise _unauthorized("The Authorization header is not valid HTTP Basic.")
     user, password = credentials
-    ok = is_admin_user(user) and await asyncio.to_thread(state.auth.verifier.verify, password)
-    if not ok:
-        state.metrics.login_failures.inc()
-        lockout = state.auth.throttle.failure(client)
-        _log.warning("admin.login.failed", client=client, via="basic", lockout=lockout)
+    if not await attempt_login(request, password, user_ok=is_admin_user(user), via="basic"):
         raise _unauthorized("The user name or password is wrong.")
-    state.auth.throttle.success(client)
     return Principal(name=user, interface="api", session=None)
 
 
 def session_of(request: web.Request) -> Session | None:
-    return state_of(request).auth.sessions.get(request.cookies.get(SESSION_COOKIE))
+    return state_of(request).auth.session(request.cookies.get(SESSION_COOKIE))
 
 
 # What aiohttp's form and multipart parsers raise on a malformed body.
@@ -428,25 +459,36 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     if is_public(request):
         return await handler(request)
     header = request.headers.get("Authorization")
-    if is_api(request):
-        if header:
-            request[PRINCIPAL] = await _basic_principal(request, header)
-            return await handler(request)
-        session = session_of(request)
-        if session is None or not session.authenticated:
-            raise _unauthorized()
-        await _check_csrf(request, session)
-        request[PRINCIPAL] = Principal(name="admin", interface="api", session=session)
-        return await handler(request)
+    if is_api(request) and header:
+        request[PRINCIPAL] = await _basic_principal(request, header)
+        return await _authenticated(request, handler, None)
     session = session_of(request)
     if session is None or not session.authenticated:
+        if is_api(request):
+            raise _unauthorized()
         if request.method in ("GET", "HEAD"):
             target = request.rel_url.path_qs
             raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
         raise ApiError(401, "unauthorized", "Your session has ended; log in again.")
-    await _check_csrf(request, session)
-    request[PRINCIPAL] = Principal(name="admin", interface="web", session=session)
-    return await handler(request)
+    interface = "api" if is_api(request) else "web"
+    request[PRINCIPAL] = Principal(name="admin", interface=interface, session=session)
+    return await _authenticated(request, handler, session)
+
+
+async def _authenticated(
+    request: web.Request, handler: Handler, session: Session | None
+) -> web.StreamResponse:
+    """The handler for a known admin: the large body limit where a route needs it (the
+    CSRF token of a restore form is inside the large body), then the CSRF check."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        if session is not None:
+            await _check_csrf(request, session)
+        return await handler(request)
+
+    if (request.method, request.path) in _LARGE_BODY:
+        return await limit_body(request, MAX_BACKUP_BYTES, checked)
+    return await checked(request)
 
 
 # -- the factory -----------------------------------------------------------------------------
@@ -475,6 +517,17 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ready", "services": {}})
     ready, view = health.readiness()
     return web.json_response(view, status=200 if ready else 503)
+
+
+def _visible_value(value: Any) -> Any:
+    """Jinja's ``finalize``: every text a template prints goes through the same
+    sanitiser as the CLI's output (certstore.render.visible) before it is escaped, so a
+    name with control or bidi characters is shown as it is, never spoofed."""
+    if isinstance(value, Markup):
+        return Markup(visible(str(value)))  # noqa: S704 - already markup; only controls change
+    if isinstance(value, str):
+        return visible(value)
+    return value
 
 
 def create_app(
@@ -507,9 +560,7 @@ def create_app(
     )
 
     def limit_for(request: web.Request) -> int:
-        if request.path in (f"{API_PREFIX}/restore", "/settings/restore"):
-            return MAX_BACKUP_BYTES
-        return state.max_upload
+        return LOGIN_BODY_LIMIT if is_public(request) else state.max_upload
 
     app = web.Application(
         middlewares=[
@@ -527,6 +578,7 @@ def create_app(
         loader=jinja2.FileSystemLoader(here / "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
+        finalize=_visible_value,
     )
     app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/healthz", healthz)

@@ -9,13 +9,12 @@ redirected (303) to the page it came from, with a message shown once.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -36,6 +35,7 @@ from gateway.admin.app import (
     MAX_BACKUP_BYTES,
     AdminState,
     ApiError,
+    attempt_login,
     client_address,
     principal_of,
     read_form,
@@ -125,8 +125,18 @@ def back(
 
 
 def local_target(value: str | None, default: str = "/trust") -> str:
-    """A redirect target inside this site only (no open redirect)."""
+    """A redirect target inside this site only (no open redirect).
+
+    Browsers drop tabs and line breaks from a URL and read a backslash as a slash, so
+    ``/\t/evil.example`` would leave the site: any control character, whitespace or
+    backslash, or a target a URL parser sees a host or scheme in, gives the default.
+    """
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
         return default
     if value.startswith(("/login", "/logout")):
         return default
@@ -224,11 +234,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
     target = local_target(form_text(form, "next"))
     password = form_text(form, "password")
-    ok = await asyncio.to_thread(state.auth.verifier.verify, password)
-    if not ok:
-        state.metrics.login_failures.inc()
-        lockout = state.auth.throttle.failure(client)
-        _log.warning("admin.login.failed", client=client, via="form", lockout=lockout)
+    if not await attempt_login(request, password, user_ok=True, via="form"):
         response = aiohttp_jinja2.render_template(
             "login.html",
             request,
@@ -241,8 +247,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             status=401,
         )
         return response
-    state.auth.throttle.success(client)
-    session = state.auth.sessions.login(request.cookies.get(SESSION_COOKIE))
+    session = state.auth.login(request.cookies.get(SESSION_COOKIE))
     _log.info("admin.login.succeeded", client=client)
     redirect = web.HTTPSeeOther(target)
     set_session_cookie(redirect, session)

@@ -3,15 +3,21 @@
 The endpoint is HTTPS with the device identity. ``http://`` is accepted in
 ``admin.listen`` only for a loopback address (a reverse proxy on the same box);
 asking for plain HTTP on any other address is a :class:`ConfigError`.
+
+Connections are bounded where they are accepted (:class:`ConnectionBudget`): every TLS
+connection costs its buffers (asyncio keeps 256 KiB per connection) from the moment it
+is accepted, before any request, so a client address may hold ``admin.source_connections``
+and all together ``admin.max_connections``; one more is closed at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -89,6 +95,94 @@ def parse_listen_all(config: Config) -> tuple[ListenAddress, ...]:
     )
 
 
+class ConnectionBudget:
+    """Open admin connections, per client address and in all."""
+
+    def __init__(self, total: int, per_source: int) -> None:
+        self.total = total
+        self.per_source = per_source
+        self._lock = threading.Lock()
+        self._open = 0
+        self._by_source: dict[str, int] = {}
+        self.refused = 0
+
+    def take(self, source: str) -> bool:
+        with self._lock:
+            count = self._by_source.get(source, 0)
+            if self._open >= self.total or count >= self.per_source:
+                self.refused += 1
+                return False
+            self._open += 1
+            self._by_source[source] = count + 1
+            return True
+
+    def release(self, source: str) -> None:
+        with self._lock:
+            self._open -= 1
+            left = self._by_source.get(source, 1) - 1
+            if left > 0:
+                self._by_source[source] = left
+            else:
+                self._by_source.pop(source, None)
+
+
+class _CountedConnection(socket.socket):
+    """An accepted connection that gives its place in the budget back when closed."""
+
+    budget: ConnectionBudget | None = None
+    source = ""
+
+    def close(self) -> None:
+        budget, self.budget = self.budget, None
+        if budget is not None:
+            budget.release(self.source)
+        super().close()
+
+
+class _BudgetListener(socket.socket):
+    """A listening socket whose ``accept()`` (called by asyncio's accept loop) closes a
+    connection over the budget at once, before asyncio wraps it in TLS."""
+
+    budget: ConnectionBudget
+
+    def accept(self) -> tuple[socket.socket, object]:
+        while True:
+            fd, address = self._accept()  # type: ignore[attr-defined]
+            source = str(address[0]) if isinstance(address, tuple) else ""
+            conn = _CountedConnection(self.family, self.type, self.proto, fileno=fd)
+            if self.budget.take(source):
+                conn.budget = self.budget
+                conn.source = source
+                return conn, address
+            conn.close()
+
+
+def _listeners(host: str, port: int, budget: ConnectionBudget) -> list[_BudgetListener]:
+    """Bound, listening sockets for ``host:port`` (every address the name has)."""
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+    )
+    sockets: list[_BudgetListener] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            sock = _BudgetListener(family, kind, proto)
+            sockets.append(sock)
+            sock.budget = budget
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            if port == 0 and len(infos) > 1:
+                port = sock.getsockname()[1]  # the other addresses of the name: the same port
+            sock.listen(128)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 class AdminServer:
     """The admin endpoint as a part of the gateway's supervisor."""
 
@@ -102,8 +196,11 @@ class AdminServer:
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
-        self._sites: dict[ListenAddress, tuple[web.TCPSite, list[str]]] = {}
+        self._sites: dict[ListenAddress, tuple[list[web.SockSite], list[str]]] = {}
         self.urls: list[str] = []
+        self.budget = ConnectionBudget(
+            config.admin.max_connections, config.admin.source_connections
+        )
 
     async def start(self) -> list[str]:
         """Bind every address; returns a line per URL actually served (port 0 resolved)."""
@@ -115,27 +212,26 @@ class AdminServer:
 
     async def _start_site(self, address: ListenAddress) -> None:
         context: ssl.SSLContext | None = self._tls.server_context() if address.tls else None
-        site = web.TCPSite(
-            self._runner, address.host, address.port, ssl_context=context, reuse_address=True
-        )
-        before = set(map(_addr_key, self._runner.addresses))
         try:
-            await site.start()
+            sockets = _listeners(address.host, address.port, self.budget)
         except OSError as exc:
             raise ConfigError(
                 f"The admin endpoint cannot listen on {address.host}:{address.port}: "
                 f"{exc.strerror or exc}."
             ) from exc
-        bound = [a for a in self._runner.addresses if _addr_key(a) not in before]
-        urls = [address.url(port=int(a[1])) for a in bound] or [address.url()]
-        self._sites[address] = (site, urls)
+        sites = [web.SockSite(self._runner, sock, ssl_context=context) for sock in sockets]
+        for site in sites:
+            await site.start()
+        urls = [address.url(port=int(sock.getsockname()[1])) for sock in sockets[:1]]
+        self._sites[address] = (sites, urls)
         self.urls.extend(urls)
         for url in urls:
             _log.info("admin.listener.started", url=url)
 
     async def _stop_site(self, address: ListenAddress) -> None:
-        site, urls = self._sites.pop(address)
-        await site.stop()
+        sites, urls = self._sites.pop(address)
+        for site in sites:
+            await site.stop()
         self.urls = [u for u in self.urls if u not in urls]
         for url in urls:
             _log.info("admin.listener.stopped", url=url)
@@ -175,7 +271,3 @@ class AdminServer:
             await self._runner.cleanup()
         self._sites.clear()
         self.urls = []
-
-
-def _addr_key(address: Any) -> tuple[str, int]:
-    return (str(address[0]), int(address[1]))

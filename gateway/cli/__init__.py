@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from certstore.errors import CertStoreError
+from certstore.render import visible
 from gateway.cli import admin, certs, device, probe, provision, run
+from gateway.cli.common import visible_stdout
 from gateway.errors import GatewayError
 
 EXIT_OK = 0
@@ -50,9 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     try:
-        code: int = args.func(args)
+        with visible_stdout():
+            code: int = args.func(args)
     except (CertStoreError, GatewayError) as exc:
-        print(f"sipsgate: {exc}", file=sys.stderr)
+        print(f"sipsgate: {visible(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

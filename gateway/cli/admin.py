@@ -22,8 +22,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="set the admin password (asked twice on a terminal)",
         description="Set the password of the admin user. It is read from standard input "
         f"when that is not a terminal (one line), from ${PASSWORD_ENV} with --from-env, "
-        "else asked twice. A running gateway uses the new password from its next login; "
-        "existing sessions end when it restarts.",
+        "else asked twice. A running gateway uses the new password from its next login, "
+        "and every session opened with the old one ends.",
     )
     p.add_argument(
         "--from-env", action="store_true", help=f"take the password from ${PASSWORD_ENV}"

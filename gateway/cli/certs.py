@@ -537,7 +537,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         document = store.export_backup(now=utc_now(), include_secrets=args.include_secrets)
-    write_output(document, args.out)
+    # With --include-secrets the digest password is inside: only the owner may read it.
+    write_output(document, args.out, secret=args.include_secrets)
     return 0
 
 
@@ -598,4 +599,4 @@ def _print_details(data: dict[str, Any], indent: str = "") -> None:
         if key_name in data:
             rows.append((key_name.replace("_", " "), data[key_name]))
     for name, value in rows:
-        print(f"{indent}{name.ljust(12)} {value}")
+        print(f"{indent}{name.ljust(12)} {render.visible(str(value), keep='')}")

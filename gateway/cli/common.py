@@ -4,20 +4,20 @@ and parsing of the values operators type (durations, fingerprints, on/off)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
-from certstore.errors import ValidationError
+from certstore.files import PUBLIC_MODE, SECRET_MODE, write_file
 from certstore.model import Actor
+from certstore.render import visible
 from certstore.sqlite import SqliteStore
+from certstore.validation import parse_time
 from gateway.config import Config, Duration, load_config
 from gateway.errors import UsageError
 
@@ -54,13 +54,42 @@ def cli_actor() -> Actor:
     return Actor(name=name, interface="cli")
 
 
+class VisibleText:
+    """Standard output for people: every text written goes through
+    :func:`certstore.render.visible`, so a name a peer chose (an ESC sequence, a bidi
+    override) is shown, never obeyed by the terminal. Binary output (``.buffer``:
+    PEM, DER, backups) is written as it is."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(visible(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def visible_stdout() -> Iterator[None]:
+    """``sys.stdout`` wrapped in :class:`VisibleText` for the duration."""
+    original = sys.stdout
+    sys.stdout = VisibleText(original)
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
 def emit_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 
 
 def emit_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [
+        ["" if v is None else visible(str(v), keep="") for v in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for number, row in enumerate(cells):
         line = "  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip()
@@ -115,13 +144,7 @@ def parse_expiry(at: str | None, within: str | None, now: datetime) -> datetime 
         except ValueError as exc:
             raise UsageError(f"--expires-in: {exc}.") from exc
     if at:
-        try:
-            value = datetime.fromisoformat(at.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValidationError("expires_at", f"{at!r} is not an ISO 8601 time.") from exc
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return parse_time(at, field="expires_at", naive_is_utc=True)
     return None
 
 
@@ -141,20 +164,13 @@ def read_input(path: str, *, limit: int, what: str = "file") -> bytes:
 
 
 def write_output(data: bytes, out: str | None, *, secret: bool = False) -> None:
-    """Write to standard output, or atomically to a file (mode 0600 when it holds a key)."""
+    """Write to standard output, or atomically to a file (certstore.files.write_file:
+    mode 0600 when it holds a key or a secret, else 0644)."""
     if out is None or out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    tmp = f"{out}.tmp-{os.getpid()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        write_file(out, data, mode=SECRET_MODE if secret else PUBLIC_MODE)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise UsageError(f"Cannot write {out}: {exc.strerror or exc}.") from exc

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from gateway.config import load_config
+from gateway.limits import raise_open_file_limit
 from gateway.log import configure_logging, get_logger
 
 _log = get_logger(area="gateway")
@@ -32,6 +33,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
+    limit = raise_open_file_limit()
+    _log.info(
+        "gateway.limits.set", open_files=limit.after, open_files_before=limit.before,
+        open_files_hard=limit.hard,
+    )  # fmt: skip
     return asyncio.run(
         run_gateway(
             config,

@@ -20,6 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from certstore.files import SECRET_MODE, write_file
 from gateway.log import get_logger
 from gateway.provisioning.errors import ProvisioningError
 from gateway.provisioning.result import FetchResult
@@ -96,22 +97,9 @@ class ProvisioningState:
     def _write(self, data: dict[str, Any]) -> None:
         data["version"] = STATE_VERSION
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-        tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_file(self.path, text.encode("utf-8"), mode=SECRET_MODE)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise ProvisioningError(
                 f"The provisioning state {self.path} could not be written ({exc.strerror}); "
                 "check the free space and permissions of the data directory."

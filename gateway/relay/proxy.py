@@ -23,15 +23,23 @@ What it does to a request (RFC 3261 §16, RFC 3581, RFC 3327, RFC 5626, RFC 5658
   its own Via;
 - answers ``503 Service Unavailable`` with a Warning and a Reason when the
   upstream cannot be reached or its certificate was rejected.
+
+What the upstream may reach: only base stations, through what sipsgate holds — a flow
+token it signed, a TCP connection a base station opened, or the UDP address a base
+station sent requests or registered from. A request for any other address is answered
+404 and reported; a response without a transaction goes only to the base station whose
+Via sits under a branch sipsgate computed for it, at an address it holds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import os
 import random
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -89,6 +97,12 @@ REASONS = {
     487: "Request Terminated",
     503: "Service Unavailable",
 }
+
+# UDP addresses of base stations the upstream may reach: a source of requests stays
+# known this long after its last request, a registration until it expires.
+UDP_PEER_SECONDS = 600.0
+MAX_REGISTRATION_SECONDS = 86400.0
+MAX_UDP_PEERS = 10_000
 
 # --- outputs ---------------------------------------------------------------------------
 
@@ -330,6 +344,7 @@ class ProxyCore:
         self._inflight: dict[str, int] = {}
         self._tcp_flows: dict[int, LanFlow] = {}
         self._tcp_by_addr: dict[tuple[str, int], LanFlow] = {}
+        self._udp_peers: OrderedDict[tuple[str, int], float] = OrderedDict()
         self._first_udp = next(
             (i for i, li in enumerate(settings.listeners) if li.transport == "udp"), None
         )
@@ -665,9 +680,10 @@ class ProxyCore:
         if method == "CANCEL":
             self._cancel(request, key, flow, now, out)
             return
-        validate_request(request)
+        validate_request(request, require_max_forwards=False)  # §16.6: we add 70
         request = self._stamp_via(request, via, flow)
         source = self._reply_flow(flow, via)
+        self._note_peer(source, now + UDP_PEER_SECONDS)
         stx = ServerTx(
             request,
             method=method,
@@ -737,6 +753,7 @@ class ProxyCore:
             source = flow
         else:
             source = LanFlow("udp", host, via.port or 5060, flow.listener)
+        self._note_peer(source, now + UDP_PEER_SECONDS)
         stx = ServerTx(
             None, method=method, key=key, source=source, reliable=flow.transport == "tcp",
             now=now, settings=self.timers, call_id=call_id,
@@ -973,8 +990,8 @@ class ProxyCore:
             if method == "CANCEL":
                 self._cancel(request, key, None, now, out)
                 return
-        validate_request(request)
-        request, dest = self._route_to_lan(request)
+        validate_request(request, require_max_forwards=False)  # §16.6: we add 70
+        request, dest = self._route_to_lan(request, now)
         if method == "ACK":
             if dest is not None:
                 self._forward_lan(None, request, dest, now, out)
@@ -991,6 +1008,14 @@ class ProxyCore:
             if method == "OPTIONS" and uri_user(request.uri) is None:
                 self._answer(stx, 200, now, out)  # a keep-alive OPTIONS for sipsgate itself
             else:
+                out.append(
+                    Dropped(
+                        "unknown-destination",
+                        f"{method} for {_short(request.uri)} names no flow or registration "
+                        "of a base station; answered 404",
+                        "upstream",
+                    )
+                )
                 self._answer(stx, 404, now, out)
             return
         if dest.transport == "tcp" and dest.conn_id not in self._tcp_flows:
@@ -1003,7 +1028,7 @@ class ProxyCore:
             self._answer(stx, 100, now, out)
         self._forward_lan(stx, request, dest, now, out)
 
-    def _route_to_lan(self, request: Request) -> tuple[Request, LanFlow | None]:
+    def _route_to_lan(self, request: Request, now: float) -> tuple[Request, LanFlow | None]:
         """Remove our Route entries and find the flow the request leaves on."""
         token: DecodedToken | None = None
         headers = request.headers
@@ -1027,17 +1052,41 @@ class ProxyCore:
                 return _with_uri(request, decoded.contact), decoded.flow
         if token is not None:
             return request, token.flow
-        return request, self._flow_for_uri(request.uri)
+        return request, self._flow_for_uri(request.uri, now)
 
-    def _flow_for_uri(self, uri: str) -> LanFlow | None:
-        """A flow for a Request-URI naming a base station by IP address (no token)."""
+    def _flow_for_uri(self, uri: str, now: float) -> LanFlow | None:
+        """A flow for a Request-URI naming a base station by IP address (no token): only
+        an address a base station sent requests or registered from."""
         match = _URI_HOST.match(uri)
         if match is None or self._first_udp is None:
             return None
-        host = match.group(1).strip("[]")
-        if not _is_ip(host):
+        host = _canonical_ip(match.group(1).strip("[]"))
+        if host is None:
             return None
-        return LanFlow("udp", host, int(match.group(2) or 5060), self._first_udp)
+        port = int(match.group(2) or 5060)
+        if not self._known_peer(host, port, now):
+            return None
+        return LanFlow("udp", host, port, self._first_udp)
+
+    def _note_peer(self, flow: LanFlow, until: float) -> None:
+        """Remember a base station's UDP address until ``until`` (never shortened)."""
+        if flow.transport != "udp":
+            return
+        key = (flow.host, flow.port)
+        peers = self._udp_peers
+        known = peers.pop(key, None)
+        peers[key] = until if known is None else max(known, until)
+        while len(peers) > MAX_UDP_PEERS:
+            peers.popitem(last=False)
+
+    def _known_peer(self, host: str, port: int, now: float) -> bool:
+        until = self._udp_peers.get((host, port))
+        if until is None:
+            return False
+        if until < now:
+            del self._udp_peers[(host, port)]
+            return False
+        return True
 
     # --- responses (both directions) -----------------------------------------------------------
 
@@ -1060,7 +1109,7 @@ class ProxyCore:
         response = response.replace_headers(headers)
         ctx = self.table.get(f"c|{branch}|{cseq.method}")
         if not isinstance(ctx, ClientTx):
-            self._stateless_response(response, flow, out)
+            self._stateless_response(response, flow, branch, cseq.method, now, out)
             return
         action = ctx.on_response(status, now)
         self.table.schedule(ctx.key, ctx)
@@ -1089,6 +1138,8 @@ class ProxyCore:
                 self._forward_upstream(stx, request, now, out)  # again, Contact rewritten
                 return
         if flow is None and stx.live and stx.method == "REGISTER" and "Contact" in response.headers:
+            if 200 <= status < 300 and stx.source is not None:
+                self._note_peer(stx.source, now + _registration_seconds(response))
             response = self._restore_contacts(response)
         self._pass_response(stx, serialise(response), status, now, out)
 
@@ -1141,27 +1192,58 @@ class ProxyCore:
         return response.replace_headers(headers)
 
     def _stateless_response(
-        self, response: Response, flow: LanFlow | None, out: list[Output]
+        self,
+        response: Response,
+        flow: LanFlow | None,
+        branch: str,
+        method: str,
+        now: float,
+        out: list[Output],
     ) -> None:
-        """RFC 3261 §16.7 without a transaction (e.g. a 2xx retransmission): by Via."""
+        """RFC 3261 §16.7 without a transaction (e.g. a 2xx retransmission): by Via.
+
+        From the upstream, only to where a request came from: the next Via must be the
+        one our branch was computed over, and its address one a base station holds.
+        """
         if flow is not None:  # from the LAN: towards upstream
             self._send(None, serialise(response), out)
             return
         via = response.top_via
-        if via is None:
+        dest = None
+        if via is not None and self._branch_covers(branch, via, method):
+            dest = self._via_flow(via, now)
+        if dest is None:
+            shown = _short(response.headers.get("Via") or "none")
+            out.append(Dropped("stray-response", f"no request came from Via {shown}", "upstream"))
             return
-        dest = self._via_flow(via)
-        if dest is not None:
-            self._send(dest, serialise(response), out)
+        self._send(dest, serialise(response), out)
 
-    def _via_flow(self, via: Via) -> LanFlow | None:
+    def _branch_covers(self, branch: str, via: Via, method: str) -> bool:
+        """Was ``branch`` made by us for a request whose top Via was ``via``?"""
+        if method == "ACK":
+            method = "INVITE"
+        start = len(self._prefix)
+        unique = branch[start : start + 12]
+        for key in (
+            f"s|{via.branch}|{via.sent_by}|{method}",  # a transaction (_server_key)
+            f"{via.branch}|{via.sent_by}|{method}",  # forwarded statelessly (_stateless_key)
+        ):
+            mine = hashlib.blake2s(key.encode(), key=self._hash_key, digest_size=6).hexdigest()
+            if hmac.compare_digest(mine, unique):
+                return True
+        return False
+
+    def _via_flow(self, via: Via, now: float) -> LanFlow | None:
         host = via.received or via.host
         port = via.rport or via.port or 5060
         if via.transport.upper() == "TCP":
             return self._tcp_by_addr.get((host, port))
-        if self._first_udp is None:
+        canonical = _canonical_ip(host)
+        if self._first_udp is None or canonical is None:
             return None
-        return LanFlow("udp", host, port, self._first_udp)
+        if not self._known_peer(canonical, port, now):
+            return None
+        return LanFlow("udp", canonical, port, self._first_udp)
 
     # --- forwarding -------------------------------------------------------------------------------
 
@@ -1625,12 +1707,25 @@ def _normal_host(host: str) -> str:
         return host
 
 
-def _is_ip(host: str) -> bool:
+def _canonical_ip(host: str) -> str | None:
+    """``host`` as the socket layer writes it, or None when it is not an IP address."""
     try:
-        ipaddress.ip_address(host)
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _registration_seconds(response: Response) -> float:
+    """How long a 2xx to REGISTER keeps the base station registered (RFC 3261 §10.3)."""
+    default = response.headers.get("Expires") or "3600"
+    longest = 0.0
+    for contact in response.contacts:
+        text = contact.param("expires") or default
+        try:
+            longest = max(longest, float(int(text.strip())))
+        except ValueError:
+            continue
+    return min(longest, MAX_REGISTRATION_SECONDS) + 32.0  # Timer F of the next refresh
 
 
 def _short(text: str) -> str:

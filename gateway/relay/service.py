@@ -80,6 +80,9 @@ KNOWN_METHODS = frozenset(
     ]
 )
 _CLOSE_WAIT = 5.0
+#: How often LAN TCP connections are checked against sip.idle_timeout and
+#: sip.header_timeout (a connection is closed at most this late).
+_TCP_SWEEP_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +219,8 @@ class _TcpLan(asyncio.Protocol):
         self.framer = StreamFramer(wire=True)
         self.transport: asyncio.Transport | None = None
         self.flow: LanFlow | None = None
+        self.last_seen = relay._loop.time()  # when bytes last arrived (sip.idle_timeout)
+        self.partial_since: float | None = None  # when the unfinished message began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -228,6 +233,9 @@ class _TcpLan(asyncio.Protocol):
         if flow is None:
             return
         relay = self.relay
+        now = self.last_seen = relay._loop.time()
+        if self.partial_since is None:
+            self.partial_since = now
         self.framer.receive_data(data)
         while True:
             try:
@@ -236,7 +244,11 @@ class _TcpLan(asyncio.Protocol):
                 relay._tcp_malformed(self, exc)
                 return
             if event is NEED_DATA:
+                # A message that has begun must be complete within sip.header_timeout.
+                if not self.framer.partial:
+                    self.partial_since = None
                 return
+            self.partial_since = now  # one message complete: the clock restarts
             if isinstance(event, Wire | Request | Response):
                 if not relay._allow(flow.host):
                     continue
@@ -412,6 +424,8 @@ class SipRelay:
             self.ready.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._keep_upstream(), name="sip-upstream")
+                if self._tcp_binds:
+                    tg.create_task(self._sweep_tcp(), name="sip-tcp-timeouts")
         finally:
             await self._close()
 
@@ -727,6 +741,12 @@ class SipRelay:
             self._dropped(Dropped("source-connections", "too many TCP connections", host))
             conn.transport.abort()
             return
+        if len(self._tcp) >= self.sip.max_connections:
+            self._dropped(
+                Dropped("max-connections", "sip.max_connections TCP connections are open", host)
+            )
+            conn.transport.abort()
+            return
         self._tcp_per_host[host] = count + 1
         flow = LanFlow("tcp", host, port, conn.index, next(self._conn_ids))
         conn.flow = flow
@@ -748,6 +768,31 @@ class SipRelay:
         if self._core is not None:
             self._core.lan_connection_closed(flow)
         self.metrics.lan_connections.dec()
+
+    async def _sweep_tcp(self) -> None:
+        """Close LAN TCP connections that stay silent (sip.idle_timeout) or leave a message
+        unfinished (sip.header_timeout): neither may hold a descriptor for ever."""
+        idle = float(self.sip.idle_timeout)
+        unfinished = float(self.sip.header_timeout)
+        while True:
+            await asyncio.sleep(_TCP_SWEEP_SECONDS)
+            now = self._loop.time()
+            for conn in list(self._tcp.values()):
+                flow = conn.flow
+                if flow is None or conn.transport is None:
+                    continue
+                if idle > 0 and now - conn.last_seen > idle:
+                    self._dropped(Dropped("idle-timeout", "nothing received", flow.source))
+                    conn.transport.close()
+                elif (
+                    unfinished > 0
+                    and conn.partial_since is not None
+                    and now - conn.partial_since > unfinished
+                ):
+                    self._dropped(
+                        Dropped("header-timeout", "a message left unfinished", flow.source)
+                    )
+                    conn.transport.abort()
 
     def _tcp_malformed(self, conn: _TcpLan, exc: RemoteProtocolError) -> None:
         """The stream cannot be framed any more: answer what can be answered, log it,

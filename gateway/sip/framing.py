@@ -95,6 +95,11 @@ class StreamFramer:
         """How many received octets wait to be framed."""
         return len(self._buffer)
 
+    @property
+    def partial(self) -> bool:
+        """True while a message has begun but is not complete (its head or its body)."""
+        return bool(self._buffer) or self._pending is not None
+
     def receive_data(self, data: bytes) -> None:
         """Add received octets; ``b""`` means the peer closed the stream."""
         if self._eof:
