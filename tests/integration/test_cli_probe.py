@@ -14,6 +14,8 @@ import pytest
 from certstore.model import Actor, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.x509 import parse_der
+from gateway.cli.probe import follow_config, parse_target
+from gateway.config import SipSection
 from tests.integration.conftest import Hierarchy
 from tests.tls_servers import WAIT, TlsEchoServer, server_context
 
@@ -205,3 +207,60 @@ class TestProbe:
         run = await probe(cli, "sip:plain.example.test")
         assert run.code == 2
         assert "not a sips: or https:// URI" in run.err
+
+
+def configure_upstream(cli: Cli, address: str) -> None:
+    """The config of a gateway whose provider is HOST, dialled at ``address``."""
+    text = cli.config.read_text()
+    cli.config.write_text(
+        text + f'\n[sip]\nupstream = "sips:{HOST}"\nupstream_address = "{address}"\n'
+    )
+
+
+class TestProbeFollowsTheConfig:
+    @pytest.mark.parametrize("uri", [f"sips:{HOST}:5061", f"sips:{HOST}", f"SIPS:{HOST.upper()}"])
+    async def test_the_configured_upstream_is_dialled_at_upstream_address(
+        self, cli: Cli, hierarchy: Hierarchy, uri: str
+    ) -> None:
+        """The command the relay's log and 503 name reaches the server the relay dials."""
+        async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
+            configure_upstream(cli, f"127.0.0.1:{server.port}")
+            run = await probe(cli, uri, "--json")
+            human = await probe(cli, uri, "--no-record")
+        assert run.code == 1, run.out + run.err
+        doc = run.json()
+        assert doc["reasons"] == ["unknown-issuer"]
+        assert doc["address"] == {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "source": "sip.upstream_address",
+        }
+        assert doc["peer"]["host"].lower() == HOST  # type: ignore[index]
+        assert human.code == 1, human.out + human.err
+        assert f"(dialled 127.0.0.1:{server.port}, SNI {HOST})" in human.out
+        assert "from sip.upstream_address (this is the configured upstream)" in human.out
+
+    async def test_connect_wins_over_the_config(self, cli: Cli, hierarchy: Hierarchy) -> None:
+        """--connect is dialled as written, even for the configured upstream."""
+        async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
+            configure_upstream(cli, "127.0.0.1:9")  # nothing listens on the discard port
+            run = await probe(
+                cli, f"sips:{HOST}", "--connect", f"127.0.0.1:{server.port}", "--json"
+            )
+        assert run.code == 1, run.err
+        assert run.json()["address"] == {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "source": "--connect",
+        }
+
+    @pytest.mark.parametrize(
+        "uri", [f"sips:{HOST}:5062", "sips:other.example.test", f"https://{HOST}"]
+    )
+    def test_other_destinations_are_dialled_as_written(self, uri: str) -> None:
+        """Only the configured upstream (same scheme, host and port) follows the config."""
+        sip = SipSection(upstream=f"sips:{HOST}", upstream_address="127.0.0.1:9")
+        target = parse_target(uri)
+        assert follow_config(target, sip) == (target, "uri")
+        followed, source = follow_config(parse_target(f"sips:{HOST}."), sip)
+        assert (followed.address, source) == (("127.0.0.1", 9), "sip.upstream_address")
