@@ -96,6 +96,10 @@ class RelaySettings:
     timers: TimerSettings = DEFAULT_TIMERS
     pong_timeout: float = 10.0
     max_pending: int = 2000
+    # Retry-After of a 503 when only a person can fix the upstream (its certificate was
+    # rejected, or it refused ours): base stations need not ask every second. The relay
+    # itself retries at once when the trust state changes.
+    person_retry_after: int = 300
 
 
 def _sip_text(text: str) -> str:
@@ -355,6 +359,7 @@ class SipRelay:
         self._retry_at = 0.0
         self._last_failure: tuple[str, str] | None = None  # warning, reason text
         self._failed_snapshot: object | None = None
+        self._needs_person = False  # the last failure was a rejection only a person can fix
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._rng = random.Random()
         self.connects = 0  # flows opened so far
@@ -575,10 +580,16 @@ class SipRelay:
         backoff = self._count_failure(error, kind, warning, reason, now)
         self._execute(
             self.core.upstream_failed(
-                warning, now, reason_text=reason, retry_after=max(1, math.ceil(backoff))
+                warning, now, reason_text=reason, retry_after=self._retry_after(backoff)
             )
         )
         return None
+
+    def _retry_after(self, wait: float) -> int | None:
+        """The Retry-After of a 503: long when a person must act, else the next attempt."""
+        if self._needs_person:
+            return self.settings.person_retry_after
+        return max(1, math.ceil(wait)) if math.isfinite(wait) else None
 
     def _count_failure(
         self, error: BaseException | None, kind: str, warning: str, reason: str, now: float
@@ -591,6 +602,7 @@ class SipRelay:
         backoff *= 0.5 + 0.5 * self._rng.random()  # jitter: never all gateways at once
         self._retry_at = now + backoff
         self._last_failure = (warning, reason)
+        self._needs_person = kind in ("rejected", "refused")
         self.metrics.connect_failures.inc(kind=kind)
         self._log.warning(
             "sip.upstream.failed",
@@ -634,6 +646,7 @@ class SipRelay:
         # a server refuses the client certificate only after the handshake.
         self._retry_at = 0.0
         self._last_failure = None
+        self._needs_person = False
         self._failed_snapshot = None
         self.connects += 1
         self.metrics.reconnects.inc()
@@ -691,7 +704,7 @@ class SipRelay:
                     warning,
                     now,
                     reason_text=reason,
-                    retry_after=max(1, math.ceil(retry)) if math.isfinite(retry) else None,
+                    retry_after=self._retry_after(retry),
                 )
             )
             return
