@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from certstore import render
+from certstore import notation, render
 from certstore.model import Certificate, Pin, PinDecision, PinMatch, TrustKind, TrustSource
 from certstore.store import PinRequest
 from certstore.x509 import DEFAULT_MAX_INPUT_BYTES, load_certificates, to_pem
@@ -315,7 +315,7 @@ def cmd_rejected_list(args: argparse.Namespace) -> int:
         [
             (
                 e.id,
-                f"{e.peer.transport.value}:{e.peer.host}:{e.peer.port}",
+                notation.peer_uri(e.peer),
                 ",".join(r.value for r in e.reasons),
                 e.count,
                 render.iso(e.last_seen),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from certstore import render
+from certstore import notation, render
 from certstore.model import Certificate, Peer, Verdict
 from certstore.store import CertStore
 from gateway.cli.common import store_for
@@ -263,8 +263,7 @@ def print_human(
     source: str = SOURCE_URI,
 ) -> None:
     target = result.target
-    host, port = target.address
-    dialled = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    dialled = notation.host_port(*target.address)
     sni = target.sni or "none (IP literal)"
     print(f"Probe:    {target.uri}  (dialled {dialled}, SNI {sni})")
     if source == SOURCE_UPSTREAM_ADDRESS:

@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from certstore import notation
 from gateway.config import Config, SipSection
 from gateway.errors import ClientCertificateRefused, TlsError, TlsTimeout, TrustRejected
 from gateway.metrics import MetricsRegistry
@@ -656,8 +657,8 @@ class SipRelay:
         self._log.info(
             "sip.upstream.connected",
             upstream=uri,
-            local=f"{sockname[0]}:{sockname[1]}",
-            peer=str(transport.get_extra_info("peername")),
+            local=notation.address(sockname),
+            peer=notation.address(transport.get_extra_info("peername")),
         )
         self._execute(self.core.upstream_up(sockname[0], sockname[1], self._loop.time()))
 

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.config import SipSection
 from gateway.relay.service import RelaySettings, SipRelay
@@ -119,5 +120,25 @@ async def test_unreachable_upstream_keeps_a_short_retry_after(tmp_path: Path) ->
         assert response.startswith("SIP/2.0 503 "), response
         assert 'text="Upstream unreachable"' in header(response, "Reason")
         assert 1 <= int(header(response, "Retry-After")) <= 30
+    finally:
+        env.store.close()
+
+
+async def test_upstream_connected_log_writes_addresses_as_host_port(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """The log fields of the flow are host:port, never a Python tuple."""
+    env = make_env(tmp_path / "store.db")
+    try:
+        env.trust(pki.root)
+        server = TlsEchoServer(server_context(pki.leaf))
+        with capture_logs() as logs:
+            async with server, relay_to(env, f"127.0.0.1:{server.port}") as relay:
+                async with asyncio.timeout(WAIT):
+                    await relay.wait_for_flow(1)
+        (connected,) = [e for e in logs if e["event"] == "sip.upstream.connected"]
+        assert connected["peer"] == f"127.0.0.1:{server.port}"
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", connected["local"])
+        assert connected["upstream"] == f"sips:{DOMAIN}:5061"
     finally:
         env.store.close()

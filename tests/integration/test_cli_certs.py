@@ -155,6 +155,26 @@ def _record_rejection(data_dir: Path, chain_pem: bytes, host: str) -> None:
 
 
 class TestRejectedAndPins:
+    def test_list_writes_peers_as_uris(self, run: Run, data_dir: Path) -> None:
+        """The PEER column is the URI a user would type: https:// with //, IPv6 in []."""
+        run("certs", "list")
+        now = datetime.now(UTC)
+        store = SqliteStore(data_dir / "sipsgate.db")
+        try:
+            for peer in (
+                Peer(host="127.0.0.1", port=8443, transport=Transport.HTTPS),
+                Peer(host="::1", port=5061, transport=Transport.SIPS),
+            ):
+                leaf = trustme.CA().issue_cert(peer.host)
+                chain = load_certificates(leaf.cert_chain_pems[0].bytes()).certificates
+                store.record_handshake(decide(chain, peer, now, store.snapshot()), chain, peer, now)
+        finally:
+            store.close()
+        out = run("certs", "rejected", "list").stdout
+        assert "https://127.0.0.1:8443" in out
+        assert "sips:[::1]:5061" in out
+        assert "https:127.0.0.1" not in out
+
     def test_trust_a_rejected_chain(self, run: Run, data_dir: Path) -> None:
         """A chain from an unknown CA is listed with its reasons; trusting it drops the entry."""
         run("certs", "list")  # creates the store
