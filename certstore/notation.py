@@ -43,8 +43,12 @@ def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count} {word if count == 1 else (words or word + 's')}"
 
 
-def when(value: datetime) -> str:
-    """A time for people, to the second, in UTC: ``2026-06-01 12:00:05 UTC``."""
+def when(value: datetime | str) -> str:
+    """A time for people, to the second, in UTC: ``2026-06-01 12:00:05 UTC``.
+
+    Takes a datetime or the ISO text the JSON documents carry (``...Z``)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
     return f"{value:%Y-%m-%d %H:%M:%S} UTC"

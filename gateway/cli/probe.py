@@ -310,7 +310,8 @@ def _print_certificate(depth: int, cert: Certificate, now: datetime) -> None:
     print(f"      issuer:   {cert.issuer}")
     status = cert.status_at(now).value
     print(
-        f"      valid:    {render.iso(cert.not_before)} .. {render.iso(cert.not_after)} ({status})"
+        f"      valid:    {notation.when(cert.not_before)} .. {notation.when(cert.not_after)} "
+        f"({status})"
     )
     key = f"{cert.public_key_type} {cert.public_key_size}"
     if cert.public_key_curve:
