@@ -126,6 +126,8 @@ CERT_CACHE_SIZE = 4096
 DEVICE_KINDS = ("standard", "installed")
 SYSTEM_ACTOR = Actor(name="sipsgate", interface="store")
 FIRST_USE_AUDIT_ACTOR = Actor(name=FIRST_USE_ACTOR, interface="gateway")
+# Who records a handshake when the caller does not say (the running gateway).
+GATEWAY_AUDIT_ACTOR = Actor(name="gateway", interface="gateway")
 
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)+$")
 
@@ -902,7 +904,13 @@ class SqliteStore:
         return settings
 
     def record_handshake(
-        self, verdict: Verdict, chain: Sequence[Certificate], peer: Peer, now: datetime
+        self,
+        verdict: Verdict,
+        chain: Sequence[Certificate],
+        peer: Peer,
+        now: datetime,
+        *,
+        actor: Actor | None = None,
     ) -> RejectedChain | Pin | None:
         """Record an untrusted or overridden chain, or create the first-use pin.
 
@@ -915,14 +923,17 @@ class SqliteStore:
         already has a first-use pin (two handshakes raced) returns that pin.
         """
         now = validate_aware(now, field="now")
+        actor = actor or GATEWAY_AUDIT_ACTOR
         if not chain:
             return None
         if verdict.rule is Rule.FIRST_USE:
             leaf = chain[0]
             destination = normalize_scope(peer.destination)
+            # The pin's name marks it as a first-use pin; the interface says who connected.
+            pin_actor = Actor(name=FIRST_USE_ACTOR, interface=actor.interface)
             return self._write(
                 "recording a first-use pin",
-                lambda conn: self._first_use_pin(conn, leaf, destination, now),
+                lambda conn: self._first_use_pin(conn, leaf, destination, now, pin_actor),
             )
         if not verdict.should_record:
             return None
@@ -1005,7 +1016,7 @@ class SqliteStore:
             evicted = self._evict_rejected(conn)
             self._audit(
                 conn,
-                Actor(name="gateway", interface="gateway"),
+                actor,
                 "rejected.record",
                 str(entry_id),
                 {
@@ -1055,7 +1066,12 @@ class SqliteStore:
         return None if row is None else self._certificate(row[0])
 
     def _first_use_pin(
-        self, conn: sqlite3.Connection, leaf: Certificate, destination: str | None, now: datetime
+        self,
+        conn: sqlite3.Connection,
+        leaf: Certificate,
+        destination: str | None,
+        now: datetime,
+        actor: Actor = FIRST_USE_AUDIT_ACTOR,
     ) -> Pin:
         row = conn.execute(
             f"SELECT {_PIN_COLUMNS} FROM pins WHERE scope = ? AND created_by = ? "  # noqa: S608
@@ -1071,7 +1087,7 @@ class SqliteStore:
             scope=destination,
             certificate=leaf,
         )
-        return self._insert_pin(conn, request, FIRST_USE_AUDIT_ACTOR, now, action="pin.add")
+        return self._insert_pin(conn, request, actor, now, action="pin.add")
 
     # -- trust list -----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 from certstore import notation, render
 from certstore.model import Certificate, Peer, Verdict
 from certstore.store import CertStore
-from gateway.cli.common import store_for
+from gateway.cli.common import cli_actor, store_for
 from gateway.config import SipSection, load_config
 from gateway.errors import (
     ClientCertificateRefused,
@@ -184,7 +184,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     configure_logging(level="error", fmt=config.log.format)
     store = store_for(config)
     try:
-        connector = build_connector(config, store, record=args.record)
+        connector = build_connector(config, store, record=args.record, actor=cli_actor())
         result = asyncio.run(run_probe(connector, target))
         now = datetime.now(UTC)
         recorded = bool(args.record and result.verdict is not None and result.verdict.should_record)

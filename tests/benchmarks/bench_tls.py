@@ -134,7 +134,13 @@ class MemoryStore:
         return self._snapshot
 
     def record_handshake(
-        self, verdict: Verdict, chain: Sequence[Certificate], peer: Peer, now: datetime
+        self,
+        verdict: Verdict,
+        chain: Sequence[Certificate],
+        peer: Peer,
+        now: datetime,
+        *,
+        actor: object = None,
     ) -> None:
         raise AssertionError(f"the benchmark chain was not accepted: {verdict}")
 

@@ -266,3 +266,31 @@ class TestProbeFollowsTheConfig:
         assert follow_config(target, sip) == (target, "uri")
         followed, source = follow_config(parse_target(f"sips:{HOST}."), sip)
         assert (followed.address, source) == (("127.0.0.1", 9), "sip.upstream_address")
+
+
+class TestProbeInTheAuditLog:
+    async def test_a_probe_is_credited_to_the_cli(self, cli: Cli, hierarchy: Hierarchy) -> None:
+        """The rejection a probe records, and a first-use pin it makes, name the CLI."""
+        async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
+            run = await probe(cli, f"sips:{HOST}", "--connect", f"127.0.0.1:{server.port}")
+            assert run.code == 1, run.err
+            store = cli.store()
+            try:
+                store.update_settings(
+                    {"trust_on_first_use": True}, actor=Actor(name="test", interface="cli")
+                )
+            finally:
+                store.close()
+            first_use = await probe(
+                cli, "sips:other.example.test", "--connect", f"127.0.0.1:{server.port}"
+            )
+        assert first_use.code == 0, first_use.out + first_use.err
+        store = cli.store()
+        try:
+            events = {e.action: e for e in store.audit()}
+        finally:
+            store.close()
+        assert events["rejected.record"].interface == "cli"
+        assert events["rejected.record"].actor != "gateway"
+        assert events["pin.add"].interface == "cli"
+        assert events["pin.add"].actor == "trust-on-first-use"
