@@ -106,7 +106,7 @@ from certstore.x509 import parse_der
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_REJECTED_LIMIT = 1000
 DEFAULT_AUDIT_LIMIT = 100_000
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds SQLite's busy handler waits for a lock, per attempt
@@ -223,6 +223,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             details TEXT NOT NULL
         )""",
     ),
+    # 2: the address a rejected chain was dialled at, beside the identity checked.
+    ("ALTER TABLE rejected ADD COLUMN address TEXT",),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -234,7 +236,7 @@ _INSERT_PIN = (
 )
 _REJECTED_COLUMNS = (
     "id, chain, reasons, peer_host, peer_port, peer_transport, peer_sni, "
-    "first_seen, last_seen, count, overridden, previous_der"
+    "first_seen, last_seen, count, overridden, previous_der, address"
 )
 
 
@@ -911,6 +913,7 @@ class SqliteStore:
         now: datetime,
         *,
         actor: Actor | None = None,
+        address: str | None = None,
     ) -> RejectedChain | Pin | None:
         """Record an untrusted or overridden chain, or create the first-use pin.
 
@@ -949,6 +952,7 @@ class SqliteStore:
         )
         destination = peer.destination
         overridden = verdict.overridden
+        dialled = None if address is None else address[:MAX_PEER_TEXT]
 
         def body(conn: sqlite3.Connection) -> RejectedChain:
             previous = verdict.previous
@@ -956,18 +960,21 @@ class SqliteStore:
                 previous = self._first_use_certificate(conn, destination)
             reasons_json = json.dumps([r.value for r in reasons])
             row = conn.execute(
-                "SELECT id, first_seen, count, previous_der FROM rejected WHERE chain_key = ?",
+                "SELECT id, first_seen, count, previous_der, address FROM rejected "
+                "WHERE chain_key = ?",
                 (key,),
             ).fetchone()
             if row is not None:
-                entry_id, first_seen, count, previous_der = row
+                entry_id, first_seen, count, previous_der, old_address = row
+                # The latest address dialled; kept when this recorder does not know it.
+                dialled_now = dialled if dialled is not None else old_address
                 if previous is None and previous_der is not None:
                     previous = self._certificate(previous_der)
                 (last_seen,) = conn.execute(
                     "UPDATE rejected SET count = count + 1, last_seen = MAX(last_seen, ?), "
                     "reasons = ?, overridden = ?, peer_host = ?, peer_port = ?, "
-                    "peer_transport = ?, peer_sni = ?, previous_der = ? WHERE id = ? "
-                    "RETURNING last_seen",
+                    "peer_transport = ?, peer_sni = ?, previous_der = ?, address = ? "
+                    "WHERE id = ? RETURNING last_seen",
                     (
                         _ts(now),
                         reasons_json,
@@ -977,6 +984,7 @@ class SqliteStore:
                         short_peer.transport.value,
                         short_peer.sni,
                         previous.der if previous else None,
+                        dialled_now,
                         entry_id,
                     ),
                 ).fetchone()
@@ -990,12 +998,13 @@ class SqliteStore:
                     count=count + 1,
                     overridden=overridden,
                     previous=previous,
+                    address=dialled_now,
                 )
             cursor = conn.execute(
                 "INSERT INTO rejected (chain_key, chain, leaf_fingerprint, "
                 "leaf_spki_fingerprint, reasons, peer_host, peer_port, peer_transport, "
-                "peer_sni, first_seen, last_seen, count, overridden, previous_der) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                "peer_sni, first_seen, last_seen, count, overridden, previous_der, address) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                 (
                     key,
                     pack_chain(c.der for c in recorded),
@@ -1010,6 +1019,7 @@ class SqliteStore:
                     _ts(now),
                     int(overridden),
                     previous.der if previous else None,
+                    dialled,
                 ),
             )
             entry_id = int(cursor.lastrowid or 0)
@@ -1026,6 +1036,7 @@ class SqliteStore:
                     "reasons": [r.value for r in reasons],
                     "overridden": overridden,
                     "evicted": evicted,
+                    "address": dialled,
                 },
                 now,
             )
@@ -1039,6 +1050,7 @@ class SqliteStore:
                 count=1,
                 overridden=overridden,
                 previous=previous,
+                address=dialled,
             )
 
         return self._write("recording a rejected certificate chain", body)
@@ -1462,6 +1474,7 @@ class SqliteStore:
             count,
             overridden,
             previous_der,
+            address,
         ) = row
         return RejectedChain(
             id=int(entry_id),
@@ -1478,6 +1491,7 @@ class SqliteStore:
             count=int(count),
             overridden=bool(overridden),
             previous=None if previous_der is None else self._certificate(previous_der),
+            address=None if address is None else str(address),
         )
 
     def list_rejected(self) -> tuple[RejectedChain, ...]:

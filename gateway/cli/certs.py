@@ -339,6 +339,8 @@ def cmd_rejected_show(args: argparse.Namespace) -> int:
         emit_json(data)
         return 0
     print(f"Rejected chain {entry.id}: {notation.peer_uri(entry.peer)}")
+    if entry.address is not None:
+        print(f"  dialled:    {entry.address}")
     print(f"  reasons:    {', '.join(data['reasons'])}")
     print(
         f"  seen:       {notation.plural(entry.count, 'time')}, "

@@ -207,6 +207,7 @@ class TrustCheck:
     chain: tuple[Any, ...]
     peer: Any
     record: bool  # whether the store wants this handshake recorded (rejected list, TOFU pin)
+    address: str | None = None  # host:port dialled, recorded beside the identity ``peer``
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

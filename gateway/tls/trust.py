@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from certstore import notation
 from certstore.model import Actor, Certificate, Peer, Rule, Transport, Verdict
 from certstore.snapshot import TrustSnapshot
 from certstore.store import DeviceIdentity
@@ -36,6 +37,7 @@ class HandshakeStore(Protocol):
         now: datetime,
         *,
         actor: Actor | None = None,
+        address: str | None = None,
     ) -> object: ...
 
 
@@ -99,12 +101,20 @@ class StoreTrustPolicy:
         peer = peer_for(target)
         verdict = self._decide(chain, peer, now, snapshot)
         record = verdict.should_record or verdict.rule is Rule.FIRST_USE
-        return TrustCheck(verdict=verdict, chain=chain, peer=peer, record=record)
+        return TrustCheck(
+            verdict=verdict,
+            chain=chain,
+            peer=peer,
+            record=record,
+            address=notation.host_port(*target.address),
+        )
 
     def record(self, check: TrustCheck, now: datetime) -> None:
         verdict = check.verdict
         assert isinstance(verdict, Verdict)
-        self.store.record_handshake(verdict, check.chain, check.peer, now, actor=self._actor)
+        self.store.record_handshake(
+            verdict, check.chain, check.peer, now, actor=self._actor, address=check.address
+        )
 
     def client_identity(self) -> ClientIdentity | None:
         if self._identity is None:

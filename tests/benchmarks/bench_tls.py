@@ -141,6 +141,7 @@ class MemoryStore:
         now: datetime,
         *,
         actor: object = None,
+        address: object = None,
     ) -> None:
         raise AssertionError(f"the benchmark chain was not accepted: {verdict}")
 

@@ -102,7 +102,9 @@ async def test_rejected_certificate_gets_a_long_retry_after_and_the_reason(
             warning = header(response, "Warning")
             assert "unknown-issuer" in warning
             assert f"sipsgate probe sips:{DOMAIN}:5061" in warning
-        assert len(env.rejected()) == 1
+        (entry,) = env.rejected()
+        assert (entry.peer.host, entry.peer.port) == (DOMAIN, 5061)
+        assert entry.address == f"127.0.0.1:{server.port}"
     finally:
         env.store.close()
 

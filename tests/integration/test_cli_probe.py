@@ -241,6 +241,15 @@ class TestProbeFollowsTheConfig:
         assert human.code == 1, human.out + human.err
         assert f"(dialled 127.0.0.1:{server.port}, SNI {HOST})" in human.out
         assert "from sip.upstream_address (this is the configured upstream)" in human.out
+        # The rejected entry keeps both: the identity checked and the address dialled.
+        store = cli.store()
+        try:
+            (entry,) = store.list_rejected()
+        finally:
+            store.close()
+        assert (entry.peer.host.lower(), entry.peer.port) == (HOST, 5061)
+        assert entry.address == f"127.0.0.1:{server.port}"
+        assert doc["rejected_id"] == entry.id
 
     async def test_connect_wins_over_the_config(self, cli: Cli, hierarchy: Hierarchy) -> None:
         """--connect is dialled as written, even for the configured upstream."""
