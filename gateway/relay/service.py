@@ -60,6 +60,7 @@ from gateway.sip.framing import NEED_DATA
 from gateway.sip.wire import Wire
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsTransport
+from gateway.tls.policy import TlsTarget
 
 #: Methods counted under their own name in metrics; the rest are "other".
 KNOWN_METHODS = frozenset(
@@ -570,11 +571,14 @@ class SipRelay:
             reason = "Upstream certificate rejected"
             self._failed_snapshot = self.connector.policy.snapshot()
         elif kind == "refused":
-            warning = f"The upstream server refused sipsgate's client certificate: {error}"
+            warning = (
+                f"The upstream server refused sipsgate's client certificate: {error} "
+                f"{self._probe_hint(error)}"
+            )
             reason = "Client certificate refused"
             self._failed_snapshot = None
         else:
-            warning = f"The upstream server cannot be reached: {error}"
+            warning = f"The upstream server cannot be reached: {error} {self._probe_hint(error)}"
             reason = "Upstream unreachable"
             self._failed_snapshot = None
         warning = _sip_text(warning)
@@ -585,6 +589,12 @@ class SipRelay:
             )
         )
         return None
+
+    def _probe_hint(self, error: BaseException) -> str:
+        """The command that reproduces a failure (it dials sip.upstream_address too)."""
+        target = getattr(error, "peer", None)
+        uri = target.uri if isinstance(target, TlsTarget) else self.sip.upstream
+        return f"Run `sipsgate probe {uri}` to see it again."
 
     def _retry_after(self, wait: float) -> int | None:
         """The Retry-After of a 503: long when a person must act, else the next attempt."""

@@ -122,6 +122,9 @@ async def test_unreachable_upstream_keeps_a_short_retry_after(tmp_path: Path) ->
         assert response.startswith("SIP/2.0 503 "), response
         assert 'text="Upstream unreachable"' in header(response, "Reason")
         assert 1 <= int(header(response, "Retry-After")) <= 30
+        warning = header(response, "Warning")
+        assert f"nothing is listening on 127.0.0.1:{port}" in warning
+        assert f"Run `sipsgate probe sips:{DOMAIN}:5061` to see it again." in warning
     finally:
         env.store.close()
 
