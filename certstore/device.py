@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from certstore import notation
 from certstore.errors import Conflict, InputError, ParseError, ValidationError
 from certstore.model import Certificate, CertStatus
 from certstore.x509 import load_certificates, parse_der, spki_fingerprint_of_key, to_pem
@@ -818,7 +819,8 @@ def order_chain(leaf: Certificate, others: Sequence[Certificate]) -> tuple[Certi
     if remaining:
         names = ", ".join(repr(c.display_name) for c in remaining)
         raise ChainError(
-            f"{len(remaining)} certificate(s) do not belong to the chain of "
+            f"{notation.plural(len(remaining), 'certificate')} "
+            f"{'does' if len(remaining) == 1 else 'do'} not belong to the chain of "
             f"{leaf.display_name!r}: {names}. Upload only the device certificate and the "
             "CA certificates above it.",
             fingerprints=tuple(c.fingerprint for c in remaining),
@@ -898,7 +900,8 @@ def _finish(
     leaves = by_spki.get(expected, [])
     if not leaves:
         raise KeyMismatch(
-            f"None of the {len(certificates)} certificate(s) in the {what} is for the private "
+            f"None of the {notation.plural(len(certificates), 'certificate')} in the {what} "
+            "is for the private "
             "key it must go with; upload the certificate issued for this key.",
             expected=expected,
             found=tuple(by_spki),

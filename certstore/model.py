@@ -289,6 +289,9 @@ class RejectedChain:
     count: int
     overridden: bool  # accepted anyway because accept-all was on
     previous: Certificate | None = None  # trust on first use: the certificate seen before
+    # The host:port actually dialled (DNS, sip.upstream_address or --connect may differ
+    # from ``peer``, the identity checked); None for entries recorded before it was kept.
+    address: str | None = None
 
     @property
     def leaf(self) -> Certificate:

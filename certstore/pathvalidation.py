@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.padding import PSS, PKCS1v15
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from certstore import notation
 from certstore.model import Certificate, Finding, Reason, TrustEntry
 from certstore.nameconstraints import MAX_NAME_COMPARISONS, Budget, check_name_constraints
 from certstore.snapshot import TrustSnapshot
@@ -743,8 +744,9 @@ def _check_issuer(
     if cert.path_length is not None and below > cert.path_length:
         add(
             Reason.NOT_A_CA,
-            f"The {name} allows at most {cert.path_length} intermediate CA "
-            f"certificate(s) below it (path length constraint), but this path has {below}.",
+            f"The {name} allows at most "
+            f"{notation.plural(cert.path_length, 'intermediate CA certificate')} below it "
+            f"(path length constraint), but this path has {below}.",
             depth,
             cert,
         )

@@ -150,6 +150,7 @@ def rejected_entry(entry: RejectedChain, now: datetime, *, details: bool = False
         "count": entry.count,
         "overridden": entry.overridden,
         "previous": None if entry.previous is None else render(entry.previous, now),
+        "address": entry.address,
     }
 
 

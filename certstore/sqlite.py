@@ -109,7 +109,7 @@ from certstore.x509 import parse_der
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_REJECTED_LIMIT = 1000
 DEFAULT_AUDIT_LIMIT = 100_000
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds SQLite's busy handler waits for a lock, per attempt
@@ -123,6 +123,8 @@ CERT_CACHE_SIZE = 4096
 DEVICE_KINDS = ("standard", "installed")
 SYSTEM_ACTOR = Actor(name="sipsgate", interface="store")
 FIRST_USE_AUDIT_ACTOR = Actor(name=FIRST_USE_ACTOR, interface="gateway")
+# Who records a handshake when the caller does not say (the running gateway).
+GATEWAY_AUDIT_ACTOR = Actor(name="gateway", interface="gateway")
 
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)+$")
 
@@ -218,6 +220,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             details TEXT NOT NULL
         )""",
     ),
+    # 2: the address a rejected chain was dialled at, beside the identity checked.
+    ("ALTER TABLE rejected ADD COLUMN address TEXT",),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -229,7 +233,7 @@ _INSERT_PIN = (
 )
 _REJECTED_COLUMNS = (
     "id, chain, reasons, peer_host, peer_port, peer_transport, peer_sni, "
-    "first_seen, last_seen, count, overridden, previous_der"
+    "first_seen, last_seen, count, overridden, previous_der, address"
 )
 
 
@@ -899,7 +903,14 @@ class SqliteStore:
         return settings
 
     def record_handshake(
-        self, verdict: Verdict, chain: Sequence[Certificate], peer: Peer, now: datetime
+        self,
+        verdict: Verdict,
+        chain: Sequence[Certificate],
+        peer: Peer,
+        now: datetime,
+        *,
+        actor: Actor | None = None,
+        address: str | None = None,
     ) -> RejectedChain | Pin | None:
         """Record an untrusted or overridden chain, or create the first-use pin.
 
@@ -912,14 +923,17 @@ class SqliteStore:
         already has a first-use pin (two handshakes raced) returns that pin.
         """
         now = validate_aware(now, field="now")
+        actor = actor or GATEWAY_AUDIT_ACTOR
         if not chain:
             return None
         if verdict.rule is Rule.FIRST_USE:
             leaf = chain[0]
             destination = normalize_scope(peer.destination)
+            # The pin's name marks it as a first-use pin; the interface says who connected.
+            pin_actor = Actor(name=FIRST_USE_ACTOR, interface=actor.interface)
             return self._write(
                 "recording a first-use pin",
-                lambda conn: self._first_use_pin(conn, leaf, destination, now),
+                lambda conn: self._first_use_pin(conn, leaf, destination, now, pin_actor),
             )
         if not verdict.should_record:
             return None
@@ -935,6 +949,7 @@ class SqliteStore:
         )
         destination = peer.destination
         overridden = verdict.overridden
+        dialled = None if address is None else address[:MAX_PEER_TEXT]
 
         def body(conn: sqlite3.Connection) -> RejectedChain:
             previous = verdict.previous
@@ -942,18 +957,21 @@ class SqliteStore:
                 previous = self._first_use_certificate(conn, destination)
             reasons_json = json.dumps([r.value for r in reasons])
             row = conn.execute(
-                "SELECT id, first_seen, count, previous_der FROM rejected WHERE chain_key = ?",
+                "SELECT id, first_seen, count, previous_der, address FROM rejected "
+                "WHERE chain_key = ?",
                 (key,),
             ).fetchone()
             if row is not None:
-                entry_id, first_seen, count, previous_der = row
+                entry_id, first_seen, count, previous_der, old_address = row
+                # The latest address dialled; kept when this recorder does not know it.
+                dialled_now = dialled if dialled is not None else old_address
                 if previous is None and previous_der is not None:
                     previous = self._certificate(previous_der)
                 (last_seen,) = conn.execute(
                     "UPDATE rejected SET count = MIN(count + 1, ?), last_seen = MAX(last_seen, ?), "
                     "reasons = ?, overridden = ?, peer_host = ?, peer_port = ?, "
-                    "peer_transport = ?, peer_sni = ?, previous_der = ? WHERE id = ? "
-                    "RETURNING last_seen",
+                    "peer_transport = ?, peer_sni = ?, previous_der = ?, address = ? "
+                    "WHERE id = ? RETURNING last_seen",
                     (
                         MAX_REJECTED_COUNT,  # saturates: a backup of it always restores
                         _ts(now),
@@ -964,6 +982,7 @@ class SqliteStore:
                         short_peer.transport.value,
                         short_peer.sni,
                         previous.der if previous else None,
+                        dialled_now,
                         entry_id,
                     ),
                 ).fetchone()
@@ -977,12 +996,13 @@ class SqliteStore:
                     count=min(count + 1, MAX_REJECTED_COUNT),
                     overridden=overridden,
                     previous=previous,
+                    address=dialled_now,
                 )
             cursor = conn.execute(
                 "INSERT INTO rejected (chain_key, chain, leaf_fingerprint, "
                 "leaf_spki_fingerprint, reasons, peer_host, peer_port, peer_transport, "
-                "peer_sni, first_seen, last_seen, count, overridden, previous_der) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                "peer_sni, first_seen, last_seen, count, overridden, previous_der, address) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                 (
                     key,
                     pack_chain(c.der for c in recorded),
@@ -997,13 +1017,14 @@ class SqliteStore:
                     _ts(now),
                     int(overridden),
                     previous.der if previous else None,
+                    dialled,
                 ),
             )
             entry_id = int(cursor.lastrowid or 0)
             evicted = self._evict_rejected(conn)
             self._audit(
                 conn,
-                Actor(name="gateway", interface="gateway"),
+                actor,
                 "rejected.record",
                 str(entry_id),
                 {
@@ -1013,6 +1034,7 @@ class SqliteStore:
                     "reasons": [r.value for r in reasons],
                     "overridden": overridden,
                     "evicted": evicted,
+                    "address": dialled,
                 },
                 now,
             )
@@ -1026,6 +1048,7 @@ class SqliteStore:
                 count=1,
                 overridden=overridden,
                 previous=previous,
+                address=dialled,
             )
 
         return self._write("recording a rejected certificate chain", body)
@@ -1053,7 +1076,12 @@ class SqliteStore:
         return None if row is None else self._certificate(row[0])
 
     def _first_use_pin(
-        self, conn: sqlite3.Connection, leaf: Certificate, destination: str | None, now: datetime
+        self,
+        conn: sqlite3.Connection,
+        leaf: Certificate,
+        destination: str | None,
+        now: datetime,
+        actor: Actor = FIRST_USE_AUDIT_ACTOR,
     ) -> Pin:
         row = conn.execute(
             f"SELECT {_PIN_COLUMNS} FROM pins WHERE scope = ? AND created_by = ? "  # noqa: S608
@@ -1069,7 +1097,7 @@ class SqliteStore:
             scope=destination,
             certificate=leaf,
         )
-        return self._insert_pin(conn, request, FIRST_USE_AUDIT_ACTOR, now, action="pin.add")
+        return self._insert_pin(conn, request, actor, now, action="pin.add")
 
     # -- trust list -----------------------------------------------------------------------
 
@@ -1444,6 +1472,7 @@ class SqliteStore:
             count,
             overridden,
             previous_der,
+            address,
         ) = row
         return RejectedChain(
             id=int(entry_id),
@@ -1460,6 +1489,7 @@ class SqliteStore:
             count=int(count),
             overridden=bool(overridden),
             previous=None if previous_der is None else self._certificate(previous_der),
+            address=None if address is None else str(address),
         )
 
     def list_rejected(self) -> tuple[RejectedChain, ...]:

@@ -118,10 +118,19 @@ class CertStore(Protocol):
         ...
 
     def record_handshake(
-        self, verdict: Verdict, chain: Sequence[Certificate], peer: Peer, now: datetime
+        self,
+        verdict: Verdict,
+        chain: Sequence[Certificate],
+        peer: Peer,
+        now: datetime,
+        *,
+        actor: Actor | None = None,
+        address: str | None = None,
     ) -> RejectedChain | Pin | None:
         """Apply a verdict's side effects: record an untrusted or overridden chain in the
-        rejected list (returns it), or create the trust-on-first-use pin (returns it)."""
+        rejected list (returns it), or create the trust-on-first-use pin (returns it).
+        ``actor`` is who made the connection (default: the gateway), for the audit log;
+        ``address`` the ``host:port`` dialled, kept beside the identity ``peer``."""
         ...
 
     # -- trust list ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from certstore import notation
 from certstore.errors import InputTooLarge, ParseError
 from certstore.model import Certificate, ComparableName, GeneralSubtree, NameConstraints
 
@@ -126,7 +127,8 @@ def load_certificates(
         )
     unique = tuple(dict.fromkeys(certs))
     if len(unique) < len(certs):
-        notes.append(f"{len(certs) - len(unique)} duplicate certificate(s) in the {what} ignored.")
+        duplicates = notation.plural(len(certs) - len(unique), "duplicate certificate")
+        notes.append(f"{duplicates} in the {what} ignored.")
     return LoadResult(certificates=unique, notes=tuple(notes))
 
 
@@ -208,7 +210,10 @@ def _load_pem(data: bytes, what: str) -> tuple[list[Certificate], list[str]]:
                 f"The {what} holds a private key but no certificate; upload the "
                 "certificate (a private key belongs only to the device identity)."
             )
-        notes.append(f"{skipped_keys} private key block(s) ignored; they were not stored.")
+        them = "it was" if skipped_keys == 1 else "they were"
+        notes.append(
+            f"{notation.plural(skipped_keys, 'private key block')} ignored; {them} not stored."
+        )
     if not certs:
         raise ParseError(f"The {what} holds PEM blocks but no certificate.")
     return certs, notes

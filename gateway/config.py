@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from gateway.errors import ConfigError
+from gateway.tls.policy import target_from_uri
 
 DEFAULT_CONFIG_FILE = "sipsgate.toml"
 ENV_PREFIX = "SIPSGATE_"
@@ -153,7 +154,35 @@ def build_config(raw: Mapping[str, Any], *, env: Mapping[str, str], source: str 
         if not isinstance(values, dict):
             raise ConfigError(f"Config key {name} must be a table ([{name}]).")
         sections[name] = _build_section(name, section_cls, values, env)
+    _check_upstream(sections["sip"])
     return Config(**sections, source=source or "embedded defaults")
+
+
+def _check_upstream(sip: SipSection) -> None:
+    """Refuse a malformed upstream at start: the relay would otherwise retry it forever."""
+    if sip.upstream:
+        if not sip.upstream.strip().lower().startswith("sips:"):
+            raise ConfigError(
+                f"Config key sip.upstream must be a sips: URI, not {sip.upstream!r}; write "
+                f'sips:HOST[:PORT], e.g. "sips:{_host_hint(sip.upstream)}".'
+            )
+        try:
+            target_from_uri(sip.upstream)
+        except ValueError as exc:
+            raise ConfigError(f"Config key sip.upstream: {exc}") from exc
+    if sip.upstream_address:
+        try:
+            target_from_uri("sips:sipsgate.invalid", sip.upstream_address)
+        except ValueError as exc:
+            raise ConfigError(f"Config key sip.upstream_address must be HOST:PORT: {exc}") from exc
+
+
+def _host_hint(text: str) -> str:
+    """The host a mistyped upstream probably meant (``sip://h``, ``h:5061`` -> ``h...``)."""
+    rest = text.strip().split("://", 1)[-1]
+    if rest.lower().startswith(("sip:", "tls:")):
+        rest = rest[4:]
+    return rest.split("/", 1)[0].split(";", 1)[0] or "sip.example.net"
 
 
 def _build_section(

@@ -30,8 +30,11 @@ KEY_DOCS: dict[str, str] = {
     "admin.source_connections": "connections one client address may hold open to it",
     "sip.listen_udp": "LAN-side SIP over UDP listen addresses (host:port)",
     "sip.listen_tcp": "LAN-side SIP over TCP listen addresses (host:port)",
-    "sip.upstream": 'upstream registrar/proxy as a sips: URI, e.g. "sips:sip.example.net"',
-    "sip.upstream_address": 'optional "host:port" to dial instead of resolving the URI',
+    "sip.upstream": 'upstream registrar/proxy as a sips: URI, e.g. "sips:sip.example.net" '
+    "(a bare host name or sips:// stops the start with an error naming this key)",
+    "sip.upstream_address": 'optional "host:port" to dial instead of resolving the URI; '
+    "the certificate is still checked against the upstream's host, and "
+    "`sipsgate probe` of the upstream URI dials it too",
     "sip.keepalive": "RFC 5626 CRLF keep-alive interval on upstream flows",
     "sip.source_rate": "messages per second one LAN source address may send",
     "sip.source_burst": "messages one source may send at once above that rate",

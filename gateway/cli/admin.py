@@ -31,6 +31,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_set_password)
 
 
+# What a shell reports for a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
+
 def _read_password(args: argparse.Namespace) -> str:
     if args.from_env:
         value = os.environ.get(PASSWORD_ENV, "")
@@ -39,9 +43,15 @@ def _read_password(args: argparse.Namespace) -> str:
         return value
     if not sys.stdin.isatty():
         line = sys.stdin.readline()
+        if not line:
+            raise UsageError("No password on standard input (it was empty); nothing was changed.")
         return line.rstrip("\r\n")
-    first = getpass.getpass("New admin password: ")
-    second = getpass.getpass("Repeat it: ")
+    try:
+        first = getpass.getpass("New admin password: ")
+        second = getpass.getpass("Repeat it: ")
+    except EOFError:  # Ctrl-D at the prompt
+        print(file=sys.stderr)
+        raise UsageError("No password was entered (end of input); nothing was changed.") from None
     if first != second:
         raise UsageError("The two passwords differ; nothing was changed.")
     return first
@@ -49,7 +59,11 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_set_password(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    password = _read_password(args)
+    try:
+        password = _read_password(args)
+    except KeyboardInterrupt:  # Ctrl-C at the prompt: leave the old password in place
+        print("\nsipsgate: interrupted; the admin password was not changed.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     write_password(config.data_dir, password)
     print(f"The admin password in {config.data_dir} was changed.")
     return 0

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from certstore import render
+from certstore import notation, render
 from certstore.model import Certificate, Pin, PinDecision, PinMatch, TrustKind, TrustSource
 from certstore.store import PinRequest
 from certstore.x509 import DEFAULT_MAX_INPUT_BYTES, load_certificates, to_pem
@@ -198,7 +198,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             for e in entries
         ],
     )
-    print(f"{len(entries)} certificate(s)")
+    print(notation.plural(len(entries), "certificate"))
     return 0
 
 
@@ -263,7 +263,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"removed": count})
     else:
-        print(f"removed {count} certificate(s)")
+        print(f"removed {notation.plural(count, 'certificate')}")
     return 0
 
 
@@ -294,8 +294,9 @@ def cmd_restore_defaults(args: argparse.Namespace) -> int:
         emit_json(render.add_result(result, now))
     else:
         print(
-            f"restored {len(result.added)} builtin certificate(s); "
-            f"{len(result.already_present)} were present"
+            f"restored {notation.plural(len(result.added), 'builtin certificate')}; "
+            f"{len(result.already_present)} {'was' if len(result.already_present) == 1 else 'were'}"
+            " present"
         )
     return 0
 
@@ -315,17 +316,17 @@ def cmd_rejected_list(args: argparse.Namespace) -> int:
         [
             (
                 e.id,
-                f"{e.peer.transport.value}:{e.peer.host}:{e.peer.port}",
+                notation.peer_uri(e.peer),
                 ",".join(r.value for r in e.reasons),
                 e.count,
-                render.iso(e.last_seen),
+                notation.when(e.last_seen),
                 "yes" if e.overridden else "",
                 e.leaf.subject,
             )
             for e in entries
         ],
     )
-    print(f"{len(entries)} rejected chain(s)")
+    print(notation.plural(len(entries), "rejected chain"))
     return 0
 
 
@@ -337,11 +338,13 @@ def cmd_rejected_show(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(data)
         return 0
-    peer = data["peer"]
-    print(f"Rejected chain {entry.id}: {peer['transport']}:{peer['host']}:{peer['port']}")
+    print(f"Rejected chain {entry.id}: {notation.peer_uri(entry.peer)}")
+    if entry.address is not None:
+        print(f"  dialled:    {entry.address}")
     print(f"  reasons:    {', '.join(data['reasons'])}")
     print(
-        f"  seen:       {entry.count} time(s), first {data['first_seen']}, last {data['last_seen']}"
+        f"  seen:       {notation.plural(entry.count, 'time')}, "
+        f"first {notation.when(entry.first_seen)}, last {notation.when(entry.last_seen)}"
     )
     if entry.overridden:
         print("  overridden: accepted anyway because accept-all is on")
@@ -413,7 +416,7 @@ def cmd_rejected_clear(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"removed": count})
     else:
-        print(f"removed {count} rejected chain(s)")
+        print(f"removed {notation.plural(count, 'rejected chain')}")
     return 0
 
 
@@ -436,14 +439,15 @@ def cmd_pins_list(args: argparse.Namespace) -> int:
                 p.match.value,
                 short_fp(p.fingerprint),
                 p.scope or "any peer",
-                (render.iso(p.expires_at) or "never") + ("" if p.is_active(now) else " (expired)"),
+                (notation.when(p.expires_at) if p.expires_at else "never")
+                + ("" if p.is_active(now) else " (expired)"),
                 p.created_by,
                 p.note,
             )
             for p in pins
         ],
     )
-    print(f"{len(pins)} pin(s)")
+    print(notation.plural(len(pins), "pin"))
     return 0
 
 
@@ -492,7 +496,7 @@ def _print_pin(args: argparse.Namespace, pin: Pin, now: datetime) -> None:
         emit_json(render.pin(pin, now))
         return
     scope = pin.scope or "any peer"
-    expiry = f", until {render.iso(pin.expires_at)}" if pin.expires_at else ""
+    expiry = f", until {notation.when(pin.expires_at)}" if pin.expires_at else ""
     what = f"{pin.decision.value} {pin.match.value} {pin.fingerprint}"
     print(f"pin {pin.id}: {what} for {scope}{expiry}")
 
@@ -557,8 +561,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         emit_json(data)
     else:
         print(
-            f"restored {summary.trust} trusted certificate(s), {summary.pins} pin(s), "
-            f"{summary.rejected} rejected chain(s)"
+            f"restored {notation.plural(summary.trust, 'trusted certificate')}, "
+            f"{notation.plural(summary.pins, 'pin')}, "
+            f"{notation.plural(summary.rejected, 'rejected chain')}"
             + ("; settings restored" if summary.settings_restored else "")
         )
     return 0
@@ -572,7 +577,7 @@ def _print_details(data: dict[str, Any], indent: str = "") -> None:
         ("subject", data["subject"]),
         ("issuer", data["issuer"]),
         ("status", data["status"]),
-        ("valid", f"{data['not_before']} .. {data['not_after']}"),
+        ("valid", f"{notation.when(data['not_before'])} .. {notation.when(data['not_after'])}"),
         ("sha256", data["fingerprint"]),
     ]
     if "serial" in data:

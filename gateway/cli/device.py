@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from certstore import notation
 from certstore.device import (
     DEFAULT_KEY_SPEC,
     STANDARD_VALIDITY_DAYS,
@@ -295,12 +296,13 @@ def _describe_identity(details: dict[str, Any], pending: dict[str, Any] | None) 
     if cert["extended_key_usage"] is not None:
         usage += "; " + ", ".join(cert["extended_key_usage"])
     lines = [
-        f"Device identity: {details['kind']} (since {details['created_at']})",
+        f"Device identity: {details['kind']} (since {notation.when(details['created_at'])})",
         f"  Subject:      {cert['subject']}",
         f"  Issuer:       {cert['issuer']}" + ("  (self-signed)" if cert["self_signed"] else ""),
         f"  Fingerprint:  {cert['fingerprint']}",
         f"  Serial:       {cert['serial']}",
-        f"  Valid:        {cert['not_before']} to {cert['not_after']} ({cert['status']})",
+        f"  Valid:        {notation.when(cert['not_before'])} to "
+        f"{notation.when(cert['not_after'])} ({cert['status']})",
         f"  Key:          {key_text}",
         f"  Names:        {', '.join(names) or '(none)'}",
         f"  Usage:        {usage}",
@@ -313,7 +315,7 @@ def _describe_identity(details: dict[str, Any], pending: dict[str, Any] | None) 
         lines.append("Signing request: none pending")
     else:
         lines.append(
-            f"Signing request: pending since {pending['created_at']} "
+            f"Signing request: pending since {notation.when(pending['created_at'])} "
             f"({pending['subject']}, {pending['key_spec']})"
         )
     return "\n".join(lines)
@@ -329,7 +331,7 @@ def _describe_csr(details: dict[str, Any]) -> str:
         key_text += "  WEAK"
     return "\n".join(
         [
-            f"Signing request (created {details['created_at']})",
+            f"Signing request (created {notation.when(details['created_at'])})",
             f"  Subject:      {details['subject']}",
             f"  Key:          {key_text}",
             f"  Names:        {', '.join(names) or '(none)'}",

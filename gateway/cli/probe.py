@@ -13,15 +13,15 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from certstore import render
+from certstore import notation, render
 from certstore.model import Certificate, Peer, Verdict
 from certstore.store import CertStore
-from gateway.cli.common import store_for
-from gateway.config import load_config
+from gateway.cli.common import cli_actor, store_for
+from gateway.config import SipSection, load_config
 from gateway.errors import (
     ClientCertificateRefused,
     TlsConnectError,
@@ -78,6 +78,35 @@ def parse_target(uri: str, connect: str | None = None) -> TlsTarget:
         return target_from_uri(uri, connect)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+# Where the dialled address came from, as ``--json`` names it (``address_source``).
+SOURCE_URI = "uri"
+SOURCE_CONNECT = "--connect"
+SOURCE_UPSTREAM_ADDRESS = "sip.upstream_address"
+
+
+def follow_config(target: TlsTarget, sip: SipSection) -> tuple[TlsTarget, str]:
+    """Dial ``sip.upstream_address`` when ``target`` is the configured upstream, as the
+    relay does, so that the command its log and 503 Warning name reproduces what it saw.
+    """
+    if target.connect_host is not None or not sip.upstream or not sip.upstream_address:
+        return target, SOURCE_URI if target.connect_host is None else SOURCE_CONNECT
+    try:
+        upstream = target_from_uri(sip.upstream, sip.upstream_address)
+    except ValueError:  # the config check refuses it at load; nothing to follow
+        return target, SOURCE_URI
+    same = (
+        target.scheme == upstream.scheme
+        and target.host.rstrip(".").lower() == upstream.host.rstrip(".").lower()
+        and target.port == upstream.port
+    )
+    if not same:
+        return target, SOURCE_URI
+    return (
+        replace(target, connect_host=upstream.connect_host, connect_port=upstream.connect_port),
+        SOURCE_UPSTREAM_ADDRESS,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,11 +179,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(f"sipsgate probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     config = load_config(args.config)
+    target, source = follow_config(target, config.sip)
     # The verdict is the output; the log (standard error) only carries real errors.
     configure_logging(level="error", fmt=config.log.format)
     store = store_for(config)
     try:
-        connector = build_connector(config, store, record=args.record)
+        connector = build_connector(config, store, record=args.record, actor=cli_actor())
         result = asyncio.run(run_probe(connector, target))
         now = datetime.now(UTC)
         recorded = bool(args.record and result.verdict is not None and result.verdict.should_record)
@@ -162,11 +192,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        doc = as_json(result, now, recorded=recorded, rejected_id=rejected_id)
+        doc = as_json(result, now, recorded=recorded, rejected_id=rejected_id, source=source)
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print_human(result, now, recorded=recorded, rejected_id=rejected_id)
+        print_human(result, now, recorded=recorded, rejected_id=rejected_id, source=source)
     if result.error is not None or result.verdict is None:
         return EXIT_CONNECTION
     return EXIT_ACCEPT if result.verdict.accepted else EXIT_REJECT
@@ -185,10 +215,15 @@ def _error_code(error: TlsError) -> str:
 
 
 def as_json(
-    result: ProbeResult, now: datetime, *, recorded: bool, rejected_id: int | None
+    result: ProbeResult,
+    now: datetime,
+    *,
+    recorded: bool,
+    rejected_id: int | None,
+    source: str = SOURCE_URI,
 ) -> dict[str, Any]:
     target = result.target
-    address = {"host": target.address[0], "port": target.address[1]}
+    address = {"host": target.address[0], "port": target.address[1], "source": source}
     if result.error is not None or result.verdict is None or result.peer is None:
         error = result.error
         return {
@@ -220,13 +255,19 @@ def as_json(
 
 
 def print_human(
-    result: ProbeResult, now: datetime, *, recorded: bool, rejected_id: int | None
+    result: ProbeResult,
+    now: datetime,
+    *,
+    recorded: bool,
+    rejected_id: int | None,
+    source: str = SOURCE_URI,
 ) -> None:
     target = result.target
-    host, port = target.address
-    dialled = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    dialled = notation.host_port(*target.address)
     sni = target.sni or "none (IP literal)"
     print(f"Probe:    {target.uri}  (dialled {dialled}, SNI {sni})")
+    if source == SOURCE_UPSTREAM_ADDRESS:
+        print(f"Address:  {dialled} from sip.upstream_address (this is the configured upstream)")
     if result.error is not None or result.verdict is None or result.peer is None:
         print("Verdict:  NO CONNECTION")
         print(f"Error:    {result.error}")
@@ -269,7 +310,8 @@ def _print_certificate(depth: int, cert: Certificate, now: datetime) -> None:
     print(f"      issuer:   {cert.issuer}")
     status = cert.status_at(now).value
     print(
-        f"      valid:    {render.iso(cert.not_before)} .. {render.iso(cert.not_after)} ({status})"
+        f"      valid:    {notation.when(cert.not_before)} .. {notation.when(cert.not_after)} "
+        f"({status})"
     )
     key = f"{cert.public_key_type} {cert.public_key_size}"
     if cert.public_key_curve:

@@ -14,6 +14,7 @@ import asyncio
 import sys
 from typing import Any
 
+from certstore import notation
 from gateway.cli.common import cli_actor, config_of, emit_json, read_input, store_for
 from gateway.config import Config
 from gateway.log import configure_logging
@@ -142,7 +143,7 @@ def _show(result: FetchResult, *, as_json: bool) -> None:
 
 def _print_result(result: FetchResult) -> None:
     print(f"Status:   {result.status.value}")
-    print(f"At:       {result.at.isoformat(timespec='seconds')} ({result.trigger.value})")
+    print(f"At:       {notation.when(result.at)} ({result.trigger.value})")
     if result.url:
         http = f", HTTP {result.http_status}" if result.http_status is not None else ""
         tries = f", {result.attempts} attempt{'s' if result.attempts != 1 else ''}"
@@ -170,7 +171,9 @@ def _print_apply(result: ApplyResult, *, header: bool = True) -> None:
         for cert in result.certificates_added:
             print(f"  - {cert.subject}  sha256 {cert.fingerprint}")
     if result.certificates_present:
-        print(f"Already trusted: {len(result.certificates_present)} certificate(s)")
+        print(
+            f"Already trusted: {notation.plural(len(result.certificates_present), 'certificate')}"
+        )
     if not result.changes and not result.certificates_added and result.ok:
         print("Nothing to change: the store already says what the document says.")
     for item in result.not_applicable:

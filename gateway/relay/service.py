@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from certstore import notation
 from gateway.config import Config, SipSection
 from gateway.errors import ClientCertificateRefused, TlsError, TlsTimeout, TrustRejected
 from gateway.metrics import MetricsRegistry
@@ -59,6 +60,7 @@ from gateway.sip.framing import NEED_DATA
 from gateway.sip.wire import Wire
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsTransport
+from gateway.tls.policy import TlsTarget
 
 #: Methods counted under their own name in metrics; the rest are "other".
 KNOWN_METHODS = frozenset(
@@ -99,6 +101,10 @@ class RelaySettings:
     timers: TimerSettings = DEFAULT_TIMERS
     pong_timeout: float = 10.0
     max_pending: int = 2000
+    # Retry-After of a 503 when only a person can fix the upstream (its certificate was
+    # rejected, or it refused ours): base stations need not ask every second. The relay
+    # itself retries at once when the trust state changes.
+    person_retry_after: int = 300
 
 
 def _sip_text(text: str) -> str:
@@ -367,6 +373,7 @@ class SipRelay:
         self._retry_at = 0.0
         self._last_failure: tuple[str, str] | None = None  # warning, reason text
         self._failed_snapshot: object | None = None
+        self._needs_person = False  # the last failure was a rejection only a person can fix
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._rng = random.Random()
         self.connects = 0  # flows opened so far
@@ -578,21 +585,36 @@ class SipRelay:
             reason = "Upstream certificate rejected"
             self._failed_snapshot = self.connector.policy.snapshot()
         elif kind == "refused":
-            warning = f"The upstream server refused sipsgate's client certificate: {error}"
+            warning = (
+                f"The upstream server refused sipsgate's client certificate: {error} "
+                f"{self._probe_hint(error)}"
+            )
             reason = "Client certificate refused"
             self._failed_snapshot = None
         else:
-            warning = f"The upstream server cannot be reached: {error}"
+            warning = f"The upstream server cannot be reached: {error} {self._probe_hint(error)}"
             reason = "Upstream unreachable"
             self._failed_snapshot = None
         warning = _sip_text(warning)
         backoff = self._count_failure(error, kind, warning, reason, now)
         self._execute(
             self.core.upstream_failed(
-                warning, now, reason_text=reason, retry_after=max(1, math.ceil(backoff))
+                warning, now, reason_text=reason, retry_after=self._retry_after(backoff)
             )
         )
         return None
+
+    def _probe_hint(self, error: BaseException) -> str:
+        """The command that reproduces a failure (it dials sip.upstream_address too)."""
+        target = getattr(error, "peer", None)
+        uri = target.uri if isinstance(target, TlsTarget) else self.sip.upstream
+        return f"Run `sipsgate probe {uri}` to see it again."
+
+    def _retry_after(self, wait: float) -> int | None:
+        """The Retry-After of a 503: long when a person must act, else the next attempt."""
+        if self._needs_person:
+            return self.settings.person_retry_after
+        return max(1, math.ceil(wait)) if math.isfinite(wait) else None
 
     def _count_failure(
         self, error: BaseException | None, kind: str, warning: str, reason: str, now: float
@@ -605,6 +627,7 @@ class SipRelay:
         backoff *= 0.5 + 0.5 * self._rng.random()  # jitter: never all gateways at once
         self._retry_at = now + backoff
         self._last_failure = (warning, reason)
+        self._needs_person = kind in ("rejected", "refused")
         self.metrics.connect_failures.inc(kind=kind)
         self._log.warning(
             "sip.upstream.failed",
@@ -648,6 +671,7 @@ class SipRelay:
         # a server refuses the client certificate only after the handshake.
         self._retry_at = 0.0
         self._last_failure = None
+        self._needs_person = False
         self._failed_snapshot = None
         self.connects += 1
         self.metrics.reconnects.inc()
@@ -657,8 +681,8 @@ class SipRelay:
         self._log.info(
             "sip.upstream.connected",
             upstream=uri,
-            local=f"{sockname[0]}:{sockname[1]}",
-            peer=str(transport.get_extra_info("peername")),
+            local=notation.address(sockname),
+            peer=notation.address(transport.get_extra_info("peername")),
         )
         self._execute(self.core.upstream_up(sockname[0], sockname[1], self._loop.time()))
 
@@ -705,7 +729,7 @@ class SipRelay:
                     warning,
                     now,
                     reason_text=reason,
-                    retry_after=max(1, math.ceil(retry)) if math.isfinite(retry) else None,
+                    retry_after=self._retry_after(retry),
                 )
             )
             return

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from certstore.model import Certificate, Peer, Reason, Rule
 from certstore.pathvalidation import PROCESSED_CRITICAL_EXTENSIONS
+from gateway.tls.policy import is_ip_literal
 
 # The one-line fix for every reason code, as docs/probe.md shows it.
 FIXES: dict[Reason, str] = {
@@ -173,13 +174,21 @@ def advise(
             )
         case Reason.NAME_MISMATCH:
             names = _names(leaf) if leaf else "no certificate"
-            sentence = (
-                f"the certificate is not issued for {peer.host} (it names {names}); "
-                "connect with a name it carries, or have it re-issued with "
-                f"{'sip:' + peer.host + ' or ' if peer.transport.value == 'sips' else ''}"
-                f"DNS:{peer.host}; wildcard names need "
-                "`sipsgate certs settings --allow-wildcards on`."
-            )
+            if is_ip_literal(peer.host):
+                # An IP address is matched only by an IP SAN, never by a DNS name or wildcard.
+                sentence = (
+                    f"the certificate is not issued for {peer.host} (it names {names}); "
+                    "connect with a name it carries, or have it re-issued with "
+                    f"IP:{peer.host.strip('[]')}."
+                )
+            else:
+                sentence = (
+                    f"the certificate is not issued for {peer.host} (it names {names}); "
+                    "connect with a name it carries, or have it re-issued with "
+                    f"{'sip:' + peer.host + ' or ' if peer.transport.value == 'sips' else ''}"
+                    f"DNS:{peer.host}; wildcard names need "
+                    "`sipsgate certs settings --allow-wildcards on`."
+                )
         case Reason.WEAK_KEY:
             weak = [c for c in chain if c.weak_key] or list(chain[:1])
             what = "; ".join(

@@ -17,6 +17,7 @@ as ``tls.session.refused``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import os
 import socket
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from certstore import notation
 from gateway.errors import (
     ClientCertificateRefused,
     TlsConnectError,
@@ -294,9 +296,9 @@ class TlsConnector:
             raise exc from None
         except OSError as err:
             exc = TlsConnectError(
-                f"Could not connect to {_fmt_addr(target.address)} for {target.uri} "
-                f"({err.strerror or err}); check the address and that the server listens "
-                "there.",
+                f"Could not connect to {_fmt_addr(target.address)} for {target.uri}: "
+                f"{connect_failure(err, target.address)}; check the address and that the "
+                "server listens there.",
                 peer=target,
             )
             self._failed(log, target, "connect", exc)
@@ -401,5 +403,25 @@ class TlsConnector:
 
 
 def _fmt_addr(address: tuple[str, int]) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return notation.host_port(*address)
+
+
+def connect_failure(err: OSError, address: tuple[str, int]) -> str:
+    """Why a TCP connection failed, as a sentence (asyncio's own text is
+    ``Connect call failed ('127.0.0.1', 5061)``, which says neither)."""
+    where = _fmt_addr(address)
+    if isinstance(err, socket.gaierror):
+        return f"the name {address[0]} cannot be resolved ({err.strerror or err})"
+    match err.errno:
+        case errno.ECONNREFUSED:
+            return f"nothing is listening on {where} (connection refused)"
+        case errno.EHOSTUNREACH | errno.ENETUNREACH:
+            return f"there is no route to {where} ({os.strerror(err.errno)})"
+        case errno.ETIMEDOUT:
+            return f"{where} did not answer (connection timed out)"
+        case errno.ECONNRESET:
+            return f"{where} reset the connection"
+        case None | 0:
+            return str(err)
+        case code:
+            return f"{os.strerror(code)} ({where})"

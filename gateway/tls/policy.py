@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from certstore import notation
+
 Scheme = Literal["sips", "https"]
 
 DEFAULT_PORTS: dict[Scheme, int] = {"sips": 5061, "https": 443}
@@ -78,14 +80,11 @@ class TlsTarget:
     @property
     def destination(self) -> str:
         """``host:port`` of the identity, IPv6 in brackets, as logs and pins show it."""
-        host = self.host.strip("[]")
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{host}:{self.port}"
+        return notation.host_port(self.host, self.port)
 
     @property
     def uri(self) -> str:
-        return f"{self.scheme}:{'//' if self.scheme == 'https' else ''}{self.destination}"
+        return notation.uri(self.scheme, self.host, self.port)
 
 
 def _is_host_name(host: str) -> bool:
@@ -208,6 +207,7 @@ class TrustCheck:
     chain: tuple[Any, ...]
     peer: Any
     record: bool  # whether the store wants this handshake recorded (rejected list, TOFU pin)
+    address: str | None = None  # host:port dialled, recorded beside the identity ``peer``
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

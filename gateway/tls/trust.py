@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from certstore.model import Certificate, Peer, Rule, Transport, Verdict
+from certstore import notation
+from certstore.model import Actor, Certificate, Peer, Rule, Transport, Verdict
 from certstore.snapshot import TrustSnapshot
 from certstore.store import DeviceIdentity
 from certstore.x509 import parse_der
@@ -29,7 +30,14 @@ class HandshakeStore(Protocol):
     def snapshot(self) -> TrustSnapshot: ...
 
     def record_handshake(
-        self, verdict: Verdict, chain: Sequence[Certificate], peer: Peer, now: datetime
+        self,
+        verdict: Verdict,
+        chain: Sequence[Certificate],
+        peer: Peer,
+        now: datetime,
+        *,
+        actor: Actor | None = None,
+        address: str | None = None,
     ) -> object: ...
 
 
@@ -58,8 +66,10 @@ class StoreTrustPolicy:
         decide: DecideFn,
         identity: IdentitySource | None = None,
         cache_size: int = 512,
+        actor: Actor | None = None,
     ) -> None:
         self.store = store
+        self._actor = actor  # who the audit log credits with recorded handshakes
         self._decide = decide
         self._identity = identity
         self._cache: OrderedDict[bytes, Certificate] = OrderedDict()
@@ -91,12 +101,20 @@ class StoreTrustPolicy:
         peer = peer_for(target)
         verdict = self._decide(chain, peer, now, snapshot)
         record = verdict.should_record or verdict.rule is Rule.FIRST_USE
-        return TrustCheck(verdict=verdict, chain=chain, peer=peer, record=record)
+        return TrustCheck(
+            verdict=verdict,
+            chain=chain,
+            peer=peer,
+            record=record,
+            address=notation.host_port(*target.address),
+        )
 
     def record(self, check: TrustCheck, now: datetime) -> None:
         verdict = check.verdict
         assert isinstance(verdict, Verdict)
-        self.store.record_handshake(verdict, check.chain, check.peer, now)
+        self.store.record_handshake(
+            verdict, check.chain, check.peer, now, actor=self._actor, address=check.address
+        )
 
     def client_identity(self) -> ClientIdentity | None:
         if self._identity is None:

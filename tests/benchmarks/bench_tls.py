@@ -134,7 +134,14 @@ class MemoryStore:
         return self._snapshot
 
     def record_handshake(
-        self, verdict: Verdict, chain: Sequence[Certificate], peer: Peer, now: datetime
+        self,
+        verdict: Verdict,
+        chain: Sequence[Certificate],
+        peer: Peer,
+        now: datetime,
+        *,
+        actor: object = None,
+        address: object = None,
     ) -> None:
         raise AssertionError(f"the benchmark chain was not accepted: {verdict}")
 

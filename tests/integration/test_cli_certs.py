@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -155,6 +156,37 @@ def _record_rejection(data_dir: Path, chain_pem: bytes, host: str) -> None:
 
 
 class TestRejectedAndPins:
+    def test_list_writes_peers_as_uris(self, run: Run, data_dir: Path) -> None:
+        """The PEER column is the URI a user would type: https:// with //, IPv6 in []."""
+        run("certs", "list")
+        now = datetime.now(UTC)
+        store = SqliteStore(data_dir / "sipsgate.db")
+        try:
+            for peer in (
+                Peer(host="127.0.0.1", port=8443, transport=Transport.HTTPS),
+                Peer(host="::1", port=5061, transport=Transport.SIPS),
+            ):
+                leaf = trustme.CA().issue_cert(peer.host)
+                chain = load_certificates(leaf.cert_chain_pems[0].bytes()).certificates
+                store.record_handshake(decide(chain, peer, now, store.snapshot()), chain, peer, now)
+        finally:
+            store.close()
+        out = run("certs", "rejected", "list").stdout
+        assert "https://127.0.0.1:8443" in out
+        assert "sips:[::1]:5061" in out
+        assert "https:127.0.0.1" not in out
+        # Counts in words, times to the second.
+        assert out.rstrip().endswith("\n2 rejected chains")
+        assert not re.search(r"\d\.\d{6}", out), out
+        entry_id = str(run_json(run, "certs", "rejected", "list")[0]["id"])
+        shown = run("certs", "rejected", "show", entry_id).stdout
+        assert re.search(r"seen: +1 time, first \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, last ", shown)
+        assert re.search(
+            r"Rejected chain \d+: (https://127\.0\.0\.1:8443|sips:\[::1\]:5061)", shown
+        )
+        assert not re.search(r"\d\.\d{6}", shown), shown
+        assert "(s)" not in out + shown + run("certs", "pins").stdout
+
     def test_trust_a_rejected_chain(self, run: Run, data_dir: Path) -> None:
         """A chain from an unknown CA is listed with its reasons; trusting it drops the entry."""
         run("certs", "list")  # creates the store

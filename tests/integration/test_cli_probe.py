@@ -14,6 +14,8 @@ import pytest
 from certstore.model import Actor, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.x509 import parse_der
+from gateway.cli.probe import follow_config, parse_target
+from gateway.config import SipSection
 from tests.integration.conftest import Hierarchy
 from tests.tls_servers import WAIT, TlsEchoServer, server_context
 
@@ -198,10 +200,106 @@ class TestProbe:
         human = await probe(cli, f"sips:{HOST}", "--connect", f"127.0.0.1:{port}")
         assert human.code == 2
         assert "NO CONNECTION" in human.out
-        assert f"127.0.0.1:{port}" in human.out
+        assert f"nothing is listening on 127.0.0.1:{port} (connection refused)" in human.out
+        assert "Connect call failed" not in human.out + doc["error"]["message"]  # type: ignore[index]
+        assert "('127.0.0.1'" not in human.out
 
     async def test_bad_uri_exits_2(self, cli: Cli) -> None:
         """A URI that is neither sips: nor https:// is a usage error."""
         run = await probe(cli, "sip:plain.example.test")
         assert run.code == 2
         assert "not a sips: or https:// URI" in run.err
+
+
+def configure_upstream(cli: Cli, address: str) -> None:
+    """The config of a gateway whose provider is HOST, dialled at ``address``."""
+    text = cli.config.read_text()
+    cli.config.write_text(
+        text + f'\n[sip]\nupstream = "sips:{HOST}"\nupstream_address = "{address}"\n'
+    )
+
+
+class TestProbeFollowsTheConfig:
+    @pytest.mark.parametrize("uri", [f"sips:{HOST}:5061", f"sips:{HOST}", f"SIPS:{HOST.upper()}"])
+    async def test_the_configured_upstream_is_dialled_at_upstream_address(
+        self, cli: Cli, hierarchy: Hierarchy, uri: str
+    ) -> None:
+        """The command the relay's log and 503 name reaches the server the relay dials."""
+        async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
+            configure_upstream(cli, f"127.0.0.1:{server.port}")
+            run = await probe(cli, uri, "--json")
+            human = await probe(cli, uri, "--no-record")
+        assert run.code == 1, run.out + run.err
+        doc = run.json()
+        assert doc["reasons"] == ["unknown-issuer"]
+        assert doc["address"] == {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "source": "sip.upstream_address",
+        }
+        assert doc["peer"]["host"].lower() == HOST  # type: ignore[index]
+        assert human.code == 1, human.out + human.err
+        assert f"(dialled 127.0.0.1:{server.port}, SNI {HOST})" in human.out
+        assert "from sip.upstream_address (this is the configured upstream)" in human.out
+        # The rejected entry keeps both: the identity checked and the address dialled.
+        store = cli.store()
+        try:
+            (entry,) = store.list_rejected()
+        finally:
+            store.close()
+        assert (entry.peer.host.lower(), entry.peer.port) == (HOST, 5061)
+        assert entry.address == f"127.0.0.1:{server.port}"
+        assert doc["rejected_id"] == entry.id
+
+    async def test_connect_wins_over_the_config(self, cli: Cli, hierarchy: Hierarchy) -> None:
+        """--connect is dialled as written, even for the configured upstream."""
+        async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
+            configure_upstream(cli, "127.0.0.1:9")  # nothing listens on the discard port
+            run = await probe(
+                cli, f"sips:{HOST}", "--connect", f"127.0.0.1:{server.port}", "--json"
+            )
+        assert run.code == 1, run.err
+        assert run.json()["address"] == {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "source": "--connect",
+        }
+
+    @pytest.mark.parametrize(
+        "uri", [f"sips:{HOST}:5062", "sips:other.example.test", f"https://{HOST}"]
+    )
+    def test_other_destinations_are_dialled_as_written(self, uri: str) -> None:
+        """Only the configured upstream (same scheme, host and port) follows the config."""
+        sip = SipSection(upstream=f"sips:{HOST}", upstream_address="127.0.0.1:9")
+        target = parse_target(uri)
+        assert follow_config(target, sip) == (target, "uri")
+        followed, source = follow_config(parse_target(f"sips:{HOST}."), sip)
+        assert (followed.address, source) == (("127.0.0.1", 9), "sip.upstream_address")
+
+
+class TestProbeInTheAuditLog:
+    async def test_a_probe_is_credited_to_the_cli(self, cli: Cli, hierarchy: Hierarchy) -> None:
+        """The rejection a probe records, and a first-use pin it makes, name the CLI."""
+        async with TlsEchoServer(server_context(hierarchy.leaf)) as server:
+            run = await probe(cli, f"sips:{HOST}", "--connect", f"127.0.0.1:{server.port}")
+            assert run.code == 1, run.err
+            store = cli.store()
+            try:
+                store.update_settings(
+                    {"trust_on_first_use": True}, actor=Actor(name="test", interface="cli")
+                )
+            finally:
+                store.close()
+            first_use = await probe(
+                cli, "sips:other.example.test", "--connect", f"127.0.0.1:{server.port}"
+            )
+        assert first_use.code == 0, first_use.out + first_use.err
+        store = cli.store()
+        try:
+            events = {e.action: e for e in store.audit()}
+        finally:
+            store.close()
+        assert events["rejected.record"].interface == "cli"
+        assert events["rejected.record"].actor != "gateway"
+        assert events["pin.add"].interface == "cli"
+        assert events["pin.add"].actor == "trust-on-first-use"

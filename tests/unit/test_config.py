@@ -77,6 +77,35 @@ class TestLoadConfig:
         with pytest.raises(ConfigError, match=message):
             load_config(write(tmp_path, text), env={})
 
+    @pytest.mark.parametrize(
+        ("upstream", "message"),
+        [
+            (
+                "sip.provider.example",
+                r"sip.upstream must be a sips: URI.*sips:sip.provider.exa",
+            ),
+            ("sip:sip.provider.example", r"sip.upstream must be a sips: URI.*sips:sip.provider"),
+            ("sips://sip.provider.example", r"sip.upstream.*no '//' after the colon"),
+            ("sips:sip.provider.example:99999", r"sip.upstream.*port"),
+        ],
+    )
+    def test_upstream_must_be_a_sips_uri(self, tmp_path: Path, upstream: str, message: str) -> None:
+        """A bare host name is refused at start, naming the key and the form it needs."""
+        path = write(tmp_path, f'[sip]\nupstream = "{upstream}"\n')
+        with pytest.raises(ConfigError, match=message):
+            load_config(path, env={})
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, ""), env={"SIPSGATE_SIP_UPSTREAM": upstream})
+
+    def test_upstream_address_must_be_host_port(self, tmp_path: Path) -> None:
+        path = write(tmp_path, '[sip]\nupstream = "sips:p.example"\nupstream_address = "a b:1"\n')
+        with pytest.raises(ConfigError, match=r"sip\.upstream_address must be HOST:PORT"):
+            load_config(path, env={})
+        ok = write(
+            tmp_path, '[sip]\nupstream = "sips:p.example"\nupstream_address = "[::1]:5061"\n'
+        )
+        assert load_config(ok, env={}).sip.upstream_address == "[::1]:5061"
+
     def test_bad_environment_value(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="SIPSGATE_STORE_REJECTED_LIMIT"):
             load_config(write(tmp_path, ""), env={"SIPSGATE_STORE_REJECTED_LIMIT": "many"})

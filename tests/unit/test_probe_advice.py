@@ -69,6 +69,18 @@ class TestAdvice:
         assert "DNS:sip.example.net" in sentence
         assert "sip:other.example.net" in sentence
 
+    @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+    def test_name_mismatch_for_an_ip_peer_asks_for_an_ip_san(
+        self, expired_chain: Chain, host: str
+    ) -> None:
+        """An IP address is matched by an IP SAN only: the fix says IP:, never DNS:."""
+        peer = Peer(host=host, port=5061, transport=Transport.SIPS)
+        sentence = advise("name-mismatch", chain=expired_chain, peer=peer, now=NOW).sentence
+        assert f"have it re-issued with IP:{host}." in sentence
+        assert f"DNS:{host}" not in sentence
+        assert f"sip:{host}" not in sentence
+        assert "wildcard" not in sentence
+
     def test_unknown_reason_is_shown_as_is(self) -> None:
         """A reason the gateway does not know yet is still shown."""
         assert "brand-new" in advise("brand-new", chain=(), peer=PEER, now=NOW).sentence

@@ -31,7 +31,12 @@ async def upload(api: aiohttp.ClientSession, data: bytes, **params: str) -> dict
         return result
 
 
-def reject_chain(harness: AdminHarness, chain: list[Issued], host: str = "sip.example.net") -> int:
+def reject_chain(
+    harness: AdminHarness,
+    chain: list[Issued],
+    host: str = "sip.example.net",
+    address: str | None = None,
+) -> int:
     """Record a chain in the rejected list as the gateway does after a failed handshake."""
     certs = [c.model for c in chain]
     verdict = Verdict(
@@ -41,7 +46,7 @@ def reject_chain(harness: AdminHarness, chain: list[Issued], host: str = "sip.ex
         leaf_fingerprint=certs[0].fingerprint,
     )
     peer = Peer(host=host, port=5061, transport=Transport.SIPS, sni=host)
-    entry = harness.store.record_handshake(verdict, certs, peer, datetime.now(UTC))
+    entry = harness.store.record_handshake(verdict, certs, peer, datetime.now(UTC), address=address)
     assert entry is not None
     return int(entry.id)
 
@@ -218,7 +223,7 @@ class TestRejected:
     ) -> None:
         ca = PKI.ca("Unknown CA")
         leaf = PKI.leaf(ca, cn="sip.example.net")
-        chain_id = reject_chain(admin, [leaf, ca])
+        chain_id = reject_chain(admin, [leaf, ca], address="192.0.2.10:5062")
         async with api.get(f"{API}/rejected") as response:
             listed = await response.json()
         assert [e["id"] for e in listed] == [chain_id]
@@ -232,6 +237,7 @@ class TestRejected:
         }
         assert entry["count"] == 1
         assert entry["overridden"] is False
+        assert entry["address"] == "192.0.2.10:5062"  # dialled; the identity is the peer
         async with api.get(f"{API}/rejected/{chain_id}") as response:
             details = await response.json()
         assert [c["fingerprint"] for c in details["chain"]] == [
