@@ -33,6 +33,7 @@ from gateway.log import get_logger
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.service import ProvisioningService, build_client
 from gateway.relay.service import SipRelay
+from gateway.relay.status import RelayStatus
 from gateway.supervisor import Service, Supervisor
 from gateway.systemd import Notifier
 from gateway.tls.connector import TlsConnector
@@ -100,8 +101,16 @@ class RelayService:
 
     name = "sip"
 
-    def __init__(self, config: Config, connector: TlsConnector, registry: MetricsRegistry) -> None:
+    def __init__(
+        self,
+        config: Config,
+        connector: TlsConnector,
+        registry: MetricsRegistry,
+        status: RelayStatus | None = None,
+    ) -> None:
         self._config = config
+        # One status for the life of the gateway: a reload's new relay goes on writing it.
+        self.status = status if status is not None else RelayStatus(upstream=config.sip.upstream)
         self._connector = connector
         self._registry = registry
         self._relay: SipRelay | None = None
@@ -109,7 +118,9 @@ class RelayService:
         self._started = asyncio.Event()  # set while a relay task has been started
 
     async def start(self) -> list[str]:
-        relay = SipRelay.from_config(self._config, self._connector, metrics=self._registry)
+        relay = SipRelay.from_config(
+            self._config, self._connector, metrics=self._registry, status=self.status
+        )
         task = asyncio.create_task(relay.serve(), name="sip-relay")
         self._relay, self._task = relay, task
         ready = asyncio.create_task(relay.ready.wait())
@@ -229,6 +240,7 @@ def build_services(
         build_client(config, store, tls=connector, metrics=registry),
         interval=float(config.provisioning.interval),
     )
+    relay_status = RelayStatus(upstream=config.sip.upstream)
     app = create_app(
         store,
         config,
@@ -238,11 +250,12 @@ def build_services(
         device=device,
         provisioning=provisioning,
         health=health,
+        relay_status=relay_status,
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [
         AdminServer(app, device_tls, config),
-        RelayService(config, connector, registry),
+        RelayService(config, connector, registry, relay_status),
         provisioning,
         RevocationService(connector),
         ExpiryService(watch),

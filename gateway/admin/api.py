@@ -41,6 +41,7 @@ from gateway.admin.app import (
     ApiError,
     bad_form,
     principal_of,
+    readiness,
     state_of,
 )
 from gateway.admin.security import read_limited
@@ -699,6 +700,59 @@ async def provisioning_status(service: ProvisioningService) -> dict[str, Any]:
     }
 
 
+# The device identity counts as a problem this long before it expires.
+IDENTITY_WARN_DAYS = 30
+
+
+async def status_view(state: AdminState) -> dict[str, Any]:
+    """What ``GET /api/v1/status`` answers: readiness, problems first, then the upstream
+    flow, the base stations seen, the counters, provisioning and the device identity.
+    Read from the relay's live state and the store; nothing here waits on the relay."""
+    now = state.now()
+    _ready, readiness_view = readiness(state)
+    relay = state.relay_status
+    problems: list[str] = list(relay.problems()) if relay is not None else []
+    view: dict[str, Any] = {
+        "generated_at": now.replace(microsecond=0).isoformat(),
+        "status": readiness_view["status"],
+        "reason": readiness_view.get("reason"),
+        "problems": problems,
+    }
+    if relay is not None:
+        view.update(relay.view(now.timestamp()))
+    else:
+        view.update(upstream=None, base_stations=[], counters=None)
+    provisioning: dict[str, Any] | None = None
+    if state.provisioning is not None:
+        provisioning = await provisioning_status(state.provisioning)
+        last: FetchResult | None = await state.provisioning.last_result()
+        if last is not None and not last.ok:
+            problems.append(f"The last provisioning run did not succeed ({last.status.value}).")
+    view["provisioning"] = provisioning
+    identity: dict[str, Any] | None = None
+    if state.device is not None:
+        cert = (await state.device.identity()).certificate
+        days_left = (cert.not_after - now).total_seconds() / 86400
+        identity = {
+            "subject": cert.subject,
+            "fingerprint": cert.fingerprint,
+            "not_after": cert.not_after.isoformat(),
+            "days_left": int(days_left // 1),
+        }
+        if days_left < 0:
+            problems.append("The device identity certificate has expired: renew it.")
+        elif days_left < IDENTITY_WARN_DAYS:
+            problems.append(
+                f"The device identity certificate expires in {int(days_left)} days: renew it."
+            )
+    view["device_identity"] = identity
+    return view
+
+
+async def status_get(request: web.Request) -> web.Response:
+    return web.json_response(await status_view(state_of(request)))
+
+
 async def provisioning_get(request: web.Request) -> web.Response:
     service = running_provisioning(state_of(request))
     return web.json_response(await provisioning_status(service))
@@ -771,6 +825,7 @@ def setup(app: web.Application) -> None:
         state.registry.gauge(name, help_text)
     r = app.router
     v1 = API_PREFIX
+    r.add_get(f"{v1}/status", status_get)
     r.add_get(f"{v1}/trust", trust_list)
     r.add_post(f"{v1}/trust", trust_upload)
     r.add_delete(f"{v1}/trust", trust_clear)
