@@ -303,7 +303,13 @@ async def run_gateway(
         registry = MetricsRegistry()
         health = ServiceHealth(metrics=registry)
         services = build_services(config, store, AsyncDeviceService(service), registry, health)
-        supervisor = Supervisor(services, config, Notifier(env), health=health)
+        notifier = Notifier(env)
+        relay_status = next(s.status for s in services if isinstance(s, RelayService))
+        supervisor = Supervisor(
+            services, config, notifier, health=health, status_line=relay_status.status_line
+        )
+        # systemctl status says what /readyz says: "running", or "degraded: <reason>".
+        relay_status.watchers.append(notifier.status)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, supervisor.request_stop)
         loop.add_signal_handler(signal.SIGINT, supervisor.request_stop)

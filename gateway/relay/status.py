@@ -9,6 +9,7 @@ and costs the relay nothing per request. Times are passed in (wall-clock seconds
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -83,7 +84,9 @@ class RelayStatus:
         self._stations: OrderedDict[str, _Station] = OrderedDict()
         # minute -> [relayed, rejected handshakes, 503 answered by sipsgate]
         self._buckets: OrderedDict[int, list[int]] = OrderedDict()
-        self.listeners: list[tuple[str, str]] = []  # (transport, host:port) bound
+        #: Called with the new :meth:`status_line` whenever it changes (sd_notify STATUS).
+        self.watchers: list[Callable[[str], object]] = []
+        self._line = self.status_line()
 
     # --- written by the relay ------------------------------------------------------
 
@@ -93,6 +96,7 @@ class RelayStatus:
             self.state = "not-configured"
         elif self.state == "not-configured":
             self.state = "connecting"
+        self._changed()
 
     def up(
         self,
@@ -108,6 +112,7 @@ class RelayStatus:
         self.certificate = certificate
         self.connected_since = now
         self.retry_at = None
+        self._changed()
 
     def failed(self, now: float, error: UpstreamError, *, retry_at: float | None) -> None:
         self.state = "down"
@@ -116,6 +121,7 @@ class RelayStatus:
         self.retry_at = retry_at
         if error.kind == "rejected":
             self._count(now, 1)
+        self._changed()
 
     def lost(self, now: float, reason: str) -> None:
         self.state = "down"
@@ -123,6 +129,22 @@ class RelayStatus:
         self.last_error = UpstreamError(
             kind="lost", reason="Upstream connection lost", sentence=reason, codes=(), at=now
         )
+        self._changed()
+
+    def status_line(self) -> str:
+        """One line for the service manager: ``running`` or ``degraded: <reason>``."""
+        problem = self.readiness_problem()
+        if problem is None:
+            return "running"
+        return " ".join(f"degraded: {problem}".split())  # one line, whatever the error says
+
+    def _changed(self) -> None:
+        line = self.status_line()
+        if line == self._line:
+            return
+        self._line = line
+        for watcher in self.watchers:
+            watcher(line)
 
     def answered(self, now: float, *, source: str, method: str, status: int, local: bool) -> None:
         """A transaction from a base station (``source``) got its final answer."""
