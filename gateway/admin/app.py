@@ -500,6 +500,23 @@ def readiness(state: AdminState) -> tuple[bool, dict[str, object]]:
     return ready, view
 
 
+def when(value: object) -> str:
+    """A time as pages show it: to the second, in UTC (an ISO text or a datetime)."""
+    if value is None or value == "":
+        return "never"
+    moment = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if moment is None:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def create_app(
     store: CertStore,
     config: Config,
@@ -563,6 +580,7 @@ def create_app(
     static = app.router.add_static("/static", here / "static", append_version=True, name="static")
     env = aiohttp_jinja2.get_env(app)
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
+    env.filters["when"] = when
     return app
 
 

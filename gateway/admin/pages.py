@@ -51,6 +51,7 @@ PAGE_SIZE = 50
 BANNER_DAYS = 30
 BANNER_CACHE_SECONDS = 60.0
 NAV = (
+    ("status", "/", "Status"),
     ("trust", "/trust", "Trust list"),
     ("rejected", "/rejected", "Rejected / invalid"),
     ("pins", "/pins", "Pins"),
@@ -124,7 +125,7 @@ def back(
     return web.HTTPSeeOther(default)
 
 
-def local_target(value: str | None, default: str = "/trust") -> str:
+def local_target(value: str | None, default: str = "/") -> str:
     """A redirect target inside this site only (no open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return default
@@ -258,7 +259,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPSeeOther("/trust")
+    """The landing page: what the gateway is doing now, problems first."""
+    view = await api.status_view(state_of(request))
+    return await page(request, "status.html", {"s": view}, active="status")
 
 
 # -- trust list ----------------------------------------------------------------------------------

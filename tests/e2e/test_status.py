@@ -4,6 +4,7 @@ and the admin endpoint on one store, ``GET /api/v1/status`` and ``/readyz``."""
 from __future__ import annotations
 
 import asyncio
+import html
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from certstore.model import Reason
 from gateway.relay.status import RelayStatus
 from gateway.tls.advice import FIXES
-from tests.admin_support import AdminHarness, basic_header, start_admin
+from tests.admin_support import AdminHarness, basic_header, login, start_admin
 from tests.e2e.conftest import Pki
 from tests.e2e.test_relay_sip import assert_ok, running_relay
 from tests.integration.trust_env import make_env
@@ -28,6 +29,15 @@ async def get_json(admin: AdminHarness, path: str) -> tuple[int, dict[str, Any]]
         http.get(path, headers={"Authorization": basic_header()}) as response,
     ):
         return response.status, await response.json()
+
+
+async def status_page(admin: AdminHarness) -> str:
+    """The landing page as a logged-in browser gets it."""
+    async with admin.client() as http:
+        await login(http)
+        async with http.get("/", allow_redirects=False) as response:
+            assert response.status == 200
+            return html.unescape(await response.text())
 
 
 async def status_until(admin: AdminHarness, state: str) -> dict[str, Any]:
@@ -66,6 +76,11 @@ async def test_status_shows_rejection_with_reason_then_flow_up_after_trust(
                 assert down["problems"][0].startswith("Upstream certificate rejected: ")
                 assert down["counters"]["rejected_handshakes"] >= 1
                 assert down["counters"]["service_unavailable"] >= 1
+                page = await status_page(admin)
+                assert 'id="flow-state">down<' in page
+                assert error["sentence"] in page
+                assert f"Fix: {FIXES[Reason.UNKNOWN_ISSUER]}" in page
+                assert page.index('id="problems"') < page.index('id="upstream"')
                 code, ready = await get_json(admin, "/readyz")
                 assert code == 200
                 assert ready["status"] == "degraded"
@@ -89,6 +104,10 @@ async def test_status_shows_rejection_with_reason_then_flow_up_after_trust(
                 assert all(s["last_method"] == "REGISTER" for s in up["base_stations"])
                 assert up["counters"]["relayed"] >= 4  # 401 and 200 for each
                 assert up["device_identity"]["days_left"] > 30
+                page = await status_page(admin)
+                assert 'id="flow-state">up<' in page
+                assert 'id="problems"' not in page
+                assert all(source in page for source in sources)
                 code, ready = await get_json(admin, "/readyz")
                 assert (code, ready["status"]) == (200, "ready")
     finally:
