@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from certstore.errors import CertStoreError
-from gateway.cli import admin, certs, device, probe, provision, run
+from gateway.cli import admin, certs, device, probe, provision, run, status
 from gateway.errors import GatewayError
 
 EXIT_OK = 0
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run, certs, device, probe, provision, admin):
+    for module in (run, certs, device, probe, provision, admin, status):
         module.register(subparsers, common)
     return parser
 

@@ -133,10 +133,10 @@ class RelayStatus:
 
     def status_line(self) -> str:
         """One line for the service manager: ``running`` or ``degraded: <reason>``."""
-        problem = self.readiness_problem()
-        if problem is None:
+        if self.readiness_problem() is None:
             return "running"
-        return " ".join(f"degraded: {problem}".split())  # one line, whatever the error says
+        problems = self.problems()
+        return " ".join(f"degraded: {problems[0]}".split())  # one line, whatever the error says
 
     def _changed(self) -> None:
         line = self.status_line()
@@ -186,9 +186,13 @@ class RelayStatus:
         return []
 
     def readiness_problem(self) -> str | None:
-        """Why the gateway is degraded because of its upstream, or None."""
+        """Why the gateway is degraded because of its upstream, in a few words, or None.
+
+        Short on purpose: ``/readyz`` answers anyone who reaches the endpoint; the
+        sentence (addresses, certificate details) is in the authenticated status view.
+        """
         if self.state == "down" and self.last_error is not None:
-            return f"{self.last_error.reason}: {self.last_error.sentence}"
+            return self.last_error.reason
         if self.state == "not-configured":
             return "No upstream configured"
         return None

@@ -48,7 +48,8 @@ def test_problems_and_readiness_say_why() -> None:
                       codes=(), at=10.0),
         retry_at=20.0,
     )  # fmt: skip
-    assert status.readiness_problem() == "Upstream unreachable: refused."
+    assert status.readiness_problem() == "Upstream unreachable"
+    assert status.problems() == ["Upstream unreachable: refused."]
     view = status.view(10.0)["upstream"]
     assert isinstance(view, dict)
     assert view["state"] == "down"
