@@ -135,7 +135,15 @@ def print_status(view: dict[str, Any], root: str, full: bool) -> None:
     noun = "base station" if len(stations) == 1 else "base stations"
     print(f"{len(stations)} {noun} seen")
     for s in stations:
-        print(f"  {s['source']}: {s['last_method']} {s['last_status']} at {s['last_message_at']}")
+        registered = (
+            f"registered as {s['aor']} until {s['registered_until']}"
+            if s.get("registered_until")
+            else "not registered"
+        )
+        print(
+            f"  {s['source']} {s.get('transport') or ''}: {registered}; last "
+            f"{s['last_method']} {s['last_status']} at {s['last_message_at']}"
+        )
     counters = view.get("counters")
     if counters:
         print(

@@ -43,6 +43,7 @@ from gateway.relay.proxy import (
     PongSupport,
     ProxyCore,
     ProxySettings,
+    Registered,
     SendLan,
     SendUpstream,
     TransactionDone,
@@ -840,6 +841,14 @@ class SipRelay:
                 self._log.warning("sip.upstream.dead", reason=out.reason)  # type: ignore[union-attr]
                 if flow is not None and flow.transport is not None:
                     flow.transport.close()
+            elif kind is Registered:
+                self.status.registered(
+                    time.time(),
+                    source=out.peer,  # type: ignore[union-attr]
+                    transport=out.transport,  # type: ignore[union-attr]
+                    aor=out.aor,  # type: ignore[union-attr]
+                    expires=out.expires,  # type: ignore[union-attr]
+                )
             elif kind is PongSupport:
                 self._log.info("sip.keepalive.answered", detail=out.detail)  # type: ignore[union-attr]
             elif kind is PathSupport:
@@ -894,7 +903,12 @@ class SipRelay:
                 duration_ms=round(done.duration * 1000, 2),
             )
         self.status.answered(
-            time.time(), source=done.peer, method=done.method, status=done.status, local=done.local
+            time.time(),
+            source=done.peer,
+            method=done.method,
+            status=done.status,
+            local=done.local,
+            transport=done.transport,
         )
         for observer in self.observers:
             observer(done)

@@ -52,6 +52,9 @@ class _Station:
     last_method: str
     last_status: int
     messages: int
+    transport: str = ""
+    aor: str | None = None
+    registered_until: float | None = None  # None: not registered (or never said)
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -146,7 +149,16 @@ class RelayStatus:
         for watcher in self.watchers:
             watcher(line)
 
-    def answered(self, now: float, *, source: str, method: str, status: int, local: bool) -> None:
+    def answered(
+        self,
+        now: float,
+        *,
+        source: str,
+        method: str,
+        status: int,
+        local: bool,
+        transport: str = "",
+    ) -> None:
         """A transaction from a base station (``source``) got its final answer."""
         if not local:
             self._count(now, 0)
@@ -154,17 +166,32 @@ class RelayStatus:
             self._count(now, 2)
         if source == "upstream":
             return
-        station = self._stations.get(source)
-        if station is None:
-            if len(self._stations) >= self._max_stations:
-                self._stations.popitem(last=False)
-            station = self._stations[source] = _Station(source, now, now, method, status, 0)
-        else:
-            self._stations.move_to_end(source)
+        station = self._station(source, now)
         station.last_seen = now
         station.last_method = method
         station.last_status = status
         station.messages += 1
+        if transport:
+            station.transport = transport
+
+    def registered(
+        self, now: float, *, source: str, transport: str, aor: str, expires: int | None
+    ) -> None:
+        """The registrar accepted ``source``'s REGISTER for ``aor`` for ``expires`` s."""
+        station = self._station(source, now)
+        station.transport = transport
+        station.aor = aor
+        station.registered_until = now + expires if expires else None
+
+    def _station(self, source: str, now: float) -> _Station:
+        station = self._stations.get(source)
+        if station is None:
+            if len(self._stations) >= self._max_stations:
+                self._stations.popitem(last=False)
+            station = self._stations[source] = _Station(source, now, now, "", 0, 0)
+        else:
+            self._stations.move_to_end(source)
+        return station
 
     def _count(self, now: float, index: int) -> None:
         minute = int(now // 60)
@@ -235,6 +262,11 @@ class RelayStatus:
             "base_stations": [
                 {
                     "source": s.source,
+                    "transport": s.transport or None,
+                    "aor": s.aor,
+                    "registered_until": _iso(s.registered_until)
+                    if s.registered_until is not None and s.registered_until > now
+                    else None,
                     "first_seen": _iso(s.first_seen),
                     "last_message_at": _iso(s.last_seen),
                     "last_method": s.last_method,

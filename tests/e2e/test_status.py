@@ -102,12 +102,17 @@ async def test_status_shows_rejection_with_reason_then_flow_up_after_trust(
                 sources = {s["source"] for s in up["base_stations"]}
                 assert len(sources) == 2  # one UDP and one TCP base station
                 assert all(s["last_method"] == "REGISTER" for s in up["base_stations"])
+                assert {s["transport"] for s in up["base_stations"]} == {"udp", "tcp"}
+                for station in up["base_stations"]:
+                    assert station["aor"].startswith("sip:")  # the To URI the registrar took
+                    assert station["registered_until"] is not None
                 assert up["counters"]["relayed"] >= 4  # 401 and 200 for each
                 assert up["device_identity"]["days_left"] > 30
                 page = await status_page(admin)
                 assert 'id="flow-state">up<' in page
                 assert 'id="problems"' not in page
                 assert all(source in page for source in sources)
+                assert page.count("not registered") == 0
                 code, ready = await get_json(admin, "/readyz")
                 assert (code, ready["status"]) == (200, "ready")
     finally:
