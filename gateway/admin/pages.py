@@ -113,7 +113,10 @@ async def page(
         "principal": principal_of(request),
         **context,
     }
-    return aiohttp_jinja2.render_template(template, request, full, status=status)
+    # Rendered in a worker thread: a long page (1,000 base stations, 50 certificates
+    # with their details) must not hold up the event loop the SIP relay shares.
+    text = await asyncio.to_thread(aiohttp_jinja2.render_string, template, request, full)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
 def back(
