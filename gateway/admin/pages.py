@@ -46,6 +46,7 @@ from gateway.admin.app import (
 from gateway.admin.auth import SESSION_COOKIE, SESSION_MAX_SECONDS, Session
 from gateway.log import get_logger
 from gateway.provisioning.result import FetchResult
+from gateway.tls.advice import advise
 
 PAGE_SIZE = 50
 BANNER_DAYS = 30
@@ -494,10 +495,16 @@ async def rejected_page(request: web.Request) -> web.Response:
 async def rejected_detail_page(request: web.Request) -> web.Response:
     state = state_of(request)
     entry = await state.call(state.store.get_rejected, api.rejected_id(request))
+    now = state.now()
+    # The same sentence and fix `sipsgate probe` prints for each reason (one source).
+    advice = [
+        advise(str(r), chain=entry.chain, peer=entry.peer, now=now, rejected_id=entry.id)
+        for r in entry.reasons
+    ]
     return await page(
         request,
         "rejected_detail.html",
-        {"chain": render.rejected_entry(entry, state.now(), details=True)},
+        {"chain": render.rejected_entry(entry, now, details=True), "advice": advice},
         active="rejected",
     )
 

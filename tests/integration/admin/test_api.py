@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,8 @@ import aiohttp
 import pytest
 
 from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
-from tests.admin_support import PKI, AdminHarness
+from gateway.tls.advice import advise
+from tests.admin_support import PKI, AdminHarness, login
 from tests.pki import Issued
 
 API = "/api/v1"
@@ -534,3 +536,28 @@ class TestProvisioningApply:
         async with api.post(f"{API}/provisioning/apply", data=b"\xff\xfe<x") as response:
             assert response.status == 400
             assert (await response.json())["error"]["code"] == "invalid-document"
+
+
+class TestReasonsExplained:
+    async def test_rejected_chain_page_gives_probes_sentence_and_fix(
+        self, admin: AdminHarness
+    ) -> None:
+        """Each reason code on the chain page comes with the sentence `probe` prints."""
+        ca = PKI.ca("Unknown Provider CA")
+        leaf = PKI.leaf(ca, cn="sip.example.net", dns=["sip.example.net"])
+        chain_id = reject_chain(admin, [leaf, ca])
+        entry = admin.store.get_rejected(chain_id)
+        expected = advise(
+            "unknown-issuer",
+            chain=entry.chain,
+            peer=entry.peer,
+            now=datetime.now(UTC),
+            rejected_id=chain_id,
+        )
+        browser = admin.client()
+        await login(browser)
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            assert response.status == 200
+            page = html.unescape(await response.text())
+        assert f"unknown-issuer</span> {expected.sentence}</li>" in page
+        assert f"sipsgate certs trust {chain_id}" in expected.sentence
