@@ -25,6 +25,7 @@ from certstore.model import (
     CertStatus,
     PinDecision,
     PinMatch,
+    RejectedChain,
     TrustEntry,
     TrustKind,
     TrustSource,
@@ -478,11 +479,37 @@ async def rejected_get(request: web.Request) -> web.Response:
     return web.json_response(render.rejected_entry(entry, state.now(), details=True))
 
 
+def refuse_out_of_date(entry: RejectedChain, fingerprints: Sequence[str], now: datetime) -> None:
+    """Trusting an expired or not-yet-valid certificate fixes nothing (the decision still
+    rejects it for its dates): refuse, and say what does help."""
+    for cert in entry.chain:
+        if cert.fingerprint not in fingerprints:
+            continue
+        name = cert.common_name or cert.subject
+        if now > cert.not_after:
+            problem = f"expired on {cert.not_after:%Y-%m-%d %H:%M:%S} UTC"
+        elif now < cert.not_before:
+            problem = f"is valid only from {cert.not_before:%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            continue
+        raise ApiError(
+            422,
+            "certificate-out-of-date",
+            f"The certificate {name} {problem}: trusting it would not let the connection "
+            "through, because the decision still rejects it for its dates. Have it renewed, "
+            f"or accept it for this destination for a limited time (an accept pin that "
+            f"expires: POST /api/v1/rejected/{entry.id}/accept with expires_at). Nothing "
+            "was changed.",
+        )
+
+
 async def rejected_trust(request: web.Request) -> web.Response:
     state = state_of(request)
     chain_id = rejected_id(request)
     body = await read_json_object(request, limit=state.max_upload)
     fingerprints = fingerprint_list(body)
+    entry = await state.call(state.store.get_rejected, chain_id)
+    refuse_out_of_date(entry, fingerprints, state.now())
     result = await state.call(
         state.store.trust_rejected, chain_id, fingerprints, actor=principal_of(request).actor
     )

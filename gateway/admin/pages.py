@@ -519,6 +519,11 @@ async def rejected_trust_form(request: web.Request) -> web.StreamResponse:
             request, f"/rejected/{chain_id}", "error", "Select the certificates to trust first."
         )
     fingerprints = [api.normalise_fingerprint(v) for v in chosen]
+    entry = await state.call(state.store.get_rejected, chain_id)
+    try:
+        api.refuse_out_of_date(entry, fingerprints, state.now())
+    except ApiError as exc:
+        raise back(request, f"/rejected/{chain_id}", "error", exc.message) from None
     try:
         result = await state.call(
             state.store.trust_rejected, chain_id, fingerprints, actor=principal_of(request).actor

@@ -561,3 +561,48 @@ class TestReasonsExplained:
             page = html.unescape(await response.text())
         assert f"unknown-issuer</span> {expected.sentence}</li>" in page
         assert f"sipsgate certs trust {chain_id}" in expected.sentence
+
+
+class TestExpiredCertificateTrap:
+    """Trusting an expired certificate looked like a fix: it is refused, with what helps."""
+
+    async def test_api_refuses_to_trust_an_expired_certificate(self, admin: AdminHarness) -> None:
+        expired = PKI.leaf(None, cn="sip.example.net", dns=["sip.example.net"],
+                           valid_days=(-30, -1))  # fmt: skip
+        chain_id = reject_chain(admin, [expired])
+        before = admin.store.snapshot()
+        api = admin.client(basic=True)
+        body = {"fingerprints": [expired.model.fingerprint]}
+        async with api.post(f"{API}/rejected/{chain_id}/trust", json=body) as response:
+            assert response.status == 422
+            answer = await response.json()
+        assert_error(answer, "certificate-out-of-date")
+        assert "expired on" in answer["error"]["message"]
+        assert f"/api/v1/rejected/{chain_id}/accept" in answer["error"]["message"]
+        after = admin.store.snapshot()
+        assert len(after.trust) == len(before.trust)
+        assert admin.store.get_rejected(chain_id).id == chain_id  # still listed
+
+    async def test_page_does_not_offer_an_expired_certificate_to_trust(
+        self, admin: AdminHarness
+    ) -> None:
+        expired = PKI.leaf(None, cn="sip.example.net", dns=["sip.example.net"],
+                           valid_days=(-30, -1))  # fmt: skip
+        chain_id = reject_chain(admin, [expired])
+        browser = admin.client()
+        await login(browser)
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            page = await response.text()
+        checkbox = page[page.index('name="fingerprint"') :].split(">", 1)[0]
+        assert "disabled" in checkbox
+        assert "checked" not in checkbox
+        assert "trusting it would not fix the connection" in page
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"csrf_token": token, "fingerprint": expired.model.fingerprint}
+        async with browser.post(f"/rejected/{chain_id}/trust", data=form) as response:
+            shown = html.unescape(await response.text())
+        assert "expired on" in shown
+        assert not any(
+            e.certificate.fingerprint == expired.model.fingerprint
+            for e in admin.store.snapshot().trust
+        )
