@@ -554,8 +554,18 @@ async def _rejected_pin_form(request: web.Request, decision: PinDecision) -> web
             raise back(request, f"/rejected/{chain_id}", "error", "Days must be 1 to 3650.")
         expires_at = state.now() + timedelta(days=days)
     scope_text = form_text(form, "scope").strip()
+    any_peer = form_text(form, "any_peer") == "on"
+    if decision is PinDecision.ACCEPT and not scope_text and not any_peer:
+        # An empty field used to mean "any peer": now that is an explicit choice.
+        raise back(
+            request,
+            f"/rejected/{chain_id}",
+            "error",
+            "Enter the destination (host:port) this certificate is accepted for, or tick "
+            "'any peer instead'. Nothing was changed.",
+        )
     try:
-        scope = api.parse_scope(scope_text or None)
+        scope = api.parse_scope(None if any_peer else scope_text or None)
     except ValidationError as exc:
         raise back(request, f"/rejected/{chain_id}", "error", str(exc)) from None
     match = (

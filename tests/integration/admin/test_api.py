@@ -606,3 +606,46 @@ class TestExpiredCertificateTrap:
             e.certificate.fingerprint == expired.model.fingerprint
             for e in admin.store.snapshot().trust
         )
+
+
+class TestAnyPeerTrap:
+    """An accept from a chain page applied to any peer when the field was left as shown."""
+
+    async def accept(self, browser: aiohttp.ClientSession, chain_id: int, **fields: str) -> str:
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            page = await response.text()
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"csrf_token": token, "match": "certificate", **fields}
+        async with browser.post(f"/rejected/{chain_id}/accept", data=form) as response:
+            return html.unescape(await response.text())
+
+    async def test_destination_is_prefilled_and_any_peer_is_explicit(
+        self, admin: AdminHarness
+    ) -> None:
+        ca = PKI.ca("Unknown Provider CA")
+        leaf = PKI.leaf(ca, cn="sip.example.net", dns=["sip.example.net"])
+        chain_id = reject_chain(admin, [leaf, ca])
+        browser = admin.client()
+        await login(browser)
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            page = await response.text()
+        scope_input = page[page.index('id="accept-scope"') :].split(">", 1)[0]
+        assert 'value="sip.example.net:5061"' in scope_input  # a real value, not a placeholder
+
+        shown = await self.accept(browser, chain_id, scope="")
+        assert "Enter the destination" in shown
+        assert not admin.store.list_pins()
+
+        await self.accept(browser, chain_id, scope="sip.example.net:5061")
+        (pin,) = admin.store.list_pins()
+        assert pin.scope == "sip.example.net:5061"
+
+    async def test_any_peer_when_ticked(self, admin: AdminHarness) -> None:
+        ca = PKI.ca("Unknown Provider CA")
+        leaf = PKI.leaf(ca, cn="sip.example.net", dns=["sip.example.net"])
+        chain_id = reject_chain(admin, [leaf, ca])
+        browser = admin.client()
+        await login(browser)
+        await self.accept(browser, chain_id, scope="sip.example.net:5061", any_peer="on")
+        (pin,) = admin.store.list_pins()
+        assert pin.scope is None
