@@ -649,3 +649,14 @@ class TestAnyPeerTrap:
         await self.accept(browser, chain_id, scope="sip.example.net:5061", any_peer="on")
         (pin,) = admin.store.list_pins()
         assert pin.scope is None
+
+
+async def test_pages_name_a_favicon(admin: AdminHarness) -> None:
+    browser = admin.client()
+    await login(browser)
+    async with browser.get("/") as response:
+        page = await response.text()
+    href = page.split('<link rel="icon" type="image/svg+xml" href="', 1)[1].split('"', 1)[0]
+    async with browser.get(href) as response:
+        assert response.status == 200
+        assert (await response.read()).startswith(b"<svg")
