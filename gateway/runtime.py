@@ -35,6 +35,7 @@ from gateway.log import get_logger
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.service import ProvisioningService, build_client
 from gateway.relay.service import SipRelay
+from gateway.relay.status import RelayStatus
 from gateway.supervisor import Service, Supervisor
 from gateway.systemd import Notifier
 from gateway.tls.connector import TlsConnector
@@ -102,8 +103,16 @@ class RelayService:
 
     name = "sip"
 
-    def __init__(self, config: Config, connector: TlsConnector, registry: MetricsRegistry) -> None:
+    def __init__(
+        self,
+        config: Config,
+        connector: TlsConnector,
+        registry: MetricsRegistry,
+        status: RelayStatus | None = None,
+    ) -> None:
         self._config = config
+        # One status for the life of the gateway: a reload's new relay goes on writing it.
+        self.status = status if status is not None else RelayStatus(upstream=config.sip.upstream)
         self._connector = connector
         self._registry = registry
         self._relay: SipRelay | None = None
@@ -111,7 +120,9 @@ class RelayService:
         self._started = asyncio.Event()  # set while a relay task has been started
 
     async def start(self) -> list[str]:
-        relay = SipRelay.from_config(self._config, self._connector, metrics=self._registry)
+        relay = SipRelay.from_config(
+            self._config, self._connector, metrics=self._registry, status=self.status
+        )
         task = asyncio.create_task(relay.serve(), name="sip-relay")
         self._relay, self._task = relay, task
         ready = asyncio.create_task(relay.ready.wait())
@@ -231,6 +242,7 @@ def build_services(
         build_client(config, store, tls=connector, metrics=registry),
         interval=float(config.provisioning.interval),
     )
+    relay_status = RelayStatus(upstream=config.sip.upstream)
     app = create_app(
         store,
         config,
@@ -240,11 +252,12 @@ def build_services(
         device=device,
         provisioning=provisioning,
         health=health,
+        relay_status=relay_status,
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [
         AdminServer(app, device_tls, config),
-        RelayService(config, connector, registry),
+        RelayService(config, connector, registry, relay_status),
         provisioning,
         RevocationService(connector),
         ExpiryService(watch),
@@ -308,7 +321,13 @@ async def run_gateway(
         registry = MetricsRegistry()
         health = ServiceHealth(metrics=registry)
         services = build_services(config, store, AsyncDeviceService(service), registry, health)
-        supervisor = Supervisor(services, config, Notifier(env), health=health)
+        notifier = Notifier(env)
+        relay_status = next(s.status for s in services if isinstance(s, RelayService))
+        supervisor = Supervisor(
+            services, config, notifier, health=health, status_line=relay_status.status_line
+        )
+        # systemctl status says what /readyz says: "running", or "degraded: <reason>".
+        relay_status.watchers.append(notifier.status)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, supervisor.request_stop)
         loop.add_signal_handler(signal.SIGINT, supervisor.request_stop)

@@ -74,8 +74,11 @@ class Supervisor:
         health: ServiceHealth | None = None,
         restart_min: float = RESTART_MIN,
         restart_max: float = RESTART_MAX,
+        status_line: Callable[[], str] | None = None,
     ) -> None:
         self.services = tuple(services)
+        # The STATUS= line sent with READY=1 (the relay's "running" / "degraded: ...").
+        self.status_line = status_line or (lambda: "running")
         self.config = config
         self.notifier = notifier or Notifier({})  # outside systemd: every call is a no-op
         self.health = health or ServiceHealth()
@@ -119,7 +122,7 @@ class Supervisor:
                 on_started()
             if on_settled is not None:
                 on_settled()
-            self.notifier.ready(status="running")
+            self.notifier.ready(status=self.status_line())
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(self._supervise(service), name=service.name)
@@ -189,7 +192,7 @@ class Supervisor:
         finally:
             if self._on_settled is not None:
                 self._on_settled()
-            self.notifier.ready(status="running")
+            self.notifier.ready(status=self.status_line())
             self.reloaded.set()
 
     async def _reload(self, load: ConfigLoader) -> None:

@@ -53,6 +53,10 @@ class Notifier:
     def ready(self, status: str = "") -> bool:
         return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
 
+    def status(self, text: str) -> bool:
+        """A new status line (``systemctl status`` shows it)."""
+        return self.notify(f"STATUS={text}")
+
     def reloading(self) -> bool:
         # systemd 253+ wants the monotonic time with RELOADING=1; older ones ignore it.
         return self.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")

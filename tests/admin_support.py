@@ -25,6 +25,7 @@ from gateway.admin.tls import DeviceTls
 from gateway.config import Config, build_config
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.service import ProvisioningService
+from gateway.relay.status import RelayStatus
 from tests.pki import CertFactory
 
 PASSWORD = "correct horse battery staple"
@@ -105,6 +106,7 @@ async def start_admin(
     throttle: LoginThrottle | None = None,
     registry: MetricsRegistry | None = None,
     provisioning: ProvisioningService | None = None,
+    relay_status: RelayStatus | None = None,
 ) -> AdminHarness:
     service = device_service(store)
     identity = service.ensure_standard_identity(actor=TEST_ACTOR)
@@ -120,6 +122,7 @@ async def start_admin(
         registry=registry,
         device=AsyncDeviceService(service),
         provisioning=provisioning,
+        relay_status=relay_status,
     )
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server(ssl=device_tls.server_context())

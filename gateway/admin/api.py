@@ -25,6 +25,7 @@ from certstore.model import (
     CertStatus,
     PinDecision,
     PinMatch,
+    RejectedChain,
     TrustEntry,
     TrustKind,
     TrustSource,
@@ -41,6 +42,7 @@ from gateway.admin.app import (
     ApiError,
     bad_form,
     principal_of,
+    readiness,
     state_of,
 )
 from gateway.admin.security import read_limited
@@ -473,11 +475,37 @@ async def rejected_get(request: web.Request) -> web.Response:
     return web.json_response(render.rejected_entry(entry, state.now(), details=True))
 
 
+def refuse_out_of_date(entry: RejectedChain, fingerprints: Sequence[str], now: datetime) -> None:
+    """Trusting an expired or not-yet-valid certificate fixes nothing (the decision still
+    rejects it for its dates): refuse, and say what does help."""
+    for cert in entry.chain:
+        if cert.fingerprint not in fingerprints:
+            continue
+        name = cert.common_name or cert.subject
+        if now > cert.not_after:
+            problem = f"expired on {cert.not_after:%Y-%m-%d %H:%M:%S} UTC"
+        elif now < cert.not_before:
+            problem = f"is valid only from {cert.not_before:%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            continue
+        raise ApiError(
+            422,
+            "certificate-out-of-date",
+            f"The certificate {name} {problem}: trusting it would not let the connection "
+            "through, because the decision still rejects it for its dates. Have it renewed, "
+            f"or accept it for this destination for a limited time (an accept pin that "
+            f"expires: POST /api/v1/rejected/{entry.id}/accept with expires_at). Nothing "
+            "was changed.",
+        )
+
+
 async def rejected_trust(request: web.Request) -> web.Response:
     state = state_of(request)
     chain_id = rejected_id(request)
     body = await read_json_object(request, limit=state.max_upload)
     fingerprints = fingerprint_list(body)
+    entry = await state.call(state.store.get_rejected, chain_id)
+    refuse_out_of_date(entry, fingerprints, state.now())
     result = await state.call(
         state.store.trust_rejected, chain_id, fingerprints, actor=principal_of(request).actor
     )
@@ -695,6 +723,59 @@ async def provisioning_status(service: ProvisioningService) -> dict[str, Any]:
     }
 
 
+# The device identity counts as a problem this long before it expires.
+IDENTITY_WARN_DAYS = 30
+
+
+async def status_view(state: AdminState) -> dict[str, Any]:
+    """What ``GET /api/v1/status`` answers: readiness, problems first, then the upstream
+    flow, the base stations seen, the counters, provisioning and the device identity.
+    Read from the relay's live state and the store; nothing here waits on the relay."""
+    now = state.now()
+    _ready, readiness_view = readiness(state)
+    relay = state.relay_status
+    problems: list[str] = list(relay.problems()) if relay is not None else []
+    view: dict[str, Any] = {
+        "generated_at": now.replace(microsecond=0).isoformat(),
+        "status": readiness_view["status"],
+        "reason": readiness_view.get("reason"),
+        "problems": problems,
+    }
+    if relay is not None:
+        view.update(relay.view(now.timestamp()))
+    else:
+        view.update(upstream=None, base_stations=[], counters=None)
+    provisioning: dict[str, Any] | None = None
+    if state.provisioning is not None:
+        provisioning = await provisioning_status(state.provisioning)
+        last: FetchResult | None = await state.provisioning.last_result()
+        if last is not None and not last.ok:
+            problems.append(f"The last provisioning run did not succeed ({last.status.value}).")
+    view["provisioning"] = provisioning
+    identity: dict[str, Any] | None = None
+    if state.device is not None:
+        cert = (await state.device.identity()).certificate
+        days_left = (cert.not_after - now).total_seconds() / 86400
+        identity = {
+            "subject": cert.subject,
+            "fingerprint": cert.fingerprint,
+            "not_after": cert.not_after.isoformat(),
+            "days_left": int(days_left // 1),
+        }
+        if days_left < 0:
+            problems.append("The device identity certificate has expired: renew it.")
+        elif days_left < IDENTITY_WARN_DAYS:
+            problems.append(
+                f"The device identity certificate expires in {int(days_left)} days: renew it."
+            )
+    view["device_identity"] = identity
+    return view
+
+
+async def status_get(request: web.Request) -> web.Response:
+    return web.json_response(await status_view(state_of(request)))
+
+
 async def provisioning_get(request: web.Request) -> web.Response:
     service = running_provisioning(state_of(request))
     return web.json_response(await provisioning_status(service))
@@ -767,6 +848,7 @@ def setup(app: web.Application) -> None:
         state.registry.gauge(name, help_text)
     r = app.router
     v1 = API_PREFIX
+    r.add_get(f"{v1}/status", status_get)
     r.add_get(f"{v1}/trust", trust_list)
     r.add_post(f"{v1}/trust", trust_upload)
     r.add_delete(f"{v1}/trust", trust_clear)

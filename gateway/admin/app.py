@@ -68,6 +68,7 @@ from gateway.health import ServiceHealth
 from gateway.log import get_logger
 from gateway.metrics import Counter, MetricsRegistry
 from gateway.provisioning.service import ProvisioningService
+from gateway.relay.status import RelayStatus
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -138,6 +139,8 @@ class AdminState:
     provisioning: ProvisioningService | None = None
     # The supervised parts' states (``/readyz``); absent when no supervisor runs the app.
     health: ServiceHealth | None = None
+    # The relay's live state (status view, readiness); absent when no relay runs.
+    relay_status: RelayStatus | None = None
     started: float = field(default_factory=time.monotonic)
     # Small per-application caches (e.g. the expiry banner per store generation).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -510,12 +513,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: 200 while the SIP relay runs (``ready``, or ``degraded`` when another
-    part failed and awaits its restart), else 503."""
-    health = state_of(request).health
-    if health is None:
-        return web.json_response({"status": "ready", "services": {}})
-    ready, view = health.readiness()
+    """Readiness: 200 while the SIP relay runs (``ready``, or ``degraded`` with a
+    ``reason`` when another part failed or the upstream cannot be reached or is
+    rejected), else 503."""
+    state = state_of(request)
+    ready, view = readiness(state)
     return web.json_response(view, status=200 if ready else 503)
 
 
@@ -530,6 +532,44 @@ def _visible_value(value: Any) -> Any:
     return value
 
 
+def readiness(state: AdminState) -> tuple[bool, dict[str, object]]:
+    """The ``/readyz`` view: the supervised parts, then the upstream flow."""
+    view: dict[str, object]
+    if state.health is None:
+        ready, view = True, {"status": "ready", "services": {}}
+    else:
+        ready, view = state.health.readiness()
+    if view["status"] == "degraded":
+        failed = [
+            name
+            for name, service in view["services"].items()  # type: ignore[attr-defined]
+            if service["state"] != "running"
+        ]
+        view["reason"] = f"Not running: {', '.join(failed)}."
+    problem = state.relay_status.readiness_problem() if state.relay_status else None
+    if ready and problem is not None:
+        view["status"] = "degraded"
+        view["reason"] = problem
+    return ready, view
+
+
+def when(value: object) -> str:
+    """A time as pages show it: to the second, in UTC (an ISO text or a datetime)."""
+    if value is None or value == "":
+        return "never"
+    moment = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if moment is None:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def create_app(
     store: CertStore,
     config: Config,
@@ -540,6 +580,7 @@ def create_app(
     device: AsyncDeviceService | None = None,
     provisioning: ProvisioningService | None = None,
     health: ServiceHealth | None = None,
+    relay_status: RelayStatus | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> web.Application:
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
@@ -557,6 +598,7 @@ def create_app(
         device=device,
         provisioning=provisioning,
         health=health,
+        relay_status=relay_status,
     )
 
     def limit_for(request: web.Request) -> int:
@@ -590,6 +632,7 @@ def create_app(
     static = app.router.add_static("/static", here / "static", append_version=True, name="static")
     env = aiohttp_jinja2.get_env(app)
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
+    env.filters["when"] = when
     return app
 
 

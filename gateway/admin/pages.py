@@ -9,6 +9,7 @@ redirected (303) to the page it came from, with a message shown once.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -46,11 +47,13 @@ from gateway.admin.app import (
 from gateway.admin.auth import SESSION_COOKIE, SESSION_MAX_SECONDS, Session
 from gateway.log import get_logger
 from gateway.provisioning.result import FetchResult
+from gateway.tls.advice import advise
 
 PAGE_SIZE = 50
 BANNER_DAYS = 30
 BANNER_CACHE_SECONDS = 60.0
 NAV = (
+    ("status", "/", "Status"),
     ("trust", "/trust", "Trust list"),
     ("rejected", "/rejected", "Rejected / invalid"),
     ("pins", "/pins", "Pins"),
@@ -112,7 +115,10 @@ async def page(
         "principal": principal_of(request),
         **context,
     }
-    return aiohttp_jinja2.render_template(template, request, full, status=status)
+    # Rendered in a worker thread: a long page (1,000 base stations, 50 certificates
+    # with their details) must not hold up the event loop the SIP relay shares.
+    text = await asyncio.to_thread(aiohttp_jinja2.render_string, template, request, full)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
 def back(
@@ -124,7 +130,7 @@ def back(
     return web.HTTPSeeOther(default)
 
 
-def local_target(value: str | None, default: str = "/trust") -> str:
+def local_target(value: str | None, default: str = "/") -> str:
     """A redirect target inside this site only (no open redirect).
 
     Browsers drop tabs and line breaks from a URL and read a backslash as a slash, so
@@ -263,7 +269,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPSeeOther("/trust")
+    """The landing page: what the gateway is doing now, problems first."""
+    view = await api.status_view(state_of(request))
+    return await page(request, "status.html", {"s": view}, active="status")
 
 
 # -- trust list ----------------------------------------------------------------------------------
@@ -493,10 +501,16 @@ async def rejected_page(request: web.Request) -> web.Response:
 async def rejected_detail_page(request: web.Request) -> web.Response:
     state = state_of(request)
     entry = await state.call(state.store.get_rejected, api.rejected_id(request))
+    now = state.now()
+    # The same sentence and fix `sipsgate probe` prints for each reason (one source).
+    advice = [
+        advise(str(r), chain=entry.chain, peer=entry.peer, now=now, rejected_id=entry.id)
+        for r in entry.reasons
+    ]
     return await page(
         request,
         "rejected_detail.html",
-        {"chain": render.rejected_entry(entry, state.now(), details=True)},
+        {"chain": render.rejected_entry(entry, now, details=True), "advice": advice},
         active="rejected",
     )
 
@@ -511,6 +525,11 @@ async def rejected_trust_form(request: web.Request) -> web.StreamResponse:
             request, f"/rejected/{chain_id}", "error", "Select the certificates to trust first."
         )
     fingerprints = [api.normalise_fingerprint(v) for v in chosen]
+    entry = await state.call(state.store.get_rejected, chain_id)
+    try:
+        api.refuse_out_of_date(entry, fingerprints, state.now())
+    except ApiError as exc:
+        raise back(request, f"/rejected/{chain_id}", "error", exc.message) from None
     try:
         result = await state.call(
             state.store.trust_rejected, chain_id, fingerprints, actor=principal_of(request).actor
@@ -541,8 +560,18 @@ async def _rejected_pin_form(request: web.Request, decision: PinDecision) -> web
             raise back(request, f"/rejected/{chain_id}", "error", "Days must be 1 to 3650.")
         expires_at = state.now() + timedelta(days=days)
     scope_text = form_text(form, "scope").strip()
+    any_peer = form_text(form, "any_peer") == "on"
+    if decision is PinDecision.ACCEPT and not scope_text and not any_peer:
+        # An empty field used to mean "any peer": now that is an explicit choice.
+        raise back(
+            request,
+            f"/rejected/{chain_id}",
+            "error",
+            "Enter the destination (host:port) this certificate is accepted for, or tick "
+            "'any peer instead'. Nothing was changed.",
+        )
     try:
-        scope = api.parse_scope(scope_text or None)
+        scope = api.parse_scope(None if any_peer else scope_text or None)
     except ValidationError as exc:
         raise back(request, f"/rejected/{chain_id}", "error", str(exc)) from None
     match = (

@@ -140,6 +140,7 @@ class TransactionDone(NamedTuple):
     duration: float
     peer: str  # the base station, host:port
     local: bool  # the answer was made by sipsgate itself (408, 483, 503, ...)
+    transport: str = ""  # the base station's: "udp" or "tcp" ("" for inbound)
 
 
 class Dropped(NamedTuple):
@@ -148,6 +149,15 @@ class Dropped(NamedTuple):
     reason: str
     detail: str
     peer: str
+
+
+class Registered(NamedTuple):
+    """The registrar accepted a base station's REGISTER (for the status view)."""
+
+    peer: str  # the base station, host:port
+    transport: str
+    aor: str  # the To URI: the address of record
+    expires: int | None  # seconds granted: the longest Contact binding, else Expires
 
 
 class PathSupport(NamedTuple):
@@ -173,6 +183,7 @@ Output = (
     | Dropped
     | PathSupport
     | PongSupport
+    | Registered
 )
 
 _CONNECT = ConnectUpstream()
@@ -1141,6 +1152,8 @@ class ProxyCore:
             if 200 <= status < 300 and stx.source is not None:
                 self._note_peer(stx.source, now + _registration_seconds(response))
             response = self._restore_contacts(response)
+        if flow is None and stx.method == "REGISTER" and 200 <= status < 300 and stx.source:
+            out.append(_registered_note(stx.source, response))
         self._pass_response(stx, serialise(response), status, now, out)
 
     def _pass_response(
@@ -1495,6 +1508,7 @@ class ProxyCore:
                 now - stx.started,
                 source.source if source is not None else "upstream",
                 local,
+                source.transport if source is not None else "",
             )
         )
         ctx = stx.client
@@ -1731,3 +1745,19 @@ def _registration_seconds(response: Response) -> float:
 def _short(text: str) -> str:
     text = text.replace("\r", " ").replace("\n", " ")
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _registered_note(source: LanFlow, response: Response) -> Registered:
+    """What a 2xx to REGISTER says: the AOR (To) and the seconds granted (RFC 3261 §10.3:
+    each Contact's expires, else the Expires header)."""
+    to = response.to
+    granted: list[int] = []
+    for contact in response.contacts:
+        for name, value in contact.params:
+            if name.lower() == "expires" and value is not None and value.isdigit():
+                granted.append(int(value))
+    header = response.headers.get("Expires")
+    if not granted and header is not None and header.strip().isdigit():
+        granted.append(int(header.strip()))
+    aor = to.uri if to is not None else ""
+    return Registered(source.source, source.transport, aor, max(granted, default=None))

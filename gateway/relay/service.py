@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import itertools
 import logging
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from cryptography import x509
 
 from certstore import notation
 from gateway.config import Config, SipSection
@@ -42,11 +44,13 @@ from gateway.relay.proxy import (
     PongSupport,
     ProxyCore,
     ProxySettings,
+    Registered,
     SendLan,
     SendUpstream,
     TransactionDone,
 )
 from gateway.relay.resolve import Lookup, ResolveError, resolve_upstream
+from gateway.relay.status import RelayStatus, UpstreamCertificate, UpstreamError
 from gateway.relay.transaction import DEFAULT_TIMERS, TimerSettings
 from gateway.sip import (
     KeepAlivePing,
@@ -110,6 +114,36 @@ class RelaySettings:
 def _sip_text(text: str) -> str:
     """A Warning text for base stations, which show it as it is: ASCII only."""
     return text.replace("\u2014", "-").encode("ascii", "replace").decode("ascii")
+
+
+def _peer_text(peername: Any) -> str:
+    """``host:port`` of a socket address (IPv6 in brackets), not a Python tuple."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = str(peername[0]), peername[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(peername)
+
+
+def _tls_version(transport: Any) -> str | None:
+    info = transport.get_extra_info("ssl_object")
+    version = getattr(info, "version", None)
+    return str(version()) if callable(version) else None
+
+
+def _leaf_certificate(transport: Any) -> UpstreamCertificate | None:
+    """Subject, fingerprint and expiry of the certificate the upstream presented."""
+    chain = transport.get_extra_info("peercert_chain_der") or ()
+    if not chain:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(chain[0])
+    except ValueError:
+        return None
+    return UpstreamCertificate(
+        subject=cert.subject.rfc4514_string(),
+        fingerprint=hashlib.sha256(chain[0]).hexdigest(),
+        not_after=cert.not_valid_after_utc,
+    )
 
 
 class RelayMetrics:
@@ -334,6 +368,7 @@ class SipRelay:
         settings: RelaySettings | None = None,
         agent: str = "sipsgate",
         host_names: tuple[str, ...] = (),
+        status: RelayStatus | None = None,
     ) -> None:
         self.sip = sip
         self.host_names = host_names
@@ -376,6 +411,9 @@ class SipRelay:
         self._needs_person = False  # the last failure was a rejection only a person can fix
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._rng = random.Random()
+        #: What the status view reads (shared across reloads when the caller passes one).
+        self.status = status if status is not None else RelayStatus()
+        self.status.configured(sip.upstream)
         self.connects = 0  # flows opened so far
         self._flow_waiters: list[asyncio.Future[None]] = []
         #: Called with every completed transaction (after the log line and the metric).
@@ -383,7 +421,12 @@ class SipRelay:
 
     @classmethod
     def from_config(
-        cls, config: Config, connector: TlsConnector, *, metrics: MetricsRegistry | None = None
+        cls,
+        config: Config,
+        connector: TlsConnector,
+        *,
+        metrics: MetricsRegistry | None = None,
+        status: RelayStatus | None = None,
     ) -> SipRelay:
         """The relay ``sipsgate run`` starts: the [sip] section, the shared connector."""
         return cls(
@@ -394,6 +437,7 @@ class SipRelay:
             agent=config.gateway.name,
             # Names a base station may give sipsgate as its outbound proxy (Route).
             host_names=(*config.gateway.host_names, socket.gethostname()),
+            status=status,
         )
 
     @property
@@ -539,6 +583,7 @@ class SipRelay:
                 )
             else:
                 self._log.warning("sip.upstream.lost", error=str(exc) if exc else "closed")
+            self.status.lost(time.time(), str(exc) if exc else "closed by the peer")
             self._execute(self.core.upstream_down(now))
             self._wanted.set()
 
@@ -629,6 +674,13 @@ class SipRelay:
         self._last_failure = (warning, reason)
         self._needs_person = kind in ("rejected", "refused")
         self.metrics.connect_failures.inc(kind=kind)
+        wall = time.time()
+        codes = tuple(error.verdict.reasons) if isinstance(error, TrustRejected) else ()
+        self.status.failed(
+            wall,
+            UpstreamError(kind=kind, reason=reason, sentence=warning, codes=codes, at=wall),
+            retry_at=wall + backoff,
+        )
         self._log.warning(
             "sip.upstream.failed",
             kind=kind,
@@ -678,6 +730,12 @@ class SipRelay:
         self.metrics.flows.set(1)
         self.upstream_connected.set()
         self._notify_flow()
+        self.status.up(
+            time.time(),
+            peer=_peer_text(transport.get_extra_info("peername")),
+            tls_version=_tls_version(transport),
+            certificate=_leaf_certificate(transport),
+        )
         self._log.info(
             "sip.upstream.connected",
             upstream=uri,
@@ -852,6 +910,14 @@ class SipRelay:
                 self._log.warning("sip.upstream.dead", reason=out.reason)  # type: ignore[union-attr]
                 if flow is not None and flow.transport is not None:
                     flow.transport.close()
+            elif kind is Registered:
+                self.status.registered(
+                    time.time(),
+                    source=out.peer,  # type: ignore[union-attr]
+                    transport=out.transport,  # type: ignore[union-attr]
+                    aor=out.aor,  # type: ignore[union-attr]
+                    expires=out.expires,  # type: ignore[union-attr]
+                )
             elif kind is PongSupport:
                 self._log.info("sip.keepalive.answered", detail=out.detail)  # type: ignore[union-attr]
             elif kind is PathSupport:
@@ -905,6 +971,14 @@ class SipRelay:
                 peer=done.peer,
                 duration_ms=round(done.duration * 1000, 2),
             )
+        self.status.answered(
+            time.time(),
+            source=done.peer,
+            method=done.method,
+            status=done.status,
+            local=done.local,
+            transport=done.transport,
+        )
         for observer in self.observers:
             observer(done)
 

@@ -5,6 +5,9 @@ Measured over real HTTPS on 127.0.0.1 against a real SQLite store:
 - ``GET /api/v1/trust`` (the whole list, and one page of 50), median latency;
 - the Trust list page (``GET /trust``, paginated at 50 rows), median latency;
 - ``GET /api/v1/rejected``, median latency;
+- the Status page (``GET /``) and ``GET /api/v1/status`` with 1,000 base stations seen,
+  and ``RelayStatus.view()`` alone: the part that runs on the event loop the relay
+  shares with the admin endpoint;
 - the time from an API change (``POST /api/v1/decisions``) returning to the change being
   visible in ``store.snapshot()`` of another store object on the same file (as the
   gateway's connector sees it).
@@ -38,6 +41,7 @@ from certstore.model import (
     VerdictKind,
 )
 from certstore.sqlite import SqliteStore
+from gateway.relay.status import MAX_STATIONS, RelayStatus
 from tests.admin_support import login, start_admin
 from tests.benchmarks.bench_snapshot import make_certificates
 
@@ -71,6 +75,28 @@ def fill(store: SqliteStore, trust: int, rejected: int) -> None:
         store.record_handshake(verdict, [cert], peer, now - timedelta(seconds=index))
 
 
+def busy_relay(stations: int) -> RelayStatus:
+    """A relay status as 1,000 registered base stations leave it."""
+    status = RelayStatus(upstream="sips:provider.example")
+    now = time.time()
+    for i in range(stations):
+        source = f"10.1.{i // 250}.{i % 250 + 1}:5060"
+        status.answered(now, source=source, method="REGISTER", status=200, local=False,
+                        transport="udp")  # fmt: skip
+        status.registered(now, source=source, transport="udp",
+                          aor=f"sip:bs{i}@provider.example", expires=3600)  # fmt: skip
+    return status
+
+
+def view_ms(status: RelayStatus, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        status.view(time.time())
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
 async def run(trust: int, rejected: int, rounds: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
@@ -79,7 +105,8 @@ async def run(trust: int, rejected: int, rounds: int) -> dict[str, float]:
         harness = None
         try:
             await asyncio.to_thread(fill, store, trust, rejected)
-            harness = await start_admin(store, data_dir)
+            relay_status = busy_relay(MAX_STATIONS)
+            harness = await start_admin(store, data_dir, relay_status=relay_status)
             api = harness.client(basic=True)
             browser = harness.client()
             await login(browser)
@@ -100,6 +127,9 @@ async def run(trust: int, rejected: int, rounds: int) -> dict[str, float]:
                 "GET /api/v1/rejected": await median_ms(
                     lambda: get(api, "/api/v1/rejected"), rounds
                 ),
+                "GET / (status page)": await median_ms(lambda: get(browser, "/"), rounds),
+                "GET /api/v1/status": await median_ms(lambda: get(api, "/api/v1/status"), rounds),
+                "RelayStatus.view() on the loop": view_ms(relay_status, rounds),
             }
             visibility = []
             targets = make_certificates(rounds, "bench-pin")
@@ -130,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv or [])
     results = asyncio.run(run(args.trust, args.rejected, args.rounds))
     missed = 0
-    print(f"admin endpoint: {args.trust} trust entries, {args.rejected} rejected chains")
+    print(
+        f"admin endpoint: {args.trust} trust entries, {args.rejected} rejected chains, "
+        f"{MAX_STATIONS} base stations"
+    )
     for name, value in results.items():
         ok = value < TARGET_MS
         missed += not ok

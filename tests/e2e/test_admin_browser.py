@@ -92,6 +92,10 @@ async def log_in(page: Page, gateway: GatewayProcess) -> None:
     await expect(page).to_have_url(re.compile(r"/login\?next="))
     await page.fill("input[name=password]", PASSWORD)
     await page.click("button[type=submit]")
+    # The landing page is the status, problems first; the workflows start at the trust list.
+    await expect(page.locator("h1")).to_contain_text("Status")
+    await expect(page.locator("#upstream")).to_be_visible()
+    await page.goto(gateway.url + "trust")
     await expect(page.locator("h1")).to_have_text("Trust list")
 
 

@@ -22,6 +22,7 @@ from certstore.model import PinDecision
 from gateway.config import Duration, SipSection
 from gateway.relay.proxy import TransactionDone
 from gateway.relay.service import RelaySettings, SipRelay
+from gateway.relay.status import RelayStatus
 from tests.e2e.conftest import Pki
 from tests.integration.trust_env import ADMIN, Env, make_env
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
@@ -82,7 +83,12 @@ class Upstream(Protocol):
 
 @asynccontextmanager
 async def running_relay(
-    env: Env, kamailio: Upstream, *, wait_for_flow: bool = True, keepalive: float = 30.0
+    env: Env,
+    kamailio: Upstream,
+    *,
+    wait_for_flow: bool = True,
+    keepalive: float = 30.0,
+    status: RelayStatus | None = None,
 ) -> AsyncIterator[Running]:
     sip = SipSection(
         listen_udp=("127.0.0.1:0",),
@@ -91,7 +97,7 @@ async def running_relay(
         upstream_address=f"127.0.0.1:{kamailio.port}",
         keepalive=Duration(keepalive),
     )
-    relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.05))
+    relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.05), status=status)
     watch = Watch()
     relay.observers.append(watch)
     task = asyncio.create_task(relay.serve())

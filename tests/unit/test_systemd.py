@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.relay.status import RelayStatus, UpstreamError
 from gateway.systemd import Notifier
 
 
@@ -86,3 +87,27 @@ async def test_watchdog_pings(manager: tuple[socket.socket, str]) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert pings == [b"WATCHDOG=1"] * 3
+
+
+def test_status_line_follows_the_upstream(manager: tuple[socket.socket, str]) -> None:
+    """systemctl status says what /readyz says: degraded with the reason, then running."""
+    sock, path = manager
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    status = RelayStatus(upstream="sips:provider.example")
+    status.watchers.append(notifier.status)
+    error = UpstreamError(
+        kind="rejected",
+        reason="Upstream certificate rejected",
+        sentence="The upstream certificate was rejected:\nunknown-issuer.",
+        codes=("unknown-issuer",),
+        at=100.0,
+    )
+    status.failed(100.0, error, retry_at=130.0)
+    assert received(sock) == [
+        "STATUS=degraded: Upstream certificate rejected: The upstream certificate was "
+        "rejected: unknown-issuer."
+    ]
+    status.failed(101.0, error, retry_at=131.0)  # the same line again: nothing sent
+    status.up(102.0, peer="127.0.0.1:5061", tls_version="TLSv1.3", certificate=None)
+    assert received(sock) == ["STATUS=running"]
+    assert status.status_line() == "running"

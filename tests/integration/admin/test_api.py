@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,8 @@ import aiohttp
 import pytest
 
 from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
-from tests.admin_support import PKI, AdminHarness
+from gateway.tls.advice import advise
+from tests.admin_support import PKI, AdminHarness, login
 from tests.pki import Issued
 
 API = "/api/v1"
@@ -540,3 +542,127 @@ class TestProvisioningApply:
         async with api.post(f"{API}/provisioning/apply", data=b"\xff\xfe<x") as response:
             assert response.status == 400
             assert (await response.json())["error"]["code"] == "invalid-document"
+
+
+class TestReasonsExplained:
+    async def test_rejected_chain_page_gives_probes_sentence_and_fix(
+        self, admin: AdminHarness
+    ) -> None:
+        """Each reason code on the chain page comes with the sentence `probe` prints."""
+        ca = PKI.ca("Unknown Provider CA")
+        leaf = PKI.leaf(ca, cn="sip.example.net", dns=["sip.example.net"])
+        chain_id = reject_chain(admin, [leaf, ca])
+        entry = admin.store.get_rejected(chain_id)
+        expected = advise(
+            "unknown-issuer",
+            chain=entry.chain,
+            peer=entry.peer,
+            now=datetime.now(UTC),
+            rejected_id=chain_id,
+        )
+        browser = admin.client()
+        await login(browser)
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            assert response.status == 200
+            page = html.unescape(await response.text())
+        assert f"unknown-issuer</span> {expected.sentence}</li>" in page
+        assert f"sipsgate certs trust {chain_id}" in expected.sentence
+
+
+class TestExpiredCertificateTrap:
+    """Trusting an expired certificate looked like a fix: it is refused, with what helps."""
+
+    async def test_api_refuses_to_trust_an_expired_certificate(self, admin: AdminHarness) -> None:
+        expired = PKI.leaf(None, cn="sip.example.net", dns=["sip.example.net"],
+                           valid_days=(-30, -1))  # fmt: skip
+        chain_id = reject_chain(admin, [expired])
+        before = admin.store.snapshot()
+        api = admin.client(basic=True)
+        body = {"fingerprints": [expired.model.fingerprint]}
+        async with api.post(f"{API}/rejected/{chain_id}/trust", json=body) as response:
+            assert response.status == 422
+            answer = await response.json()
+        assert_error(answer, "certificate-out-of-date")
+        assert "expired on" in answer["error"]["message"]
+        assert f"/api/v1/rejected/{chain_id}/accept" in answer["error"]["message"]
+        after = admin.store.snapshot()
+        assert len(after.trust) == len(before.trust)
+        assert admin.store.get_rejected(chain_id).id == chain_id  # still listed
+
+    async def test_page_does_not_offer_an_expired_certificate_to_trust(
+        self, admin: AdminHarness
+    ) -> None:
+        expired = PKI.leaf(None, cn="sip.example.net", dns=["sip.example.net"],
+                           valid_days=(-30, -1))  # fmt: skip
+        chain_id = reject_chain(admin, [expired])
+        browser = admin.client()
+        await login(browser)
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            page = await response.text()
+        checkbox = page[page.index('name="fingerprint"') :].split(">", 1)[0]
+        assert "disabled" in checkbox
+        assert "checked" not in checkbox
+        assert "trusting it would not fix the connection" in page
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"csrf_token": token, "fingerprint": expired.model.fingerprint}
+        async with browser.post(f"/rejected/{chain_id}/trust", data=form) as response:
+            shown = html.unescape(await response.text())
+        assert "expired on" in shown
+        assert not any(
+            e.certificate.fingerprint == expired.model.fingerprint
+            for e in admin.store.snapshot().trust
+        )
+
+
+class TestAnyPeerTrap:
+    """An accept from a chain page applied to any peer when the field was left as shown."""
+
+    async def accept(self, browser: aiohttp.ClientSession, chain_id: int, **fields: str) -> str:
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            page = await response.text()
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"csrf_token": token, "match": "certificate", **fields}
+        async with browser.post(f"/rejected/{chain_id}/accept", data=form) as response:
+            return html.unescape(await response.text())
+
+    async def test_destination_is_prefilled_and_any_peer_is_explicit(
+        self, admin: AdminHarness
+    ) -> None:
+        ca = PKI.ca("Unknown Provider CA")
+        leaf = PKI.leaf(ca, cn="sip.example.net", dns=["sip.example.net"])
+        chain_id = reject_chain(admin, [leaf, ca])
+        browser = admin.client()
+        await login(browser)
+        async with browser.get(f"/rejected/{chain_id}") as response:
+            page = await response.text()
+        scope_input = page[page.index('id="accept-scope"') :].split(">", 1)[0]
+        assert 'value="sip.example.net:5061"' in scope_input  # a real value, not a placeholder
+
+        shown = await self.accept(browser, chain_id, scope="")
+        assert "Enter the destination" in shown
+        assert not admin.store.list_pins()
+
+        await self.accept(browser, chain_id, scope="sip.example.net:5061")
+        (pin,) = admin.store.list_pins()
+        assert pin.scope == "sip.example.net:5061"
+
+    async def test_any_peer_when_ticked(self, admin: AdminHarness) -> None:
+        ca = PKI.ca("Unknown Provider CA")
+        leaf = PKI.leaf(ca, cn="sip.example.net", dns=["sip.example.net"])
+        chain_id = reject_chain(admin, [leaf, ca])
+        browser = admin.client()
+        await login(browser)
+        await self.accept(browser, chain_id, scope="sip.example.net:5061", any_peer="on")
+        (pin,) = admin.store.list_pins()
+        assert pin.scope is None
+
+
+async def test_pages_name_a_favicon(admin: AdminHarness) -> None:
+    browser = admin.client()
+    await login(browser)
+    async with browser.get("/") as response:
+        page = await response.text()
+    href = page.split('<link rel="icon" type="image/svg+xml" href="', 1)[1].split('"', 1)[0]
+    async with browser.get(href) as response:
+        assert response.status == 200
+        assert (await response.read()).startswith(b"<svg")

@@ -102,7 +102,7 @@ class TestLogin:
             data={"csrf_token": token, "password": PASSWORD, "next": "//evil.example/"},
             allow_redirects=False,
         ) as response:
-            assert response.headers["Location"] == "/trust"
+            assert response.headers["Location"] == "/"  # the landing page (status)
 
     async def test_basic_auth_on_the_api(self, admin: AdminHarness) -> None:
         client = admin.client()
