@@ -143,6 +143,7 @@ def settings(value: Settings) -> Json:
         "trust_on_first_use": value.trust_on_first_use,
         "allow_wildcards": value.allow_wildcards,
         "close_flows_on_revoke": value.close_flows_on_revoke,
+        "revocation": value.revocation.value,
         "http_auth_username": value.http_auth_username,
         "http_auth_password_set": value.http_auth_password_set,
     }

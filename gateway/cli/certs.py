@@ -86,6 +86,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-on-first-use", type=parse_on_off, metavar="on|off")
     p.add_argument("--allow-wildcards", type=parse_on_off, metavar="on|off")
     p.add_argument("--close-flows-on-revoke", type=parse_on_off, metavar="on|off")
+    p.add_argument(
+        "--revocation",
+        choices=("off", "soft-fail", "hard-fail"),
+        help="check revocation (CRL, OCSP): soft-fail never blocks a call on missing "
+        "information, hard-fail rejects a certificate whose status is unknown",
+    )
     p.add_argument("--http-auth-username", metavar="NAME")
     p.add_argument(
         "--http-auth-password-stdin",
@@ -507,6 +513,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         ("trust_on_first_use", "trust_on_first_use"),
         ("allow_wildcards", "allow_wildcards"),
         ("close_flows_on_revoke", "close_flows_on_revoke"),
+        ("revocation", "revocation"),
         ("http_auth_username", "http_auth_username"),
     ):
         value = getattr(args, option)

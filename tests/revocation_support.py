@@ -1,0 +1,96 @@
+"""CRLs and OCSP responses made on the spot for the certificates of tests/pki.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from tests.pki import CertFactory, Issued
+
+
+def make_crl(
+    issuer: Issued,
+    revoked: Sequence[Issued] = (),
+    *,
+    now: dt.datetime,
+    this_update: dt.timedelta = dt.timedelta(hours=-1),
+    next_update: dt.timedelta | None = dt.timedelta(days=7),
+    number: int | None = 1,
+    reason: x509.ReasonFlags | None = x509.ReasonFlags.key_compromise,
+    signer: Issued | None = None,
+    extra_serials: int = 0,
+) -> bytes:
+    """A DER CRL by ``issuer`` (signed by ``signer``'s key when given) revoking ``revoked``."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(now + this_update)
+    )
+    if next_update is not None:
+        builder = builder.next_update(now + next_update)
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=False)
+    entries = [(c.cert.serial_number, reason) for c in revoked]
+    entries += [(10_000_000 + i, None) for i in range(extra_serials)]
+    for serial, why in entries:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(now + dt.timedelta(hours=-2))
+        )
+        if why is not None:
+            entry = entry.add_extension(x509.CRLReason(why), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    key = (signer or issuer).key
+    crl = builder.sign(key, hashes.SHA256())
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def make_ocsp(
+    cert: Issued,
+    issuer: Issued,
+    *,
+    now: dt.datetime,
+    status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+    this_update: dt.timedelta = dt.timedelta(minutes=-10),
+    next_update: dt.timedelta | None = dt.timedelta(days=1),
+    responder: Issued | None = None,
+) -> bytes:
+    """A DER OCSP response about ``cert``, signed by ``issuer`` or by ``responder``."""
+    signer = responder or issuer
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        cert=cert.cert,
+        issuer=issuer.cert,
+        algorithm=hashes.SHA1(),  # noqa: S303 (the certID hash nearly every responder uses)
+        cert_status=status,
+        this_update=now + this_update,
+        next_update=None if next_update is None else now + next_update,
+        revocation_time=now - dt.timedelta(hours=3)
+        if status is ocsp.OCSPCertStatus.REVOKED
+        else None,
+        revocation_reason=x509.ReasonFlags.key_compromise
+        if status is ocsp.OCSPCertStatus.REVOKED
+        else None,
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, signer.cert)
+    if responder is not None:
+        builder = builder.certificates([responder.cert])
+    response = builder.sign(signer.key, hashes.SHA256())
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+def ocsp_responder(factory: CertFactory, issuer: Issued, *, authorised: bool = True) -> Issued:
+    """A delegated OCSP responder certificate issued by ``issuer``."""
+    usage = ExtendedKeyUsageOID.OCSP_SIGNING if authorised else ExtendedKeyUsageOID.CLIENT_AUTH
+    return factory.leaf(
+        issuer,
+        cn="ocsp responder",
+        dns=(),
+        server_auth=False,
+        extra_extensions=[(x509.ExtendedKeyUsage([usage]), False)],
+    )
