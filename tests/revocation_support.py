@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -94,3 +97,46 @@ def ocsp_responder(factory: CertFactory, issuer: Issued, *, authorised: bool = T
         server_auth=False,
         extra_extensions=[(x509.ExtendedKeyUsage([usage]), False)],
     )
+
+
+def index_line(cert: Issued, *, revoked_at: dt.datetime | None = None) -> str:
+    """One line of an ``openssl ca`` index file (what ``openssl ocsp -index`` reads)."""
+    expiry = cert.cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    serial = format(cert.cert.serial_number, "X")
+    serial = serial if len(serial) % 2 == 0 else "0" + serial
+    subject = "/" + "/".join(reversed(cert.cert.subject.rfc4514_string().split(",")))
+    if revoked_at is None:
+        return f"V\t{expiry}\t\t{serial}\tunknown\t{subject}\n"
+    when = revoked_at.strftime("%y%m%d%H%M%SZ")
+    return f"R\t{expiry}\t{when},keyCompromise\t{serial}\tunknown\t{subject}\n"
+
+
+def write_pem(directory: Path, name: str, data: bytes) -> Path:
+    path = directory / name
+    path.write_bytes(data)
+    return path
+
+
+def openssl_ocsp_response(
+    directory: Path, cert: Issued, issuer: Issued, *, revoked: bool = False, ndays: int = 1
+) -> bytes:
+    """A DER OCSP response about ``cert`` made by ``openssl ocsp`` as the issuer's responder.
+
+    The request is made and answered offline (``-reqout`` then ``-reqin``), the index
+    file saying good or revoked.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    issuer_pem = write_pem(directory, "issuer.pem", issuer.pem)
+    issuer_key = write_pem(directory, "issuer.key", issuer.key_pem)
+    cert_pem = write_pem(directory, "cert.pem", cert.pem)
+    index = directory / "index.txt"
+    revoked_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1) if revoked else None
+    index.write_text(index_line(cert, revoked_at=revoked_at))
+    request, response = directory / "req.der", directory / "resp.der"
+    run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=30)
+    run(["openssl", "ocsp", "-issuer", str(issuer_pem), "-cert", str(cert_pem),
+         "-reqout", str(request), "-no_nonce"])  # fmt: skip
+    run(["openssl", "ocsp", "-index", str(index), "-rsigner", str(issuer_pem),
+         "-rkey", str(issuer_key), "-CA", str(issuer_pem), "-reqin", str(request),
+         "-respout", str(response), "-ndays", str(ndays)])  # fmt: skip
+    return response.read_bytes()

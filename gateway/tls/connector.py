@@ -142,10 +142,12 @@ class TlsConnector:
         snapshot = self.policy.snapshot()
         decided_at: list[datetime] = []
 
-        def decide(chain_der: tuple[bytes, ...]) -> TrustCheck:
+        def decide(chain_der: tuple[bytes, ...], stapled: bytes | None) -> TrustCheck:
             now = self._clock()
             decided_at.append(now)
-            return self.policy.decide(chain_der, target, now, snapshot)
+            if stapled is None:
+                return self.policy.decide(chain_der, target, now, snapshot)
+            return self.policy.decide(chain_der, target, now, snapshot, stapled=stapled)
 
         engine = TlsEngine(context, target, decide, loop=loop)
         started = time.perf_counter()
