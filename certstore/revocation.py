@@ -195,6 +195,69 @@ class RevocationFacts:
 EMPTY_FACTS = RevocationFacts()
 
 
+class SourceKind(StrEnum):
+    CRL = "crl"
+    OCSP = "ocsp"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedSource:
+    """One cached piece of revocation information, as the store lists it."""
+
+    key: str  # the URL it was fetched from; "uploaded:<issuer>" for an uploaded CRL
+    kind: SourceKind
+    source: RevocationSource
+    url: str | None
+    issuer: str  # the CRL issuer, or the OCSP answer's responder ("" when unknown)
+    this_update: datetime
+    next_update: datetime | None
+    fetched_at: datetime
+    size: int  # bytes
+    entries: int  # revoked serials of a CRL, single responses of an OCSP answer
+    fingerprint: str
+
+
+def read_source(
+    der: bytes, *, kind: SourceKind, source: RevocationSource, url: str | None
+) -> Crl | OcspResponse:
+    """Parse stored or fetched bytes (raises like :func:`parse_crl` / :func:`parse_ocsp`)."""
+    if kind is SourceKind.CRL:
+        return parse_crl(der, source=source, url=url)
+    return parse_ocsp(der, source=source, url=url)
+
+
+def describe_source(parsed: Crl | OcspResponse, *, key: str, fetched_at: datetime) -> CachedSource:
+    if isinstance(parsed, Crl):
+        return CachedSource(
+            key=key,
+            kind=SourceKind.CRL,
+            source=parsed.source,
+            url=parsed.url,
+            issuer=parsed.issuer,
+            this_update=parsed.this_update,
+            next_update=parsed.next_update,
+            fetched_at=fetched_at,
+            size=len(parsed.der),
+            entries=len(parsed.revoked),
+            fingerprint=parsed.fingerprint,
+        )
+    next_updates = [s.next_update for s in parsed.singles if s.next_update is not None]
+    this_updates = [s.this_update for s in parsed.singles] or [parsed.produced_at]
+    return CachedSource(
+        key=key,
+        kind=SourceKind.OCSP,
+        source=parsed.source,
+        url=parsed.url,
+        issuer="",
+        this_update=min(this_updates),
+        next_update=min(next_updates) if next_updates else None,
+        fetched_at=fetched_at,
+        size=len(parsed.der),
+        entries=len(parsed.singles),
+        fingerprint=parsed.fingerprint,
+    )
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 

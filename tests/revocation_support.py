@@ -11,9 +11,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from tests.pki import CertFactory, Issued
+from tests.tls_servers import _ChildServer
 
 
 def make_crl(
@@ -140,3 +141,72 @@ def openssl_ocsp_response(
          "-rkey", str(issuer_key), "-CA", str(issuer_pem), "-reqin", str(request),
          "-respout", str(response), "-ndays", str(ndays)])  # fmt: skip
     return response.read_bytes()
+
+
+class OpensslOcspResponder(_ChildServer):
+    """``openssl ocsp -index ... -port`` answering for ``issuer``; stopped by PID at exit.
+
+    ``openssl ocsp`` takes a port only; the tests only ever connect to it on 127.0.0.1.
+    """
+
+    def __init__(self, issuer: Issued, port: int, lines: Sequence[str]) -> None:
+        super().__init__()
+        self.issuer = issuer
+        self.port = port
+        self.lines = tuple(lines)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def __enter__(self) -> OpensslOcspResponder:
+        d = self._workdir()
+        index = d / "index.txt"
+        index.write_text("".join(self.lines))
+        issuer_pem = write_pem(d, "issuer.pem", self.issuer.pem)
+        issuer_key = write_pem(d, "issuer.key", self.issuer.key_pem)
+        self._spawn(
+            ["openssl", "ocsp", "-index", str(index), "-port", str(self.port),
+             "-rsigner", str(issuer_pem), "-rkey", str(issuer_key), "-CA", str(issuer_pem),
+             "-ndays", "1"],
+            b"waiting for OCSP client connections",
+        )  # fmt: skip
+        return self
+
+
+def revocation_urls(
+    *, ocsp_url: str | None = None, crl_url: str | None = None
+) -> list[tuple[x509.ExtensionType, bool]]:
+    """AIA OCSP and CRL distribution point extensions for ``CertFactory.leaf``."""
+    out: list[tuple[x509.ExtensionType, bool]] = []
+    if ocsp_url:
+        out.append(
+            (
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(ocsp_url),
+                        )
+                    ]
+                ),
+                False,
+            )
+        )
+    if crl_url:
+        out.append(
+            (
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            full_name=[x509.UniformResourceIdentifier(crl_url)],
+                            relative_name=None,
+                            reasons=None,
+                            crl_issuer=None,
+                        )
+                    ]
+                ),
+                False,
+            )
+        )
+    return out

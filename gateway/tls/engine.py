@@ -113,10 +113,24 @@ _CURABLE_BY_STAPLE = frozenset({"revocation-unknown"})
 class _Verification:
     """Per-handshake state of the verify and OCSP callbacks."""
 
-    __slots__ = ("chain_der", "check", "decide", "error", "openssl_errors", "stapled")
+    __slots__ = (
+        "chain_der",
+        "check",
+        "decide",
+        "defer_unknown",
+        "deferred",
+        "error",
+        "openssl_errors",
+        "stapled",
+    )
 
-    def __init__(self, decide: DecideCallable) -> None:
+    def __init__(self, decide: DecideCallable, *, defer_unknown: bool = False) -> None:
         self.decide = decide
+        # Let a handshake whose only objection is an unknown revocation status complete
+        # (no data flows before the connector's final decision), so the connector can
+        # fetch the status and decide again.
+        self.defer_unknown = defer_unknown
+        self.deferred = False
         self.check: TrustCheck | None = None
         self.error: BaseException | None = None
         self.chain_der: tuple[bytes, ...] = ()
@@ -136,7 +150,15 @@ class _Verification:
             except Exception as exc:  # kept, and raised by the connector
                 self.error = exc
                 return False
-        return self.check.verdict.accepted
+        verdict = self.check.verdict
+        if (
+            not verdict.accepted
+            and self.defer_unknown
+            and set(map(str, verdict.reasons)) <= _CURABLE_BY_STAPLE
+        ):
+            self.deferred = True
+            return True
+        return verdict.accepted
 
     def on_verify(self, conn: SSL.Connection, errnum: int, depth: int) -> bool:
         if errnum:
@@ -392,13 +414,14 @@ class TlsEngine(asyncio.Protocol):
         decide: DecideCallable,
         *,
         loop: asyncio.AbstractEventLoop,
+        defer_unknown: bool = False,
     ) -> None:
         self.target = target
         self._context = context
         self._conn = SSL.Connection(context, None)
         self._conn.set_connect_state()
         self._conn.request_ocsp()  # status_request in the ClientHello
-        self._verification = _Verification(decide)
+        self._verification = _Verification(decide, defer_unknown=defer_unknown)
         self._conn.set_app_data(self._verification)
         if target.sni:
             self._conn.set_tlsext_host_name(_sni_bytes(target.sni))
@@ -437,6 +460,16 @@ class TlsEngine(asyncio.Protocol):
     def chain_der(self) -> tuple[bytes, ...]:
         """Every certificate the peer sent, leaf first, as DER."""
         return self._verification.chain_der
+
+    @property
+    def deferred(self) -> bool:
+        """Whether the handshake completed with only the revocation status unknown,
+        left to the connector to fetch and decide again before any data flows."""
+        return self._verification.deferred
+
+    def replace_check(self, check: TrustCheck) -> None:
+        """The connector's final decision, taken after fetching revocation status."""
+        self._verification.check = check
 
     @property
     def stapled(self) -> bytes | None:
@@ -555,7 +588,7 @@ class TlsEngine(asyncio.Protocol):
                 )
             )
             return
-        if not verification.check.verdict.accepted:
+        if not verification.check.verdict.accepted and not verification.deferred:
             # A decision left to the OCSP callback that OpenSSL never called.
             self._fail_handshake(_Rejected(verification.check, ("certificate rejected",)))
             return
