@@ -10,6 +10,7 @@ from typing import Any
 
 from certstore import render
 from certstore.model import Certificate, Pin, PinDecision, PinMatch, TrustKind, TrustSource
+from certstore.revocation import MAX_CRL_BYTES, CachedSource, RevocationSource, SourceKind
 from certstore.store import PinRequest
 from certstore.x509 import DEFAULT_MAX_INPUT_BYTES, load_certificates, to_pem
 from gateway.cli.common import (
@@ -80,6 +81,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
     _register_rejected(sub, common)
     _register_pins(sub, common)
+    _register_crl(sub, common)
 
     p = sub.add_parser("settings", parents=[common], help="show or change the security settings")
     p.add_argument("--accept-all", type=parse_on_off, metavar="on|off")
@@ -164,6 +166,73 @@ def _register_pins(sub: Any, common: argparse.ArgumentParser) -> None:
     p = psub.add_parser("remove", parents=[common], help="drop a pin")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_pins_remove)
+
+
+def _register_crl(sub: Any, common: argparse.ArgumentParser) -> None:
+    crl = sub.add_parser(
+        "crl", parents=[common], help="revocation information: upload a CRL, list what is cached"
+    )
+    csub = crl.add_subparsers(dest="crl_command", metavar="COMMAND")
+    crl.set_defaults(func=cmd_crl_list)
+    p = csub.add_parser("list", parents=[common], help="cached CRLs and OCSP answers")
+    p.set_defaults(func=cmd_crl_list)
+    p = csub.add_parser("add", parents=[common], help="upload a CRL file (DER or PEM)")
+    p.add_argument("file", help="the CRL file, or - for standard input")
+    p.set_defaults(func=cmd_crl_add)
+
+
+def _print_source(source: CachedSource) -> None:
+    next_update = render.iso(source.next_update) or "none"
+    where = source.url or source.key
+    print(
+        f"{source.kind.value} {source.source.value} {where}: next update {next_update}, "
+        f"{source.entries} entr{'y' if source.entries == 1 else 'ies'}"
+        + (f", issuer {source.issuer}" if source.issuer else "")
+    )
+
+
+def _source_json(source: CachedSource) -> dict[str, object]:
+    return {
+        "key": source.key,
+        "kind": source.kind.value,
+        "source": source.source.value,
+        "url": source.url,
+        "issuer": source.issuer,
+        "this_update": render.iso(source.this_update),
+        "next_update": render.iso(source.next_update),
+        "fetched_at": render.iso(source.fetched_at),
+        "entries": source.entries,
+        "fingerprint": source.fingerprint,
+    }
+
+
+def cmd_crl_list(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        sources = store.list_revocation()
+    if args.json:
+        emit_json([_source_json(s) for s in sources])
+    elif not sources:
+        print("no revocation information cached")
+    for source in sources if not args.json else ():
+        _print_source(source)
+    return 0
+
+
+def cmd_crl_add(args: argparse.Namespace) -> int:
+    data = read_input(args.file, limit=MAX_CRL_BYTES)
+    with open_store(args) as store:
+        source = store.put_revocation(
+            data,
+            kind=SourceKind.CRL,
+            source=RevocationSource.UPLOADED,
+            url=None,
+            actor=cli_actor(),
+        )
+    if args.json:
+        emit_json(_source_json(source))
+    else:
+        _print_source(source)
+    return 0
 
 
 def _pin_options(p: argparse.ArgumentParser) -> None:

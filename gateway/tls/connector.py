@@ -265,6 +265,16 @@ class TlsConnector:
             )
         return closed
 
+    async def revalidate_and_record(self, snapshot: Any | None = None) -> list[LiveConnection]:
+        """``revalidate``, then record each closed flow's chain in the rejected list (a
+        revoked certificate lands there with reason ``revoked``, like at a handshake)."""
+        closed = self.revalidate(snapshot)
+        for live in closed:
+            check = live.revoked_by
+            if check is not None and self.record and check.record:
+                await self._record(check, self._clock(), self._log)
+        return closed
+
     async def watch_revocations(self, interval: float = 1.0) -> None:
         """Revalidate live connections whenever the trust state changes; runs until cancelled.
 
@@ -292,7 +302,7 @@ class TlsConnector:
                 if current is not last:
                     last = current
                     if len(self.registry):
-                        self.revalidate(current)
+                        await self.revalidate_and_record(current)
             except Exception as exc:  # the store may be briefly unreadable: retry next round
                 self._log.error("tls.revalidate.failed", error=f"{type(exc).__name__}: {exc}")
 
