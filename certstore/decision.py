@@ -214,8 +214,6 @@ def _path_revocation(
     mode = settings.revocation
     if mode is RevocationMode.OFF or len(path) < 2:
         return (), ()
-    if facts.empty and stapled is None and mode is RevocationMode.SOFT_FAIL:
-        return (), ()  # nothing to learn; the common case stays as cheap as before
     statuses = tuple(
         revocation_status(path[i], path[i + 1], i, now, facts, stapled)
         for i in range(len(path) - 1)

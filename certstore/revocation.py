@@ -495,6 +495,11 @@ def _window(
     return None
 
 
+def _serial(cert: Certificate) -> int:
+    # From the parsed value: reading the x509 object again warns on negative serials.
+    return int(cert.serial, 16)
+
+
 def _time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -515,7 +520,7 @@ def _crl_answer(
         or (crl.only_user_certs and cert.is_ca)
     ):
         return None, f"{where} does not cover this certificate (its distribution point scope)"
-    if cert.x509.serial_number in crl.revoked:
+    if _serial(cert) in crl.revoked:
         return RevocationStatus.REVOKED, ""
     return RevocationStatus.GOOD, ""
 
@@ -553,7 +558,7 @@ def _length(der: bytes, offset: int) -> int:
 
 def _cert_id_matches(single: OcspSingle, cert: Certificate, issuer: Certificate) -> bool:
     factory = _HASHES.get(single.hash_algorithm)
-    if factory is None or single.serial != cert.x509.serial_number:
+    if factory is None or single.serial != _serial(cert):
         return False
     key = ("certid", single.hash_algorithm, issuer.fingerprint)
     cached = check_memo.get(key)
@@ -675,7 +680,7 @@ def revocation_status(
     """
     notes: list[str] = []
     good: CertRevocation | None = None
-    responses: tuple[OcspResponse, ...] = facts.ocsp_by_serial.get(cert.x509.serial_number, ())
+    responses: tuple[OcspResponse, ...] = facts.ocsp_by_serial.get(_serial(cert), ())
     if stapled is not None and depth == 0:
         responses = (stapled, *responses)
     for response in responses:
@@ -709,7 +714,7 @@ def revocation_status(
             url=crl.url,
             this_update=crl.this_update,
             next_update=crl.next_update,
-            revoked=crl.revoked.get(cert.x509.serial_number),
+            revoked=crl.revoked.get(_serial(cert)),
         )
         if status is RevocationStatus.REVOKED:
             return answer

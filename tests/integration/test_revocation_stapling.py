@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from certstore.model import Reason, RevocationMode
+from gateway.cli.probe import as_json, print_human, run_probe
 from gateway.errors import TrustRejected
 from gateway.tls import TlsConnector
 from gateway.tls.policy import TlsTarget
@@ -129,3 +130,17 @@ async def test_hard_fail_without_staple_rejects_soft_fail_accepts(
     assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
     (entry,) = env.rejected()
     assert entry.reasons == (Reason.REVOCATION_UNKNOWN,)
+
+
+async def test_probe_prints_each_certificates_revocation_status(
+    tmp_path: Path, env: Env, pki: tuple[Issued, Issued], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, leaf = pki
+    good = openssl_ocsp_response(tmp_path / "ocsp", leaf, root)
+    with _server(tmp_path, leaf, good, "1.3") as server:
+        result = await run_probe(env.connector, _target(server))
+    print_human(result, dt.datetime.now(dt.UTC), recorded=False, rejected_id=None)
+    out = capsys.readouterr().out
+    assert "revocation: good (from stapled, thisUpdate " in out
+    data = as_json(result, dt.datetime.now(dt.UTC), recorded=False, rejected_id=None)
+    assert data["revocation"][0].startswith("good (from stapled")
