@@ -29,7 +29,7 @@ from certstore.model import (
     TrustKind,
     TrustSource,
 )
-from certstore.revocation import MAX_CRL_BYTES, CachedSource, RevocationSource, SourceKind
+from certstore.revocation import MAX_CRL_BYTES, RevocationSource, SourceKind
 from certstore.store import ExpiringItem, PinRequest, RestoreSummary
 from certstore.validation import normalize_scope
 from certstore.x509 import load_certificates, to_pem
@@ -414,26 +414,10 @@ async def trust_upload(request: web.Request) -> web.Response:
     return web.json_response(add_result_body(result, state.now(), notes), status=status)
 
 
-def revocation_source_body(source: CachedSource) -> dict[str, object]:
-    return {
-        "key": source.key,
-        "kind": source.kind.value,
-        "source": source.source.value,
-        "url": source.url,
-        "issuer": source.issuer,
-        "this_update": render.iso(source.this_update),
-        "next_update": render.iso(source.next_update),
-        "fetched_at": render.iso(source.fetched_at),
-        "size": source.size,
-        "entries": source.entries,
-        "fingerprint": source.fingerprint,
-    }
-
-
 async def revocation_list(request: web.Request) -> web.Response:
     state = state_of(request)
     sources = await state.call(state.store.list_revocation)
-    return web.json_response([revocation_source_body(s) for s in sources])
+    return web.json_response([render.revocation_source(s) for s in sources])
 
 
 async def revocation_crl_upload(request: web.Request) -> web.Response:
@@ -450,7 +434,7 @@ async def revocation_crl_upload(request: web.Request) -> web.Response:
         url=None,
         actor=principal_of(request).actor,
     )
-    return web.json_response(revocation_source_body(source), status=201)
+    return web.json_response(render.revocation_source(source), status=201)
 
 
 async def trust_get(request: web.Request) -> web.Response:

@@ -191,26 +191,11 @@ def _print_source(source: CachedSource) -> None:
     )
 
 
-def _source_json(source: CachedSource) -> dict[str, object]:
-    return {
-        "key": source.key,
-        "kind": source.kind.value,
-        "source": source.source.value,
-        "url": source.url,
-        "issuer": source.issuer,
-        "this_update": render.iso(source.this_update),
-        "next_update": render.iso(source.next_update),
-        "fetched_at": render.iso(source.fetched_at),
-        "entries": source.entries,
-        "fingerprint": source.fingerprint,
-    }
-
-
 def cmd_crl_list(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         sources = store.list_revocation()
     if args.json:
-        emit_json([_source_json(s) for s in sources])
+        emit_json([render.revocation_source(s) for s in sources])
     elif not sources:
         print("no revocation information cached")
     for source in sources if not args.json else ():
@@ -229,7 +214,7 @@ def cmd_crl_add(args: argparse.Namespace) -> int:
             actor=cli_actor(),
         )
     if args.json:
-        emit_json(_source_json(source))
+        emit_json(render.revocation_source(source))
     else:
         _print_source(source)
     return 0
