@@ -114,6 +114,7 @@ def export_document(contents: BackupContents) -> bytes:
         "trust_on_first_use": contents.settings.trust_on_first_use,
         "allow_wildcards": contents.settings.allow_wildcards,
         "close_flows_on_revoke": contents.settings.close_flows_on_revoke,
+        "revocation": contents.settings.revocation.value,
         "http_auth_username": contents.settings.http_auth_username,
     }
     if contents.includes_secrets:
@@ -484,7 +485,8 @@ class _Reader:
         self.where = "settings"
         if not isinstance(value, dict):
             raise self.fail("expected an object of settings.")
-        required = set(SETTING_NAMES) - SECRET_SETTINGS
+        # ``revocation`` came later: a backup without it restores the default.
+        required = set(SETTING_NAMES) - SECRET_SETTINGS - {"revocation"}
         if not required <= set(value):
             raise self.fail(f"missing settings: {', '.join(sorted(required - set(value)))}.")
         settings, _ = apply_settings_changes(Settings(), value)

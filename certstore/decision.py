@@ -13,6 +13,16 @@ current time and a snapshot of the trust state. The order is the product contrac
    destination seen with another key        → reject, rule ``untrusted``, ``key-changed``
 5. path validation and the peer identity    → accept ``chain-valid`` / reject ``untrusted``
 
+Revocation (setting ``revocation``; facts passed in: a stapled OCSP response and the
+snapshot's cached CRLs and OCSP answers, see :mod:`certstore.revocation`) is checked for
+every certificate of a valid path below its anchor: ``revoked`` rejects; with
+``hard-fail`` a status that cannot be established rejects with ``revocation-unknown``.
+A pinned-accept leaf, or one accepted on first use, known revoked is rejected too
+(rule ``untrusted``, reason ``revoked``, the pin named): a pin says "trust this
+certificate although no CA vouches for it", not "although its CA withdrew it"; an
+administrator who must keep talking to a revoked peer sets ``revocation`` to ``off``.
+Unknown status never rejects a pin, whatever the setting.
+
 A pin matches when its fingerprint is the leaf's (``certificate``) or the leaf's
 public key's (``public-key``), it has not expired, and its scope covers the peer. The
 most specific matching pins decide: scope ``host:port`` equal to the destination beats
@@ -43,12 +53,20 @@ from certstore.model import (
     PinDecision,
     PinMatch,
     Reason,
+    RevocationMode,
     Rule,
     Settings,
     Verdict,
     VerdictKind,
 )
 from certstore.pathvalidation import PathResult, describe, format_time, validate_path
+from certstore.revocation import (
+    CertRevocation,
+    OcspResponse,
+    RevocationFacts,
+    RevocationStatus,
+    revocation_status,
+)
 from certstore.snapshot import TrustSnapshot
 
 __all__ = ["decide", "parse_scope", "scope_rank"]
@@ -61,9 +79,20 @@ OUT_OF_SCOPE = -1
 
 
 def decide(
-    chain: Sequence[Certificate], peer: Peer, now: datetime, snapshot: TrustSnapshot
+    chain: Sequence[Certificate],
+    peer: Peer,
+    now: datetime,
+    snapshot: TrustSnapshot,
+    *,
+    stapled: OcspResponse | None = None,
+    revocation: RevocationFacts | None = None,
 ) -> Verdict:
-    """Decide whether to trust ``chain`` (leaf first, as sent) presented by ``peer``."""
+    """Decide whether to trust ``chain`` (leaf first, as sent) presented by ``peer``.
+
+    ``stapled`` is the OCSP response the peer stapled in the handshake, if any;
+    ``revocation`` the cached revocation facts, by default the snapshot's.
+    """
+    facts = snapshot.revocation if revocation is None else revocation
     if not chain:
         return Verdict(
             verdict=VerdictKind.REJECT,
@@ -90,17 +119,24 @@ def decide(
                 leaf_fingerprint=leaf.fingerprint,
                 matched_pin=pin,
             )
+        known = _leaf_revocation(chain, now, snapshot, facts, stapled)
+        if known is not None and known.status is RevocationStatus.REVOKED:
+            return _revoked_leaf(leaf, known, pin)
         return Verdict(
             verdict=VerdictKind.ACCEPT,
             rule=Rule.PINNED_ACCEPT,
             findings=(),
             leaf_fingerprint=leaf.fingerprint,
             matched_pin=pin,
+            revocation=() if known is None else (known,),
         )
 
     settings = snapshot.settings
     if settings.accept_all_certificates:
         result, findings = _verify(chain, peer, now, snapshot, settings)
+        statuses: tuple[CertRevocation, ...] = ()
+        if not findings:
+            statuses, findings = _path_revocation(result.path, now, settings, facts, stapled)
         return Verdict(
             verdict=VerdictKind.ACCEPT,
             rule=Rule.ACCEPT_ALL,
@@ -108,15 +144,20 @@ def decide(
             leaf_fingerprint=leaf.fingerprint,
             anchor=result.anchor if not findings else None,
             path=result.path if not findings else (),
+            revocation=statuses,
         )
 
     if settings.trust_on_first_use:
         if not _seen_before(peer, snapshot.first_use_scopes):
+            known = _leaf_revocation(chain, now, snapshot, facts, stapled)
+            if known is not None and known.status is RevocationStatus.REVOKED:
+                return _revoked_leaf(leaf, known, None)
             return Verdict(
                 verdict=VerdictKind.ACCEPT,
                 rule=Rule.FIRST_USE,
                 findings=(),
                 leaf_fingerprint=leaf.fingerprint,
+                revocation=() if known is None else (known,),
             )
         _, findings = _verify(chain, peer, now, snapshot, settings)
         changed = Finding(
@@ -139,6 +180,9 @@ def decide(
         )
 
     result, findings = _verify(chain, peer, now, snapshot, settings)
+    statuses = ()
+    if not findings:
+        statuses, findings = _path_revocation(result.path, now, settings, facts, stapled)
     if not findings:
         return Verdict(
             verdict=VerdictKind.ACCEPT,
@@ -147,12 +191,107 @@ def decide(
             leaf_fingerprint=leaf.fingerprint,
             anchor=result.anchor,
             path=result.path,
+            revocation=statuses,
         )
     return Verdict(
         verdict=VerdictKind.REJECT,
         rule=Rule.UNTRUSTED,
         findings=findings,
         leaf_fingerprint=leaf.fingerprint,
+        revocation=statuses,
+    )
+
+
+def _path_revocation(
+    path: Sequence[Certificate],
+    now: datetime,
+    settings: Settings,
+    facts: RevocationFacts,
+    stapled: OcspResponse | None,
+) -> tuple[tuple[CertRevocation, ...], tuple[Finding, ...]]:
+    """The status of every certificate of a valid path below its anchor, and the
+    findings they give under the ``revocation`` setting."""
+    mode = settings.revocation
+    if mode is RevocationMode.OFF or len(path) < 2:
+        return (), ()
+    statuses = tuple(
+        revocation_status(path[i], path[i + 1], i, now, facts, stapled)
+        for i in range(len(path) - 1)
+    )
+    findings: list[Finding] = []
+    for status in statuses:
+        cert = path[status.depth]
+        if status.status is RevocationStatus.REVOKED:
+            findings.append(revoked_finding(cert, status))
+        elif status.status is RevocationStatus.UNKNOWN and mode is RevocationMode.HARD_FAIL:
+            findings.append(
+                Finding(
+                    reason=Reason.REVOCATION_UNKNOWN,
+                    message=(
+                        f"The revocation status of {_role(status.depth)} {describe(cert)} "
+                        f"cannot be established ({'; '.join(status.notes)}), and the "
+                        "revocation setting is hard-fail."
+                    ),
+                    depth=status.depth,
+                    fingerprint=cert.fingerprint,
+                )
+            )
+    return statuses, tuple(findings)
+
+
+def _role(depth: int) -> str:
+    return "the server certificate" if depth == 0 else "the CA certificate"
+
+
+def revoked_finding(cert: Certificate, status: CertRevocation) -> Finding:
+    """The ``revoked`` finding: when, why, and where that was learned."""
+    entry = status.revoked
+    when = f" on {format_time(entry.revoked_at)}" if entry is not None else ""
+    why = f" (reason: {entry.reason})" if entry is not None and entry.reason else ""
+    source = status.source.value if status.source is not None else "unknown"
+    where = f"{source} {status.url}" if status.url else source
+    dated = f", dated {format_time(status.this_update)}" if status.this_update else ""
+    return Finding(
+        reason=Reason.REVOKED,
+        message=(
+            f"{_role(status.depth).capitalize()} {describe(cert)} was revoked by its "
+            f"issuer{when}{why}, according to {where}{dated}. The peer must install a "
+            "new certificate."
+        ),
+        depth=status.depth,
+        fingerprint=cert.fingerprint,
+    )
+
+
+def _leaf_revocation(
+    chain: Sequence[Certificate],
+    now: datetime,
+    snapshot: TrustSnapshot,
+    facts: RevocationFacts,
+    stapled: OcspResponse | None,
+) -> CertRevocation | None:
+    """What is known about the leaf of a chain accepted without path validation (pin,
+    first use): checked against the issuer the peer sent, else a trusted one."""
+    if snapshot.settings.revocation is RevocationMode.OFF or (facts.empty and stapled is None):
+        return None
+    leaf = chain[0]
+    issuers = [c for c in chain[1:2] if c.subject_der == leaf.issuer_der]
+    issuers += [e.certificate for e in snapshot.anchors_by_subject.get(leaf.issuer_der, ())]
+    for issuer in issuers:
+        status = revocation_status(leaf, issuer, 0, now, facts, stapled)
+        if status.status is not RevocationStatus.UNKNOWN:
+            return status
+    return None
+
+
+def _revoked_leaf(leaf: Certificate, status: CertRevocation, pin: Pin | None) -> Verdict:
+    return Verdict(
+        verdict=VerdictKind.REJECT,
+        rule=Rule.UNTRUSTED,
+        findings=(revoked_finding(leaf, status),),
+        leaf_fingerprint=leaf.fingerprint,
+        matched_pin=pin,
+        revocation=(status,),
     )
 
 

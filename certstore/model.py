@@ -16,6 +16,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from certstore.revocation import CertRevocation
+
+
+class RevocationMode(StrEnum):
+    """The ``revocation`` setting (DESIGN §4)."""
+
+    OFF = "off"
+    SOFT_FAIL = "soft-fail"  # check where status can be had; unknown never blocks a call
+    HARD_FAIL = "hard-fail"  # a certificate whose status is unknown is rejected
+
 
 class CertStatus(StrEnum):
     VALID = "valid"
@@ -98,6 +108,10 @@ class Reason(StrEnum):
     UNSUPPORTED_KEY = "unsupported-key"
     # The chain needs more path-building or name-comparison work than the budget allows.
     CHAIN_TOO_COMPLEX = "chain-too-complex"
+    # The issuer withdrew a certificate of the path (a CRL or an OCSP answer says so).
+    REVOKED = "revoked"
+    # Setting revocation = hard-fail, and no usable information about a certificate.
+    REVOCATION_UNKNOWN = "revocation-unknown"
 
 
 # A distinguished name compared for name constraints: its RDNs in order, each a
@@ -304,6 +318,7 @@ class Settings:
     trust_on_first_use: bool = False
     allow_wildcards: bool = False
     close_flows_on_revoke: bool = True
+    revocation: RevocationMode = RevocationMode.SOFT_FAIL
     http_auth_username: str = ""
     # Write-only through every interface: serialisers emit only ``http_auth_password_set``.
     http_auth_password: str = field(default="", repr=False)
@@ -354,6 +369,8 @@ class Verdict:
     anchor: Certificate | None = None
     path: tuple[Certificate, ...] = ()  # the validated path, leaf first, anchor last
     previous: Certificate | None = None  # trust on first use: the key seen before
+    # What was learned about the revocation of each certificate checked, leaf first.
+    revocation: tuple[CertRevocation, ...] = ()
 
     @property
     def accepted(self) -> bool:

@@ -24,6 +24,7 @@ from certstore.model import (
     TrustEntry,
     Verdict,
 )
+from certstore.revocation import CachedSource
 
 Json = dict[str, Any]
 
@@ -175,8 +176,26 @@ def settings(value: Settings) -> Json:
         "trust_on_first_use": value.trust_on_first_use,
         "allow_wildcards": value.allow_wildcards,
         "close_flows_on_revoke": value.close_flows_on_revoke,
+        "revocation": value.revocation.value,
         "http_auth_username": value.http_auth_username,
         "http_auth_password_set": value.http_auth_password_set,
+    }
+
+
+def revocation_source(value: CachedSource) -> Json:
+    """One cached revocation source (API, CLI ``--json``)."""
+    return {
+        "key": value.key,
+        "kind": value.kind.value,
+        "source": value.source.value,
+        "url": value.url,
+        "issuer": value.issuer,
+        "this_update": iso(value.this_update),
+        "next_update": iso(value.next_update),
+        "fetched_at": iso(value.fetched_at),
+        "size": value.size,
+        "entries": value.entries,
+        "fingerprint": value.fingerprint,
     }
 
 

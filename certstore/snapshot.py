@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from certstore.model import Pin, Settings, TrustEntry
+from certstore.revocation import EMPTY_FACTS, RevocationFacts
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -38,6 +39,8 @@ class TrustSnapshot:
     anchors_by_subject: Mapping[bytes, tuple[TrustEntry, ...]] = field(repr=False)
     pins_by_fingerprint: Mapping[str, tuple[Pin, ...]] = field(repr=False)
     first_use_scopes: frozenset[str] = field(repr=False)
+    # Cached CRLs and OCSP answers (fetched or uploaded), shared by every handshake.
+    revocation: RevocationFacts = field(default=EMPTY_FACTS, repr=False)
 
     @classmethod
     def build(
@@ -47,6 +50,7 @@ class TrustSnapshot:
         settings: Settings,
         trust: Iterable[TrustEntry],
         pins: Iterable[Pin],
+        revocation: RevocationFacts = EMPTY_FACTS,
     ) -> TrustSnapshot:
         trust_t = tuple(trust)
         pins_t = tuple(pins)
@@ -59,6 +63,7 @@ class TrustSnapshot:
             anchors_by_subject=_frozen_index((e.certificate.subject_der, e) for e in trust_t),
             pins_by_fingerprint=_frozen_index((p.fingerprint, p) for p in pins_t),
             first_use_scopes=frozenset(p.scope for p in pins_t if p.first_use and p.scope),
+            revocation=revocation,
         )
 
     @classmethod

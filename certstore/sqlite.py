@@ -60,6 +60,7 @@ from certstore.builtin import builtin_certificates
 from certstore.errors import (
     CertStoreError,
     Conflict,
+    InputError,
     NotFound,
     StorageError,
     ValidationError,
@@ -85,6 +86,17 @@ from certstore.model import (
     TrustSource,
     Verdict,
 )
+from certstore.revocation import (
+    EMPTY_FACTS,
+    CachedSource,
+    Crl,
+    OcspResponse,
+    RevocationFacts,
+    RevocationSource,
+    SourceKind,
+    describe_source,
+    read_source,
+)
 from certstore.snapshot import TrustSnapshot
 from certstore.store import (
     DeviceIdentity,
@@ -109,7 +121,10 @@ from certstore.x509 import parse_der
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Cached revocation information (fetched CRLs and OCSP answers, uploaded CRLs): at most
+# this many sources; the one fetched longest ago goes first (uploaded ones last).
+MAX_REVOCATION_SOURCES = 256
 DEFAULT_REJECTED_LIMIT = 1000
 DEFAULT_AUDIT_LIMIT = 100_000
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds SQLite's busy handler waits for a lock, per attempt
@@ -222,6 +237,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the address a rejected chain was dialled at, beside the identity checked.
     ("ALTER TABLE rejected ADD COLUMN address TEXT",),
+    (
+        # Version 3: revocation information, keyed by where it came from.
+        """CREATE TABLE revocation (
+            key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            url TEXT,
+            der BLOB NOT NULL,
+            fingerprint TEXT NOT NULL,
+            fetched_at TEXT NOT NULL
+        )""",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -358,6 +385,8 @@ class SqliteStore:
         self._cache_lock = threading.Lock()
         self._cached: _Cached | None = None
         self._rebuild_lock = threading.Lock()
+        # Parsed revocation sources by fingerprint: a snapshot rebuild re-reads only new ones.
+        self._revocation_cache: dict[str, Crl | OcspResponse] = {}
         try:
             self._prepare_files()
             self._initialize()
@@ -767,6 +796,7 @@ class SqliteStore:
         count, max_id = conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM trust").fetchone()
         settings = self._read_settings(conn)
         pins = self._read_pins(conn)
+        revocation = self._read_revocation_facts(conn)
         if cached is None or max_id < cached.trust_max_id:
             previous = cached.snapshot if cached is not None else None
             snap = TrustSnapshot.build(
@@ -774,6 +804,7 @@ class SqliteStore:
                 settings=settings,
                 trust=self._read_trust(conn, previous),
                 pins=pins,
+                revocation=revocation,
             )
             return _Cached(snapshot=snap, trust_count=count, trust_max_id=max_id)
         # Pins and their indexes, built the one way TrustSnapshot builds them.
@@ -790,6 +821,7 @@ class SqliteStore:
             pins=pin_part.pins,
             pins_by_fingerprint=pin_part.pins_by_fingerprint,
             first_use_scopes=pin_part.first_use_scopes,
+            revocation=revocation,
             **trust_fields,
         )
         return _Cached(snapshot=snap, trust_count=count, trust_max_id=max_id)
@@ -1650,6 +1682,124 @@ class SqliteStore:
             return removed
 
         return self._write("clearing the rejected list", body)
+
+    # -- revocation information ---------------------------------------------------------
+
+    def _read_revocation_facts(self, conn: sqlite3.Connection) -> RevocationFacts:
+        rows = conn.execute("SELECT key, kind, source, url, fingerprint FROM revocation").fetchall()
+        if not rows:
+            self._revocation_cache.clear()
+            return EMPTY_FACTS
+        cache = self._revocation_cache
+        parsed: list[Crl | OcspResponse] = []
+        for key, kind, source, url, fingerprint in rows:
+            item = cache.get(fingerprint)
+            if item is None:
+                (der,) = conn.execute("SELECT der FROM revocation WHERE key = ?", (key,)).fetchone()
+                try:
+                    item = read_source(
+                        bytes(der), kind=SourceKind(kind), source=RevocationSource(source), url=url
+                    )
+                except (InputError, ValueError):
+                    continue  # checked when stored; unreadable now means no information
+            parsed.append(item)
+        self._revocation_cache = {p.fingerprint: p for p in parsed}
+        return RevocationFacts.build(
+            crls=[p for p in parsed if isinstance(p, Crl)],
+            ocsp=[p for p in parsed if isinstance(p, OcspResponse)],
+        )
+
+    def put_revocation(
+        self,
+        der: bytes,
+        *,
+        kind: SourceKind,
+        source: RevocationSource,
+        url: str | None,
+        actor: Actor | None = None,
+    ) -> CachedSource:
+        """Store (or replace) one piece of revocation information; the next snapshot uses it.
+
+        Fetched information is keyed by its URL; an uploaded CRL by its issuer, so a
+        newer upload replaces the older one. Unreadable or oversized data raises
+        (:class:`ParseError`, :class:`InputTooLarge`) and changes nothing. Uploads
+        (``actor`` given) are audited; the gateway's own fetches are not.
+        """
+        parsed = read_source(der, kind=kind, source=source, url=url)
+        if isinstance(parsed, Crl) and source is RevocationSource.UPLOADED:
+            key = f"uploaded:{parsed.issuer}"
+        elif url:
+            key = url
+        else:
+            raise ValidationError("url", "Fetched revocation information needs its URL.")
+        now = self._now()
+
+        def body(conn: sqlite3.Connection) -> CachedSource:
+            row = conn.execute(
+                "SELECT fingerprint FROM revocation WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None or row[0] != parsed.fingerprint:
+                conn.execute(
+                    "INSERT INTO revocation (key, kind, source, url, der, fingerprint, fetched_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                    "kind = excluded.kind, source = excluded.source, url = excluded.url, "
+                    "der = excluded.der, fingerprint = excluded.fingerprint, "
+                    "fetched_at = excluded.fetched_at",
+                    (key, kind.value, source.value, url, parsed.der, parsed.fingerprint, _ts(now)),
+                )
+                self._bump(conn)
+            else:  # the same bytes again: only the time they were last fetched changes
+                conn.execute("UPDATE revocation SET fetched_at = ? WHERE key = ?", (_ts(now), key))
+            (count,) = conn.execute("SELECT COUNT(*) FROM revocation").fetchone()
+            if count > MAX_REVOCATION_SOURCES:
+                conn.execute(
+                    "DELETE FROM revocation WHERE key IN (SELECT key FROM revocation "
+                    "ORDER BY source = 'uploaded', fetched_at LIMIT ?)",
+                    (count - MAX_REVOCATION_SOURCES,),
+                )
+            if actor is not None:
+                self._audit(
+                    conn,
+                    actor,
+                    "revocation.add",
+                    key,
+                    {"kind": kind.value, "fingerprint": parsed.fingerprint},
+                    now,
+                )
+            return describe_source(parsed, key=key, fetched_at=now)
+
+        return self._write("storing revocation information", body)
+
+    def list_revocation(self) -> tuple[CachedSource, ...]:
+        """Every cached revocation source, soonest next update first."""
+
+        def body(conn: sqlite3.Connection) -> tuple[CachedSource, ...]:
+            out: list[CachedSource] = []
+            for key, kind, source, url, der, fetched_at in conn.execute(
+                "SELECT key, kind, source, url, der, fetched_at FROM revocation"
+            ):
+                try:
+                    parsed = read_source(
+                        bytes(der), kind=SourceKind(kind), source=RevocationSource(source), url=url
+                    )
+                except (InputError, ValueError):
+                    continue
+                out.append(describe_source(parsed, key=key, fetched_at=_dt(fetched_at)))
+            far = datetime.max.replace(tzinfo=UTC)
+            return tuple(sorted(out, key=lambda s: (s.next_update or far, s.key)))
+
+        return self._read("listing revocation information", body)
+
+    def remove_revocation(self, key: str, *, actor: Actor) -> None:
+        """Remove one cached or uploaded source; audited."""
+
+        def body(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM revocation WHERE key = ?", (key,)).rowcount == 0:
+                raise NotFound("revocation source", key)
+            self._bump(conn)
+            self._audit(conn, actor, "revocation.remove", key, {}, self._now())
+
+        self._write("removing revocation information", body)
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from certstore.model import (
     TrustSource,
     Verdict,
 )
+from certstore.revocation import CachedSource, RevocationSource, SourceKind
 from certstore.snapshot import TrustSnapshot
 
 
@@ -225,6 +226,19 @@ class CertStore(Protocol):
     ) -> None:
         """Audit something that is not a store change (e.g. a private key export)."""
         ...
+
+    # -- revocation information (fetched or uploaded CRLs, OCSP answers) --
+    def put_revocation(
+        self,
+        der: bytes,
+        *,
+        kind: SourceKind,
+        source: RevocationSource,
+        url: str | None,
+        actor: Actor | None = None,
+    ) -> CachedSource: ...
+    def list_revocation(self) -> tuple[CachedSource, ...]: ...
+    def remove_revocation(self, key: str, *, actor: Actor) -> None: ...
 
     def expiring(self, *, now: datetime, days: int) -> tuple[ExpiringItem, ...]: ...
     def export_backup(self, *, now: datetime, include_secrets: bool = False) -> bytes: ...

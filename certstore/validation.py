@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from certstore.errors import ValidationError
-from certstore.model import HTTP_AUTH_MAX_LENGTH, Settings
+from certstore.model import HTTP_AUTH_MAX_LENGTH, RevocationMode, Settings
 
 FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
 NOTE_MAX_LENGTH = 1000
@@ -28,7 +28,8 @@ BOOL_SETTINGS = (
     "close_flows_on_revoke",
 )
 STRING_SETTINGS = ("http_auth_username", "http_auth_password")
-SETTING_NAMES = BOOL_SETTINGS + STRING_SETTINGS
+CHOICE_SETTINGS = ("revocation",)
+SETTING_NAMES = BOOL_SETTINGS + CHOICE_SETTINGS + STRING_SETTINGS
 # Never shown, logged or audited: only whether it changed.
 SECRET_SETTINGS = frozenset({"http_auth_password"})
 
@@ -222,6 +223,19 @@ def validate_credential(name: str, value: object) -> str:
     return value
 
 
+def validate_revocation_mode(value: object) -> RevocationMode:
+    """The ``revocation`` setting: ``off``, ``soft-fail`` or ``hard-fail``."""
+    if isinstance(value, str):
+        try:
+            return RevocationMode(value.strip().lower())
+        except ValueError:
+            pass
+    choices = ", ".join(m.value for m in RevocationMode)
+    raise ValidationError(
+        "revocation", f"The setting revocation must be one of {choices}, not {value!r}."
+    )
+
+
 def apply_settings_changes(
     current: Settings, changes: Mapping[str, object]
 ) -> tuple[Settings, dict[str, object]]:
@@ -246,6 +260,8 @@ def apply_settings_changes(
                     name, f"The setting {name} must be true or false, not {value!r}."
                 )
             updates[name] = value
+        elif name == "revocation":
+            updates[name] = validate_revocation_mode(value)
         else:
             updates[name] = validate_credential(name, value)
     diff: dict[str, object] = {}

@@ -5,7 +5,10 @@ certificates are the trust list (kind ``ca`` or ``server`` as the store would fi
 them), the leaf and the untrusted intermediates are the chain the peer sends, accept-all
 and trust on first use are off, wildcards are on (limbo's peer names follow RFC 6125),
 and the transport is HTTPS. A certificate sipsgate cannot read ends the handshake, so a
-testcase with one is decided as a rejection.
+testcase with one is decided as a rejection. A testcase's CRLs are read as uploaded
+revocation facts and the ``revocation`` setting is ``hard-fail``: limbo, like every
+strict validator given CRLs, expects a CRL that cannot be used (no CRL number, an
+issuer without cRLSign) to make the status unknown, and that to fail validation.
 
 Testcases whose extra constraints sipsgate has no way to express are skipped by the
 rules of :func:`unsupported`, never by listing ids; the reviewed divergences live in
@@ -32,6 +35,7 @@ from certstore.errors import CertStoreError
 from certstore.model import (
     Certificate,
     Peer,
+    RevocationMode,
     Settings,
     Transport,
     TrustEntry,
@@ -39,6 +43,7 @@ from certstore.model import (
     TrustSource,
     Verdict,
 )
+from certstore.revocation import RevocationFacts, RevocationSource, parse_crl
 from certstore.snapshot import TrustSnapshot
 from certstore.x509 import parse_der
 
@@ -58,8 +63,6 @@ def unsupported(case: dict[str, Any]) -> str:
     """Why sipsgate cannot run ``case`` as limbo means it; "" when it can."""
     if case["validation_kind"] != "SERVER":
         return "a CLIENT testcase: sipsgate decides as a TLS client about servers only"
-    if case.get("crls"):
-        return "revocation (CRLs) is not checked yet: issue #15"
     if case.get("max_chain_depth") is not None:
         return "sipsgate has one fixed path length limit, not one per validation"
     if case.get("signature_algorithms"):
@@ -101,9 +104,12 @@ def inputs(case: dict[str, Any]) -> tuple[tuple[Certificate, ...], Peer, datetim
     now = validation_time(case)
     trusted = [_load(p) for p in case["trusted_certs"]]
     chain = (_load(case["peer_certificate"]), *(_load(p) for p in case["untrusted_intermediates"]))
+    crls = [parse_crl(p.encode(), source=RevocationSource.UPLOADED) for p in case.get("crls") or ()]
+    mode = RevocationMode.HARD_FAIL if crls else RevocationMode.SOFT_FAIL
     snapshot = TrustSnapshot.build(
         generation=1,
-        settings=Settings(allow_wildcards=True),
+        settings=Settings(allow_wildcards=True, revocation=mode),
+        revocation=RevocationFacts.build(crls=crls),
         trust=[
             TrustEntry(
                 certificate=c,

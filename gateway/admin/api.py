@@ -30,6 +30,7 @@ from certstore.model import (
     TrustKind,
     TrustSource,
 )
+from certstore.revocation import MAX_CRL_BYTES, RevocationSource, SourceKind
 from certstore.store import ExpiringItem, PinRequest, RestoreSummary
 from certstore.validation import normalize_scope
 from certstore.x509 import load_certificates, to_pem
@@ -409,6 +410,29 @@ async def trust_upload(request: web.Request) -> web.Response:
     result, notes = await add_certificates(state, files, principal_of(request).actor, kind)
     status = 201 if result.added else 200
     return web.json_response(add_result_body(result, state.now(), notes), status=status)
+
+
+async def revocation_list(request: web.Request) -> web.Response:
+    state = state_of(request)
+    sources = await state.call(state.store.list_revocation)
+    return web.json_response([render.revocation_source(s) for s in sources])
+
+
+async def revocation_crl_upload(request: web.Request) -> web.Response:
+    """An administrator's CRL (DER or PEM), for sites whose CA cannot be reached."""
+    state = state_of(request)
+    files = await read_upload(request, MAX_CRL_BYTES)
+    if len(files) != 1:
+        raise ApiError(400, "one-file", "Upload one CRL file at a time.")
+    source = await state.call(
+        state.store.put_revocation,
+        files[0][1],
+        kind=SourceKind.CRL,
+        source=RevocationSource.UPLOADED,
+        url=None,
+        actor=principal_of(request).actor,
+    )
+    return web.json_response(render.revocation_source(source), status=201)
 
 
 async def trust_get(request: web.Request) -> web.Response:
@@ -866,6 +890,8 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{v1}/decisions", decisions_list)
     r.add_post(f"{v1}/decisions", decisions_add)
     r.add_delete(f"{v1}/decisions/{{id:{ID_RE}}}", decisions_remove)
+    r.add_get(f"{v1}/revocation", revocation_list)
+    r.add_post(f"{v1}/revocation/crl", revocation_crl_upload)
     r.add_get(f"{v1}/settings", settings_get)
     r.add_patch(f"{v1}/settings", settings_patch)
     r.add_get(f"{v1}/audit", audit)

@@ -721,6 +721,9 @@ async def settings_form(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     form = await form_of(request)
     changes: dict[str, object] = {name: form_text(form, name) == "on" for name in _FLAGS}
+    revocation = form_text(form, "revocation")
+    if revocation:
+        changes["revocation"] = revocation
     changes["http_auth_username"] = form_text(form, "http_auth_username")
     password = form_text(form, "http_auth_password")
     if form_text(form, "clear_password") == "on":

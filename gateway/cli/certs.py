@@ -10,6 +10,7 @@ from typing import Any
 
 from certstore import notation, render
 from certstore.model import Certificate, Pin, PinDecision, PinMatch, TrustKind, TrustSource
+from certstore.revocation import MAX_CRL_BYTES, CachedSource, RevocationSource, SourceKind
 from certstore.store import PinRequest
 from certstore.x509 import DEFAULT_MAX_INPUT_BYTES, load_certificates, to_pem
 from gateway.cli.common import (
@@ -80,12 +81,19 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
     _register_rejected(sub, common)
     _register_pins(sub, common)
+    _register_crl(sub, common)
 
     p = sub.add_parser("settings", parents=[common], help="show or change the security settings")
     p.add_argument("--accept-all", type=parse_on_off, metavar="on|off")
     p.add_argument("--trust-on-first-use", type=parse_on_off, metavar="on|off")
     p.add_argument("--allow-wildcards", type=parse_on_off, metavar="on|off")
     p.add_argument("--close-flows-on-revoke", type=parse_on_off, metavar="on|off")
+    p.add_argument(
+        "--revocation",
+        choices=("off", "soft-fail", "hard-fail"),
+        help="check revocation (CRL, OCSP): soft-fail never blocks a call on missing "
+        "information, hard-fail rejects a certificate whose status is unknown",
+    )
     p.add_argument("--http-auth-username", metavar="NAME")
     p.add_argument(
         "--http-auth-password-stdin",
@@ -158,6 +166,58 @@ def _register_pins(sub: Any, common: argparse.ArgumentParser) -> None:
     p = psub.add_parser("remove", parents=[common], help="drop a pin")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_pins_remove)
+
+
+def _register_crl(sub: Any, common: argparse.ArgumentParser) -> None:
+    crl = sub.add_parser(
+        "crl", parents=[common], help="revocation information: upload a CRL, list what is cached"
+    )
+    csub = crl.add_subparsers(dest="crl_command", metavar="COMMAND")
+    crl.set_defaults(func=cmd_crl_list)
+    p = csub.add_parser("list", parents=[common], help="cached CRLs and OCSP answers")
+    p.set_defaults(func=cmd_crl_list)
+    p = csub.add_parser("add", parents=[common], help="upload a CRL file (DER or PEM)")
+    p.add_argument("file", help="the CRL file, or - for standard input")
+    p.set_defaults(func=cmd_crl_add)
+
+
+def _print_source(source: CachedSource) -> None:
+    next_update = render.iso(source.next_update) or "none"
+    where = source.url or source.key
+    print(
+        f"{source.kind.value} {source.source.value} {where}: next update {next_update}, "
+        f"{source.entries} entr{'y' if source.entries == 1 else 'ies'}"
+        + (f", issuer {source.issuer}" if source.issuer else "")
+    )
+
+
+def cmd_crl_list(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        sources = store.list_revocation()
+    if args.json:
+        emit_json([render.revocation_source(s) for s in sources])
+    elif not sources:
+        print("no revocation information cached")
+    for source in sources if not args.json else ():
+        _print_source(source)
+    return 0
+
+
+def cmd_crl_add(args: argparse.Namespace) -> int:
+    data = read_input(args.file, limit=MAX_CRL_BYTES)
+    with open_store(args) as store:
+        source = store.put_revocation(
+            data,
+            kind=SourceKind.CRL,
+            source=RevocationSource.UPLOADED,
+            url=None,
+            actor=cli_actor(),
+        )
+    if args.json:
+        emit_json(render.revocation_source(source))
+    else:
+        _print_source(source)
+    return 0
 
 
 def _pin_options(p: argparse.ArgumentParser) -> None:
@@ -511,6 +571,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         ("trust_on_first_use", "trust_on_first_use"),
         ("allow_wildcards", "allow_wildcards"),
         ("close_flows_on_revoke", "close_flows_on_revoke"),
+        ("revocation", "revocation"),
         ("http_auth_username", "http_auth_username"),
     ):
         value = getattr(args, option)

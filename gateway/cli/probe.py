@@ -248,6 +248,7 @@ def as_json(
             for r in result.verdict.reasons
         )
     ]
+    out["revocation"] = [revocation_line(result.verdict, d) for d in range(len(result.chain))]
     out["recorded"] = recorded
     out["rejected_id"] = rejected_id
     out["tls"] = {"version": result.tls_version, "cipher": result.cipher}
@@ -295,6 +296,7 @@ def print_human(
     print(f"Chain ({count} certificate{'s' if count != 1 else ''}, leaf first):")
     for depth, cert in enumerate(result.chain):
         _print_certificate(depth, cert, now)
+        print(f"      revocation: {revocation_line(verdict, depth)}")
     if recorded:
         where = f" as #{rejected_id}" if rejected_id is not None else ""
         print(
@@ -303,6 +305,25 @@ def print_human(
         )
     elif not verdict.accepted:
         print("Not recorded (--no-record).")
+
+
+def revocation_line(verdict: Verdict, depth: int) -> str:
+    """The revocation status of the chain's certificate at ``depth`` and where it came
+    from, as the decision learned it."""
+    status = next((r for r in verdict.revocation if r.depth == depth), None)
+    if status is None:
+        return "not checked (a trust anchor, revocation off, or not on the validated path)"
+    if status.status.value == "unknown":
+        return "unknown: " + "; ".join(status.notes)
+    source = status.source.value if status.source is not None else "?"
+    where = f" {status.url}" if status.url else ""
+    dated = f", thisUpdate {render.iso(status.this_update)}" if status.this_update else ""
+    nxt = f", nextUpdate {render.iso(status.next_update)}" if status.next_update else ""
+    text = f"{status.status.value} (from {source}{where}{dated}{nxt})"
+    if status.revoked is not None:
+        reason = f", reason {status.revoked.reason}" if status.revoked.reason else ""
+        text += f", revoked at {render.iso(status.revoked.revoked_at)}{reason}"
+    return text
 
 
 def _print_certificate(depth: int, cert: Certificate, now: datetime) -> None:

@@ -88,6 +88,13 @@ class ParameterSpec:
     parse: Callable[[str], object] = field(repr=False, compare=False)
 
 
+def _revocation_mode(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("off", "soft-fail", "hard-fail"):
+        raise ValueError("must be off, soft-fail or hard-fail")
+    return value
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true"):
@@ -171,6 +178,17 @@ _STORE_PARAMETERS = (
         default="1",
         effect="Close live TLS flows whose peer would now be rejected when trust is withdrawn.",
         parse=_boolean,
+    ),
+    ParameterSpec(
+        name="Sipsgate.security.revocation",
+        scope=ParameterScope.STORE,
+        target="revocation",
+        type_name="off, soft-fail or hard-fail",
+        default="soft-fail",
+        effect="Revocation checking (stapled OCSP, OCSP and CRLs fetched or uploaded): "
+        "soft-fail never blocks a call on missing information; hard-fail rejects a "
+        "certificate whose status is unknown (reason revocation-unknown).",
+        parse=_revocation_mode,
     ),
 )
 

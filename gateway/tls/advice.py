@@ -81,6 +81,16 @@ FIXES: dict[Reason, str] = {
         "configure the server to send only its own chain (its certificate and the "
         "intermediates above it); a CA with thousands of name constraints cannot be used"
     ),
+    Reason.REVOKED: (
+        "the issuing CA withdrew the certificate: the server's operator must install a new "
+        "one; do not pin a revoked certificate accept, it stays rejected unless revocation "
+        "is off"
+    ),
+    Reason.REVOCATION_UNKNOWN: (
+        "make the CA's OCSP responder or CRL reachable from this gateway, have the server "
+        "staple OCSP, or upload the CA's CRL (sipsgate certs crl add FILE); or set "
+        "revocation to soft-fail"
+    ),
 }
 
 

@@ -17,6 +17,7 @@ as ``tls.session.refused``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import os
@@ -24,7 +25,7 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -41,6 +42,9 @@ from gateway.metrics import MetricsRegistry
 from gateway.tls.engine import ClientContextFactory, TlsEngine, TlsSettings, TlsTransport, _Rejected
 from gateway.tls.policy import TlsTarget, TrustCheck, TrustPolicy, VerdictView
 from gateway.tls.registry import ConnectionRegistry, LiveConnection
+
+if TYPE_CHECKING:
+    from gateway.tls.revocation_fetch import RevocationFetcher
 
 _P = TypeVar("_P", bound=asyncio.Protocol)
 
@@ -110,9 +114,13 @@ class TlsConnector:
         record: bool = True,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        # Set by the gateway (it needs this connector for HTTPS): fetches revocation
+        # status a handshake could not establish, before any data flows.
+        self.fetcher: RevocationFetcher | None = None
         self.policy = policy
         self.settings = settings or TlsSettings()
-        self.metrics = TlsMetrics(metrics or MetricsRegistry())
+        self.metrics_registry = metrics or MetricsRegistry()
+        self.metrics = TlsMetrics(self.metrics_registry)
         self.registry = registry or ConnectionRegistry()
         self.record = record
         self._clock = clock
@@ -144,12 +152,15 @@ class TlsConnector:
         snapshot = self.policy.snapshot()
         decided_at: list[datetime] = []
 
-        def decide(chain_der: tuple[bytes, ...]) -> TrustCheck:
+        def decide(chain_der: tuple[bytes, ...], stapled: bytes | None) -> TrustCheck:
             now = self._clock()
             decided_at.append(now)
-            return self.policy.decide(chain_der, target, now, snapshot)
+            if stapled is None:
+                return self.policy.decide(chain_der, target, now, snapshot)
+            return self.policy.decide(chain_der, target, now, snapshot, stapled=stapled)
 
-        engine = TlsEngine(context, target, decide, loop=loop)
+        fetcher = self.fetcher
+        engine = TlsEngine(context, target, decide, loop=loop, defer_unknown=fetcher is not None)
         started = time.perf_counter()
         await self._connect_tcp(loop, engine, target, sock, log)
         log.debug("tls.handshake.started", address=_fmt_addr(target.address))
@@ -175,6 +186,14 @@ class TlsConnector:
 
         check = engine.check
         assert check is not None  # the engine refuses a handshake without a decision
+        if fetcher is not None:
+            try:
+                check = await self._fetch_and_decide(engine, fetcher, target, started, log)
+            except _Rejected as exc:
+                engine.abort()
+                mapped = self._map_failure(engine, target, exc)
+                await self._after_failed_handshake(engine, target, mapped, decided_at, log)
+                raise mapped from None
         self._log_decision(log, target, check)
         await self._record(check, decided_at[0], log)
         try:
@@ -248,6 +267,16 @@ class TlsConnector:
             )
         return closed
 
+    async def revalidate_and_record(self, snapshot: Any | None = None) -> list[LiveConnection]:
+        """``revalidate``, then record each closed flow's chain in the rejected list (a
+        revoked certificate lands there with reason ``revoked``, like at a handshake)."""
+        closed = self.revalidate(snapshot)
+        for live in closed:
+            check = live.revoked_by
+            if check is not None and self.record and check.record:
+                await self._record(check, self._clock(), self._log)
+        return closed
+
     async def watch_revocations(self, interval: float = 1.0) -> None:
         """Revalidate live connections whenever the trust state changes; runs until cancelled.
 
@@ -255,6 +284,18 @@ class TlsConnector:
         object means new state. Run it as an owned task (a ``TaskGroup`` member) and
         cancel it on shutdown.
         """
+        if self.fetcher is not None:
+            refresh = asyncio.create_task(self.fetcher.run(), name="revocation-refresh")
+            try:
+                await self._watch(interval)
+            finally:
+                refresh.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresh
+        else:
+            await self._watch(interval)
+
+    async def _watch(self, interval: float) -> None:
         last = self.policy.snapshot()
         while True:
             await asyncio.sleep(interval)
@@ -263,7 +304,7 @@ class TlsConnector:
                 if current is not last:
                     last = current
                     if len(self.registry):
-                        self.revalidate(current)
+                        await self.revalidate_and_record(current)
             except Exception as exc:  # the store may be briefly unreadable: retry next round
                 self._log.error("tls.revalidate.failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -303,6 +344,45 @@ class TlsConnector:
             )
             self._failed(log, target, "connect", exc)
             raise exc from err
+
+    async def _fetch_and_decide(
+        self,
+        engine: TlsEngine,
+        fetcher: RevocationFetcher,
+        target: TlsTarget,
+        started: float,
+        log: Any,
+    ) -> TrustCheck:
+        """Fetch revocation status the handshake could not establish, within what is
+        left of the handshake timeout, and decide again; raises ``_Rejected``."""
+        check = engine.check
+        assert check is not None
+        snapshot = self.policy.snapshot()
+        if fetcher.wants(check.chain, snapshot):
+            left = self.settings.handshake_timeout - (time.perf_counter() - started)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(left, 0.0)):
+                    await fetcher.fetch_for(check.chain, snapshot)
+            now = self._clock()
+            snapshot = self.policy.snapshot()
+            stapled = engine.stapled
+            if stapled is None:
+                check = self.policy.decide(engine.chain_der, target, now, snapshot)
+            else:
+                check = self.policy.decide(engine.chain_der, target, now, snapshot, stapled=stapled)
+            engine.replace_check(check)
+        if not check.verdict.accepted:
+            raise _Rejected(check, ())
+        unknown = fetcher.unknown(check.chain, snapshot)
+        if unknown:
+            fetcher.unknown_total.inc()
+            log.warning(
+                "revocation.status.unknown",
+                peer=target.destination,
+                leaf_fingerprint=check.verdict.leaf_fingerprint,
+                notes=unknown,
+            )
+        return check
 
     async def _after_failed_handshake(
         self,

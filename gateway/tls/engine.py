@@ -13,6 +13,13 @@ Returning False makes OpenSSL abort the handshake with a fatal alert (the one th
 fits OpenSSL's error at that call), so no application byte ever reaches an unverified
 peer. A handshake that completes without a decision is refused.
 
+Every ClientHello asks for OCSP stapling (status_request). OpenSSL hands the stapled
+response (or nothing) to the OCSP client callback after the verify callback, still
+inside the handshake; when the peer stapled something the decision is taken again with
+it, and a ``revoked`` there aborts the handshake too. A first decision whose only
+objection is an unknown revocation status (``hard-fail``) waits for that callback,
+since a staple may establish the status; if none does, it stands.
+
 The application protocol is attached only after the connector has seen the decision
 (``attach``); ciphertext that arrives earlier waits in the BIO.
 
@@ -92,17 +99,66 @@ def _verify_callback(conn: SSL.Connection, cert: Any, errnum: int, depth: int, o
     return verification.on_verify(conn, errnum, depth)
 
 
+def _ocsp_callback(conn: SSL.Connection, data: bytes, _: object) -> bool:
+    verification: _Verification = conn.get_app_data()
+    return verification.on_stapled(data)
+
+
+# The decision callable: the chain (leaf first, DER), and the stapled OCSP response.
+DecideCallable = Callable[[tuple[bytes, ...], bytes | None], TrustCheck]
+# Only this reason may be cured by a stapled response arriving after the verify callback.
+_CURABLE_BY_STAPLE = frozenset({"revocation-unknown"})
+
+
 class _Verification:
-    """Per-handshake state of the verify callback."""
+    """Per-handshake state of the verify and OCSP callbacks."""
 
-    __slots__ = ("chain_der", "check", "decide", "error", "openssl_errors")
+    __slots__ = (
+        "chain_der",
+        "check",
+        "decide",
+        "defer_unknown",
+        "deferred",
+        "error",
+        "openssl_errors",
+        "stapled",
+    )
 
-    def __init__(self, decide: Callable[[tuple[bytes, ...]], TrustCheck]) -> None:
+    def __init__(self, decide: DecideCallable, *, defer_unknown: bool = False) -> None:
         self.decide = decide
+        # Let a handshake whose only objection is an unknown revocation status complete
+        # (no data flows before the connector's final decision), so the connector can
+        # fetch the status and decide again.
+        self.defer_unknown = defer_unknown
+        self.deferred = False
         self.check: TrustCheck | None = None
         self.error: BaseException | None = None
         self.chain_der: tuple[bytes, ...] = ()
         self.openssl_errors: list[tuple[int, int]] = []
+        self.stapled: bytes | None = None
+
+    def on_stapled(self, data: bytes) -> bool:
+        """The OCSP client callback: decide again when the peer stapled a response."""
+        if self.error is not None:
+            return False
+        if self.check is None:
+            return True  # undecided: refused when the handshake completes
+        if data:
+            self.stapled = bytes(data)
+            try:
+                self.check = self.decide(self.chain_der, self.stapled)
+            except Exception as exc:  # kept, and raised by the connector
+                self.error = exc
+                return False
+        verdict = self.check.verdict
+        if (
+            not verdict.accepted
+            and self.defer_unknown
+            and set(map(str, verdict.reasons)) <= _CURABLE_BY_STAPLE
+        ):
+            self.deferred = True
+            return True
+        return verdict.accepted
 
     def on_verify(self, conn: SSL.Connection, errnum: int, depth: int) -> bool:
         if errnum:
@@ -117,13 +173,16 @@ class _Verification:
             try:
                 chain = conn.get_peer_cert_chain(as_cryptography=True) or []
                 self.chain_der = tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
-                self.check = self.decide(self.chain_der)
+                self.check = self.decide(self.chain_der, None)
             except Exception as exc:  # kept, and raised by the connector
                 self.error = exc
                 return False
         if self.check is None:
             return False
-        return self.check.verdict.accepted
+        verdict = self.check.verdict
+        if not verdict.accepted and set(map(str, verdict.reasons)) <= _CURABLE_BY_STAPLE:
+            return True  # the OCSP callback, still in the handshake, decides
+        return verdict.accepted
 
 
 class ClientContextFactory:
@@ -158,6 +217,7 @@ class ClientContextFactory:
         context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         context.set_cipher_list(s.ciphers.encode("ascii"))
         context.set_verify(SSL.VERIFY_PEER, _verify_callback)
+        context.set_ocsp_client_callback(_ocsp_callback)
         if s.alpn_protocols:
             context.set_alpn_protos([p.encode("ascii") for p in s.alpn_protocols])
         if identity is not None:
@@ -351,15 +411,17 @@ class TlsEngine(asyncio.Protocol):
         self,
         context: SSL.Context,
         target: TlsTarget,
-        decide: Callable[[tuple[bytes, ...]], TrustCheck],
+        decide: DecideCallable,
         *,
         loop: asyncio.AbstractEventLoop,
+        defer_unknown: bool = False,
     ) -> None:
         self.target = target
         self._context = context
         self._conn = SSL.Connection(context, None)
         self._conn.set_connect_state()
-        self._verification = _Verification(decide)
+        self._conn.request_ocsp()  # status_request in the ClientHello
+        self._verification = _Verification(decide, defer_unknown=defer_unknown)
         self._conn.set_app_data(self._verification)
         if target.sni:
             self._conn.set_tlsext_host_name(_sni_bytes(target.sni))
@@ -398,6 +460,21 @@ class TlsEngine(asyncio.Protocol):
     def chain_der(self) -> tuple[bytes, ...]:
         """Every certificate the peer sent, leaf first, as DER."""
         return self._verification.chain_der
+
+    @property
+    def deferred(self) -> bool:
+        """Whether the handshake completed with only the revocation status unknown,
+        left to the connector to fetch and decide again before any data flows."""
+        return self._verification.deferred
+
+    def replace_check(self, check: TrustCheck) -> None:
+        """The connector's final decision, taken after fetching revocation status."""
+        self._verification.check = check
+
+    @property
+    def stapled(self) -> bytes | None:
+        """The OCSP response the peer stapled, if any (DER)."""
+        return self._verification.stapled
 
     @property
     def openssl_errors(self) -> tuple[tuple[int, int], ...]:
@@ -511,8 +588,9 @@ class TlsEngine(asyncio.Protocol):
                 )
             )
             return
-        if not verification.check.verdict.accepted:  # pragma: no cover - OpenSSL aborts
-            self._fail_handshake(TlsError("The certificate was rejected.", peer=self.target))
+        if not verification.check.verdict.accepted and not verification.deferred:
+            # A decision left to the OCSP callback that OpenSSL never called.
+            self._fail_handshake(_Rejected(verification.check, ("certificate rejected",)))
             return
         self._state = _State.WAIT_ATTACH
         if self._conn.get_protocol_version_name() != "TLSv1.3":

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import aiohttp
+
 from certstore.decision import decide
 from certstore.model import Actor
 from certstore.sqlite import SqliteStore
 from gateway.config import Config
 from gateway.metrics import MetricsRegistry
+from gateway.tls.aiohttp_connector import VerifyingTCPConnector
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsSettings
+from gateway.tls.revocation_fetch import DEFAULT_TIMEOUT, RevocationFetcher, aiohttp_get
 from gateway.tls.trust import StoreTrustPolicy
 
 
@@ -28,4 +32,23 @@ def build_connector(
         handshake_timeout=float(config.tls.handshake_timeout),
         connect_timeout=float(config.tls.handshake_timeout),
     )
-    return TlsConnector(policy, settings=settings, metrics=metrics, record=record)
+    connector = TlsConnector(policy, settings=settings, metrics=metrics, record=record)
+    connector.fetcher = build_fetcher(connector, store, metrics)
+    return connector
+
+
+def build_fetcher(
+    connector: TlsConnector, store: SqliteStore, metrics: MetricsRegistry | None = None
+) -> RevocationFetcher:
+    """Fetches OCSP and CRLs over HTTP, and HTTPS through ``connector`` itself."""
+    timeout = min(DEFAULT_TIMEOUT, connector.settings.handshake_timeout / 2)
+
+    def session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=VerifyingTCPConnector(connector),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        )
+
+    return RevocationFetcher(
+        store, aiohttp_get(session), timeout=timeout, metrics=metrics or connector.metrics_registry
+    )

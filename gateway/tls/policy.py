@@ -234,9 +234,16 @@ class TrustPolicy(Protocol):
         ...
 
     def decide(
-        self, chain_der: Sequence[bytes], target: TlsTarget, now: datetime, snapshot: Any
+        self,
+        chain_der: Sequence[bytes],
+        target: TlsTarget,
+        now: datetime,
+        snapshot: Any,
+        *,
+        stapled: bytes | None = None,
     ) -> TrustCheck:
-        """Decide about the chain the peer sent (leaf first) for this destination."""
+        """Decide about the chain the peer sent (leaf first) for this destination;
+        ``stapled`` is the OCSP response the peer stapled in the handshake (DER)."""
         ...
 
     def record(self, check: TrustCheck, now: datetime) -> None:

@@ -14,13 +14,15 @@ from datetime import datetime
 from typing import Protocol
 
 from certstore import notation
+from certstore.errors import InputError
 from certstore.model import Actor, Certificate, Peer, Rule, Transport, Verdict
+from certstore.revocation import OcspResponse, RevocationSource, parse_ocsp
 from certstore.snapshot import TrustSnapshot
 from certstore.store import DeviceIdentity
 from certstore.x509 import parse_der
 from gateway.tls.policy import ClientIdentity, TlsTarget, TrustCheck
 
-DecideFn = Callable[[Sequence[Certificate], Peer, datetime, TrustSnapshot], Verdict]
+DecideFn = Callable[..., Verdict]  # certstore.decision.decide's signature
 IdentitySource = Callable[[], DeviceIdentity | None]
 
 
@@ -96,10 +98,16 @@ class StoreTrustPolicy:
         target: TlsTarget,
         now: datetime,
         snapshot: TrustSnapshot,
+        *,
+        stapled: bytes | None = None,
     ) -> TrustCheck:
         chain = tuple(self.parse(der) for der in chain_der)
         peer = peer_for(target)
-        verdict = self._decide(chain, peer, now, snapshot)
+        response = self.parse_stapled(stapled) if stapled else None
+        if response is None:
+            verdict = self._decide(chain, peer, now, snapshot)
+        else:
+            verdict = self._decide(chain, peer, now, snapshot, stapled=response)
         record = verdict.should_record or verdict.rule is Rule.FIRST_USE
         return TrustCheck(
             verdict=verdict,
@@ -108,6 +116,14 @@ class StoreTrustPolicy:
             record=record,
             address=notation.host_port(*target.address),
         )
+
+    def parse_stapled(self, der: bytes) -> OcspResponse | None:
+        """The stapled OCSP response, or None when it cannot be read: unreadable
+        information is no information (soft-fail accepts, hard-fail reports unknown)."""
+        try:
+            return parse_ocsp(der, source=RevocationSource.STAPLED)
+        except InputError:
+            return None
 
     def record(self, check: TrustCheck, now: datetime) -> None:
         verdict = check.verdict

@@ -1,0 +1,231 @@
+"""Revocation fetched by the gateway: a real ``openssl ocsp -index ... -port`` responder
+and a CRL from a loopback HTTP server; responders down or slow; the cache in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from certstore.model import Reason
+from certstore.revocation import RevocationSource, SourceKind
+from gateway.errors import TrustRejected
+from gateway.tls.factory import build_fetcher
+from gateway.tls.policy import TlsTarget
+from tests.integration.trust_env import Env, make_env
+from tests.pki import CertFactory, Issued
+from tests.revocation_support import (
+    OpensslOcspResponder,
+    index_line,
+    make_crl,
+    revocation_urls,
+)
+from tests.tls_servers import OpensslServer, free_port
+
+
+class CrlServer:
+    """An aiohttp server on 127.0.0.1 serving ``body`` at /ca.crl (``delay`` before answering)."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.delay = 0.0
+        self.hits = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/ca.crl"
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        if self.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.delay)
+        return web.Response(body=self.body, content_type="application/pkix-crl")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/ca.crl", self._serve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def crl_server() -> AsyncIterator[CrlServer]:
+    server = CrlServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def factory() -> CertFactory:
+    return CertFactory()
+
+
+@pytest.fixture
+def root(factory: CertFactory) -> Issued:
+    return factory.ca("Fetch Root")
+
+
+@pytest.fixture
+def env(tmp_path: Path, root: Issued) -> Env:
+    environment = make_env(tmp_path / "store.db")
+    environment.trust(root)
+    environment.connector.fetcher = build_fetcher(environment.connector, environment.store)
+    return environment
+
+
+@contextlib.contextmanager
+def ocsp_responder(
+    factory: CertFactory, root: Issued, *, revoked_at: dt.datetime | None = None
+) -> Iterator[tuple[Issued, str]]:
+    """A leaf whose AIA names a running ``openssl ocsp`` responder for ``root``.
+
+    ``openssl ocsp -port`` binds every address, so a port free on 127.0.0.1 may be
+    taken elsewhere: then another port (and leaf) is tried.
+    """
+    for _ in range(5):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        leaf = factory.leaf(root, extra_extensions=revocation_urls(ocsp_url=url))
+        responder = OpensslOcspResponder(root, port, [index_line(leaf, revoked_at=revoked_at)])
+        try:
+            responder.__enter__()
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc):
+                raise
+            continue
+        try:
+            yield leaf, url
+        finally:
+            responder.__exit__(None, None, None)
+        return
+    raise RuntimeError("no free port for openssl ocsp after 5 attempts")
+
+
+def _target(server: OpensslServer) -> TlsTarget:
+    return TlsTarget.sips("sip.example.test", connect_host="127.0.0.1", connect_port=server.port)
+
+
+async def _connect(env: Env, server: OpensslServer) -> None:
+    _, writer = await env.connector.open_connection(_target(server))
+    writer.close()
+
+
+def _metric(env: Env, name: str) -> str:
+    return "\n".join(
+        line
+        for line in env.connector.metrics_registry.render().splitlines()
+        if line.startswith(name)
+    )
+
+
+async def test_ocsp_responder_good_then_cached(
+    env: Env, factory: CertFactory, root: Issued
+) -> None:
+    env.settings(revocation="hard-fail")
+    with ocsp_responder(factory, root) as (leaf, url), OpensslServer(leaf) as server:
+        await _connect(env, server)
+    (cached,) = env.store.list_revocation()
+    assert cached.kind is SourceKind.OCSP and cached.source is RevocationSource.OCSP_URL
+    assert cached.url == url and cached.next_update is not None
+    # the responder is gone: the cached answer serves the next handshake
+    with OpensslServer(leaf) as server:
+        await _connect(env, server)
+    assert env.rejected() == ()
+
+
+async def test_ocsp_responder_revoked_rejects(env: Env, factory: CertFactory, root: Issued) -> None:
+    port = free_port()
+    leaf = factory.leaf(
+        root, extra_extensions=revocation_urls(ocsp_url=f"http://127.0.0.1:{port}/")
+    )
+    revoked_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    with (
+        OpensslOcspResponder(root, port, [index_line(leaf, revoked_at=revoked_at)]),
+        OpensslServer(leaf) as server,
+        pytest.raises(TrustRejected) as info,
+    ):
+        await env.connector.open_connection(_target(server))
+    assert info.value.verdict.reasons == (Reason.REVOKED,)
+    assert "ocsp-url http://127.0.0.1" in info.value.verdict.findings[0].message
+    (entry,) = env.rejected()
+    assert entry.reasons == (Reason.REVOKED,)
+
+
+async def test_crl_from_loopback_http_revokes(
+    env: Env, factory: CertFactory, root: Issued, crl_server: CrlServer
+) -> None:
+    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
+    crl_server.body = make_crl(root, [leaf], now=dt.datetime.now(dt.UTC))
+    with OpensslServer(leaf) as server, pytest.raises(TrustRejected) as info:
+        await env.connector.open_connection(_target(server))
+    assert info.value.verdict.reasons == (Reason.REVOKED,)
+    assert f"crl-url {crl_server.url}" in info.value.verdict.findings[0].message
+    (cached,) = env.store.list_revocation()
+    assert cached.kind is SourceKind.CRL and cached.entries == 1
+    (entry,) = env.rejected()
+    assert entry.reasons == (Reason.REVOKED,)
+
+
+@pytest.mark.parametrize("mode", ["soft-fail", "hard-fail"])
+async def test_responder_down(env: Env, factory: CertFactory, root: Issued, mode: str) -> None:
+    """Nothing listens at the OCSP URL: soft-fail accepts (metric, log), hard-fail rejects."""
+    leaf = factory.leaf(
+        root, extra_extensions=revocation_urls(ocsp_url=f"http://127.0.0.1:{free_port()}/")
+    )
+    env.settings(revocation=mode)
+    with OpensslServer(leaf) as server:
+        if mode == "soft-fail":
+            await _connect(env, server)
+            assert "sipsgate_revocation_unknown_total 1" in _metric(
+                env, "sipsgate_revocation_unknown_total"
+            )
+            assert 'outcome="failed"' in _metric(env, "sipsgate_revocation_fetches_total")
+            return
+        with pytest.raises(TrustRejected) as info:
+            await env.connector.open_connection(_target(server))
+    assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
+    (entry,) = env.rejected()
+    assert entry.reasons == (Reason.REVOCATION_UNKNOWN,)
+
+
+@pytest.mark.parametrize("mode", ["soft-fail", "hard-fail"])
+async def test_slow_crl_server_does_not_hang_the_handshake(
+    env: Env, factory: CertFactory, root: Issued, crl_server: CrlServer, mode: str
+) -> None:
+    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
+    crl_server.body = make_crl(root, [], now=dt.datetime.now(dt.UTC))
+    crl_server.delay = 30.0
+    env.settings(revocation=mode)
+    bound = env.connector.settings.handshake_timeout + 2.0
+    with OpensslServer(leaf) as server:
+        started = time.monotonic()
+        if mode == "soft-fail":
+            await asyncio.wait_for(_connect(env, server), bound)
+        else:
+            with pytest.raises(TrustRejected) as info:
+                await asyncio.wait_for(env.connector.open_connection(_target(server)), bound)
+            assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
+            assert "no answer within the timeout" in str(env.connector.fetcher.last_errors)  # type: ignore[union-attr]
+    assert time.monotonic() - started < bound
+    assert crl_server.hits == 1

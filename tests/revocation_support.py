@@ -1,0 +1,212 @@
+"""CRLs and OCSP responses made on the spot for the certificates of tests/pki.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
+
+from tests.pki import CertFactory, Issued
+from tests.tls_servers import _ChildServer
+
+
+def make_crl(
+    issuer: Issued,
+    revoked: Sequence[Issued] = (),
+    *,
+    now: dt.datetime,
+    this_update: dt.timedelta = dt.timedelta(hours=-1),
+    next_update: dt.timedelta | None = dt.timedelta(days=7),
+    number: int | None = 1,
+    reason: x509.ReasonFlags | None = x509.ReasonFlags.key_compromise,
+    signer: Issued | None = None,
+    extra_serials: int = 0,
+) -> bytes:
+    """A DER CRL by ``issuer`` (signed by ``signer``'s key when given) revoking ``revoked``."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(now + this_update)
+    )
+    if next_update is not None:
+        builder = builder.next_update(now + next_update)
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=False)
+    entries = [(c.cert.serial_number, reason) for c in revoked]
+    entries += [(10_000_000 + i, None) for i in range(extra_serials)]
+    for serial, why in entries:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(now + dt.timedelta(hours=-2))
+        )
+        if why is not None:
+            entry = entry.add_extension(x509.CRLReason(why), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    key = (signer or issuer).key
+    crl = builder.sign(key, hashes.SHA256())
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def make_ocsp(
+    cert: Issued,
+    issuer: Issued,
+    *,
+    now: dt.datetime,
+    status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+    this_update: dt.timedelta = dt.timedelta(minutes=-10),
+    next_update: dt.timedelta | None = dt.timedelta(days=1),
+    responder: Issued | None = None,
+) -> bytes:
+    """A DER OCSP response about ``cert``, signed by ``issuer`` or by ``responder``."""
+    signer = responder or issuer
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        cert=cert.cert,
+        issuer=issuer.cert,
+        algorithm=hashes.SHA1(),  # noqa: S303 (the certID hash nearly every responder uses)
+        cert_status=status,
+        this_update=now + this_update,
+        next_update=None if next_update is None else now + next_update,
+        revocation_time=now - dt.timedelta(hours=3)
+        if status is ocsp.OCSPCertStatus.REVOKED
+        else None,
+        revocation_reason=x509.ReasonFlags.key_compromise
+        if status is ocsp.OCSPCertStatus.REVOKED
+        else None,
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, signer.cert)
+    if responder is not None:
+        builder = builder.certificates([responder.cert])
+    response = builder.sign(signer.key, hashes.SHA256())
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+def ocsp_responder(factory: CertFactory, issuer: Issued, *, authorised: bool = True) -> Issued:
+    """A delegated OCSP responder certificate issued by ``issuer``."""
+    usage = ExtendedKeyUsageOID.OCSP_SIGNING if authorised else ExtendedKeyUsageOID.CLIENT_AUTH
+    return factory.leaf(
+        issuer,
+        cn="ocsp responder",
+        dns=(),
+        server_auth=False,
+        extra_extensions=[(x509.ExtendedKeyUsage([usage]), False)],
+    )
+
+
+def index_line(cert: Issued, *, revoked_at: dt.datetime | None = None) -> str:
+    """One line of an ``openssl ca`` index file (what ``openssl ocsp -index`` reads)."""
+    expiry = cert.cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    serial = format(cert.cert.serial_number, "X")
+    serial = serial if len(serial) % 2 == 0 else "0" + serial
+    subject = "/" + "/".join(reversed(cert.cert.subject.rfc4514_string().split(",")))
+    if revoked_at is None:
+        return f"V\t{expiry}\t\t{serial}\tunknown\t{subject}\n"
+    when = revoked_at.strftime("%y%m%d%H%M%SZ")
+    return f"R\t{expiry}\t{when},keyCompromise\t{serial}\tunknown\t{subject}\n"
+
+
+def write_pem(directory: Path, name: str, data: bytes) -> Path:
+    path = directory / name
+    path.write_bytes(data)
+    return path
+
+
+def openssl_ocsp_response(
+    directory: Path, cert: Issued, issuer: Issued, *, revoked: bool = False, ndays: int = 1
+) -> bytes:
+    """A DER OCSP response about ``cert`` made by ``openssl ocsp`` as the issuer's responder.
+
+    The request is made and answered offline (``-reqout`` then ``-reqin``), the index
+    file saying good or revoked.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    issuer_pem = write_pem(directory, "issuer.pem", issuer.pem)
+    issuer_key = write_pem(directory, "issuer.key", issuer.key_pem)
+    cert_pem = write_pem(directory, "cert.pem", cert.pem)
+    index = directory / "index.txt"
+    revoked_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1) if revoked else None
+    index.write_text(index_line(cert, revoked_at=revoked_at))
+    request, response = directory / "req.der", directory / "resp.der"
+    run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=30)
+    run(["openssl", "ocsp", "-issuer", str(issuer_pem), "-cert", str(cert_pem),
+         "-reqout", str(request), "-no_nonce"])  # fmt: skip
+    run(["openssl", "ocsp", "-index", str(index), "-rsigner", str(issuer_pem),
+         "-rkey", str(issuer_key), "-CA", str(issuer_pem), "-reqin", str(request),
+         "-respout", str(response), "-ndays", str(ndays)])  # fmt: skip
+    return response.read_bytes()
+
+
+class OpensslOcspResponder(_ChildServer):
+    """``openssl ocsp -index ... -port`` answering for ``issuer``; stopped by PID at exit.
+
+    ``openssl ocsp`` takes a port only; the tests only ever connect to it on 127.0.0.1.
+    """
+
+    def __init__(self, issuer: Issued, port: int, lines: Sequence[str]) -> None:
+        super().__init__()
+        self.issuer = issuer
+        self.port = port
+        self.lines = tuple(lines)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def __enter__(self) -> OpensslOcspResponder:
+        d = self._workdir()
+        index = d / "index.txt"
+        index.write_text("".join(self.lines))
+        issuer_pem = write_pem(d, "issuer.pem", self.issuer.pem)
+        issuer_key = write_pem(d, "issuer.key", self.issuer.key_pem)
+        self._spawn(
+            ["openssl", "ocsp", "-index", str(index), "-port", str(self.port),
+             "-rsigner", str(issuer_pem), "-rkey", str(issuer_key), "-CA", str(issuer_pem),
+             "-ndays", "1"],
+            b"waiting for OCSP client connections",
+        )  # fmt: skip
+        return self
+
+
+def revocation_urls(
+    *, ocsp_url: str | None = None, crl_url: str | None = None
+) -> list[tuple[x509.ExtensionType, bool]]:
+    """AIA OCSP and CRL distribution point extensions for ``CertFactory.leaf``."""
+    out: list[tuple[x509.ExtensionType, bool]] = []
+    if ocsp_url:
+        out.append(
+            (
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(ocsp_url),
+                        )
+                    ]
+                ),
+                False,
+            )
+        )
+    if crl_url:
+        out.append(
+            (
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            full_name=[x509.UniformResourceIdentifier(crl_url)],
+                            relative_name=None,
+                            reasons=None,
+                            crl_issuer=None,
+                        )
+                    ]
+                ),
+                False,
+            )
+        )
+    return out
