@@ -14,7 +14,8 @@ Layout (version 1)::
                "note", "created_at", "created_by", "certificate": base64|null}, ...],
      "rejected": [{"id", "chain": [base64, ...], "reasons", "peer": {"host", "port",
                    "transport", "sni"}, "first_seen", "last_seen", "count",
-                   "overridden", "previous": base64|null}, ...],
+                   "overridden", "previous": base64|null,
+                   "address": "host:port"|null}, ...],   # address: optional, added later
      "settings": {...},          # http_auth_password only when secrets were asked for
      "checksum": "sha256:<hex>"}
 
@@ -165,6 +166,7 @@ def export_document(contents: BackupContents) -> bytes:
                 "count": r.count,
                 "overridden": r.overridden,
                 "previous": _b64(r.previous.der) if r.previous else None,
+                "address": r.address,
             }
             for r in contents.rejected
         ],
@@ -418,6 +420,9 @@ class _Reader:
         )
         for index, item in enumerate(items):
             self.where = f"rejected[{index}]"
+            # ``address`` (the host:port dialled) came later: older backups lack it.
+            item = dict(item)
+            address = item.pop("address", None)
             self.keys(item, expected)
             entry_id = self.integer(item["id"], "id", 1, 2**62)
             if entry_id in out:
@@ -478,6 +483,7 @@ class _Reader:
                 count=self.integer(item["count"], "count", 1, MAX_REJECTED_COUNT),
                 overridden=overridden,
                 previous=None if previous is None else self.certificate(previous, "previous"),
+                address=None if address is None else self.text(address, "address", 300),
             )
         return tuple(out.values())
 

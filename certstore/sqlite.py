@@ -2243,8 +2243,8 @@ class SqliteStore:
             conn.executemany(
                 "INSERT INTO rejected (id, chain_key, chain, leaf_fingerprint, "
                 "leaf_spki_fingerprint, reasons, peer_host, peer_port, peer_transport, "
-                "peer_sni, first_seen, last_seen, count, overridden, previous_der) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "peer_sni, first_seen, last_seen, count, overridden, previous_der, address) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.id,
@@ -2262,6 +2262,7 @@ class SqliteStore:
                         r.count,
                         int(r.overridden),
                         r.previous.der if r.previous else None,
+                        r.address,
                     )
                     for r in rejected
                 ],

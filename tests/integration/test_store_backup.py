@@ -64,7 +64,13 @@ def populate(store: SqliteStore, clock: FakeClock) -> None:
     store.record_handshake(untrusted(Reason.KEY_CHANGED), (changed,), tofu_peer, BASE_TIME)
     chain = make_chain()
     store.record_handshake(untrusted(Reason.EXPIRED, Reason.UNKNOWN_ISSUER), chain, PEER, BASE_TIME)
-    store.record_handshake(untrusted(Reason.EXPIRED), chain, PEER, BASE_TIME + timedelta(hours=1))
+    store.record_handshake(
+        untrusted(Reason.EXPIRED),
+        chain,
+        PEER,
+        BASE_TIME + timedelta(hours=1),
+        address="[2001:db8::5]:5061",
+    )
     store.record_handshake(
         accept_all(Reason.SELF_SIGNED),
         (PKI.leaf(None, cn="lab.example").model,),
@@ -127,6 +133,21 @@ class TestRoundTrip:
         assert restored.http_auth_password == "target-own"
         assert restored.http_auth_username == "dect-base"
         assert restored.accept_all_certificates
+
+    def test_the_address_dialled_survives_and_older_backups_lack_it(
+        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+    ) -> None:
+        """The address a rejected chain was dialled at is restored; a document from
+        before it was kept (no ``address`` member) restores with none."""
+        document = full.export_backup(now=clock.now)
+        empty.import_backup(document, actor=ADMIN)
+        dialled = {r.address for r in empty.list_rejected()}
+        assert "[2001:db8::5]:5061" in dialled
+        body = json.loads(document)
+        for item in body["rejected"]:
+            del item["address"]
+        empty.import_backup(_resign(body), actor=ADMIN)
+        assert {r.address for r in empty.list_rejected()} == {None}
 
     def test_restore_replaces_not_merges(
         self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
