@@ -3,15 +3,23 @@ failed test left behind killed by PID."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from gateway.config import SipSection
+from gateway.relay.proxy import TransactionDone
+from gateway.relay.service import RelaySettings, SipRelay
+from gateway.relay.status import RelayStatus
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN, Sipp
+
+WAIT = 30.0  # seconds a relay gets to listen (and to open its first upstream flow)
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +60,43 @@ def env(tmp_path: Path, pki: Pki) -> Iterator[Env]:
         yield environment
     finally:
         environment.store.close()
+
+
+def relay_section(upstream_address: str, *, tcp: bool = True) -> SipSection:
+    """The relay of DOMAIN dialled at ``upstream_address``, listening on loopback UDP
+    (and TCP) on ports the kernel picks."""
+    return SipSection(
+        listen_udp=("127.0.0.1:0",),
+        listen_tcp=("127.0.0.1:0",) if tcp else (),
+        upstream=f"sips:{DOMAIN}",
+        upstream_address=upstream_address,
+    )
+
+
+@asynccontextmanager
+async def serving_relay(
+    env: Env,
+    sip: SipSection,
+    *,
+    reconnect_min: float = 0.05,
+    wait_for_flow: bool = False,
+    status: RelayStatus | None = None,
+    observers: Sequence[Callable[[TransactionDone], None]] = (),
+) -> AsyncIterator[SipRelay]:
+    """A relay serving in a task while the block runs (listening, and with
+    ``wait_for_flow`` its first upstream flow up), cancelled after it."""
+    relay = SipRelay(
+        sip, env.connector, settings=RelaySettings(reconnect_min=reconnect_min), status=status
+    )
+    relay.observers.extend(observers)
+    task = asyncio.create_task(relay.serve())
+    try:
+        async with asyncio.timeout(WAIT):
+            await relay.ready.wait()
+            if wait_for_flow:
+                await relay.wait_for_flow(1)
+        yield relay
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import SipSection
-from gateway.relay.service import RelaySettings, SipRelay
+from gateway.relay.service import SipRelay
 from gateway.sip import NEED_DATA, Request, Response, StreamFramer, parse_datagram, serialise
+from tests.e2e.conftest import relay_section, serving_relay
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN
@@ -89,24 +89,13 @@ def env(tmp_path: Path, pki: tuple[Issued, Issued]) -> Iterator[Env]:
 @asynccontextmanager
 async def relay_to(env: Env, upstream: HostileUpstream) -> AsyncIterator[SipRelay]:
     await upstream.start()
-    sip = SipSection(
-        listen_udp=("127.0.0.1:0",),
-        listen_tcp=(),
-        upstream=f"sips:{DOMAIN}",
-        upstream_address=f"127.0.0.1:{upstream.port}",
-    )
-    relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.05))
-    task = asyncio.create_task(relay.serve())
     try:
-        async with asyncio.timeout(WAIT):
-            await relay.ready.wait()
-            await relay.wait_for_flow(1)
-            await upstream.connected.wait()
-        yield relay
+        sip = relay_section(f"127.0.0.1:{upstream.port}", tcp=False)
+        async with serving_relay(env, sip, wait_for_flow=True) as relay:
+            async with asyncio.timeout(WAIT):
+                await upstream.connected.wait()
+            yield relay
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
         await upstream.close()
 
 

@@ -20,8 +20,8 @@ import pytest
 
 from certstore.store import DeviceIdentity
 from certstore.x509 import parse_der
-from gateway.config import SipSection
-from gateway.relay.service import RelaySettings, SipRelay
+from gateway.relay.service import SipRelay
+from tests.e2e.conftest import relay_section, serving_relay
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN
@@ -106,22 +106,9 @@ async def relay_to(
     env.trust(pki[0])
     env.identity[0] = standard_identity(CertFactory())
     with upstream_server(pki, peer, version) as upstream:
-        sip = SipSection(
-            listen_udp=("127.0.0.1:0",),
-            listen_tcp=(),
-            upstream=f"sips:{DOMAIN}",
-            upstream_address=f"127.0.0.1:{upstream.port}",
-        )
-        relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.5))
-        task = asyncio.create_task(relay.serve())
-        try:
-            async with asyncio.timeout(WAIT):
-                await relay.ready.wait()
+        sip = relay_section(f"127.0.0.1:{upstream.port}", tcp=False)
+        async with serving_relay(env, sip, reconnect_min=0.5) as relay:
             yield relay
-        finally:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
 
 
 def warning_of(answer: str) -> str:

@@ -14,12 +14,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from structlog.testing import capture_logs
 
-from gateway.config import SipSection
-from gateway.relay.service import RelaySettings, SipRelay
-from tests.e2e.conftest import Pki
+from gateway.relay.service import SipRelay
+from tests.e2e.conftest import Pki, relay_section, serving_relay
 from tests.integration.trust_env import Env, make_env
 from tests.sip_peers import DOMAIN
 from tests.tls_servers import TlsEchoServer, server_context
@@ -30,22 +28,8 @@ PERSON_WAIT = 300  # RelaySettings.person_retry_after: five minutes
 
 @asynccontextmanager
 async def relay_to(env: Env, address: str) -> AsyncIterator[SipRelay]:
-    sip = SipSection(
-        listen_udp=("127.0.0.1:0",),
-        listen_tcp=("127.0.0.1:0",),
-        upstream=f"sips:{DOMAIN}",
-        upstream_address=address,
-    )
-    relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.05))
-    task = asyncio.create_task(relay.serve())
-    try:
-        async with asyncio.timeout(WAIT):
-            await relay.ready.wait()
+    async with serving_relay(env, relay_section(address)) as relay:
         yield relay
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def register(relay: SipRelay, n: int) -> str:

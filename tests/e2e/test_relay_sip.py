@@ -12,18 +12,18 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
 from certstore.model import PinDecision
-from gateway.config import Duration, SipSection
+from gateway.config import Duration
 from gateway.relay.proxy import TransactionDone
-from gateway.relay.service import RelaySettings, SipRelay
+from gateway.relay.service import SipRelay
 from gateway.relay.status import RelayStatus
-from tests.e2e.conftest import Pki
+from tests.e2e.conftest import Pki, relay_section, serving_relay
 from tests.integration.trust_env import ADMIN, Env, make_env
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
 
@@ -90,27 +90,12 @@ async def running_relay(
     keepalive: float = 30.0,
     status: RelayStatus | None = None,
 ) -> AsyncIterator[Running]:
-    sip = SipSection(
-        listen_udp=("127.0.0.1:0",),
-        listen_tcp=("127.0.0.1:0",),
-        upstream=f"sips:{DOMAIN}",
-        upstream_address=f"127.0.0.1:{kamailio.port}",
-        keepalive=Duration(keepalive),
-    )
-    relay = SipRelay(sip, env.connector, settings=RelaySettings(reconnect_min=0.05), status=status)
+    sip = replace(relay_section(f"127.0.0.1:{kamailio.port}"), keepalive=Duration(keepalive))
     watch = Watch()
-    relay.observers.append(watch)
-    task = asyncio.create_task(relay.serve())
-    try:
-        async with asyncio.timeout(WAIT):
-            await relay.ready.wait()
-            if wait_for_flow:
-                await relay.wait_for_flow(1)
+    async with serving_relay(
+        env, sip, wait_for_flow=wait_for_flow, status=status, observers=(watch,)
+    ) as relay:
         yield Running(relay, watch)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 def assert_ok(result: object, what: str) -> None:
