@@ -1,4 +1,5 @@
-"""A stand-in trust policy for engine and connector tests that need no store.
+"""Stand-ins for tests: a monotonic clock the test moves by hand, and a trust policy
+for engine and connector tests that need no store.
 
 It trusts leaves by SHA-256 fingerprint and records what it is asked to record; the
 integration matrix runs against the real decision and store instead.
@@ -14,6 +15,16 @@ from datetime import datetime
 from typing import Any
 
 from gateway.tls.policy import ClientIdentity, TlsTarget, TrustCheck
+
+
+class ManualClock:
+    """A monotonic clock (seconds) that moves only when the test sets ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,7 @@ from gateway.admin.auth import (
 )
 from gateway.admin.server import parse_listen
 from gateway.errors import ConfigError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.doubles import ManualClock
 
 
 class TestParseListen:
@@ -57,7 +50,7 @@ class TestParseListen:
 
 class TestThrottle:
     def test_lockout_doubles_and_success_forgets(self) -> None:
-        clock = Clock()
+        clock = ManualClock()
         throttle = LoginThrottle(clock, free_failures=3, base_seconds=2.0, max_seconds=10.0)
         assert [throttle.failure("a") for _ in range(2)] == [None, None]
         assert throttle.retry_after("a") is None
@@ -75,7 +68,7 @@ class TestThrottle:
 
 class TestSessions:
     def test_login_replaces_the_session_and_expiry(self) -> None:
-        clock = Clock()
+        clock = ManualClock()
         table = SessionTable(clock)
         pre = table.anonymous()
         assert not pre.authenticated

@@ -14,27 +14,20 @@ from gateway.admin.auth import (
     VerifierBusy,
     write_password,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.doubles import ManualClock
 
 
 class TestThrottleAdmission:
     def test_in_flight_attempts_count_before_they_end(self) -> None:
         """Five free attempts may be in flight at once; the sixth waits for their end."""
-        throttle = LoginThrottle(Clock(), free_failures=5)
+        throttle = LoginThrottle(ManualClock(), free_failures=5)
         admitted = [throttle.begin("10.0.0.1") for _ in range(5)]
         assert admitted == [None] * 5
         assert throttle.begin("10.0.0.1") is not None
         assert throttle.begin("10.0.0.2") is None  # another client is not affected
 
     def test_after_the_free_attempts_fail_the_client_is_locked(self) -> None:
-        clock = Clock()
+        clock = ManualClock()
         throttle = LoginThrottle(clock, free_failures=3, base_seconds=10.0)
         for _ in range(3):
             assert throttle.begin("c") is None
@@ -46,7 +39,7 @@ class TestThrottleAdmission:
         assert throttle.begin("c") is not None  # ... and only one at a time
 
     def test_success_forgets_and_cancel_counts_nothing(self) -> None:
-        throttle = LoginThrottle(Clock(), free_failures=2)
+        throttle = LoginThrottle(ManualClock(), free_failures=2)
         assert throttle.begin("c") is None
         throttle.cancel("c")
         assert throttle.begin("c") is None
@@ -59,7 +52,7 @@ class TestBoundedVerification:
         self, tmp_path: Path
     ) -> None:
         write_password(tmp_path, "the right password")
-        auth = AdminAuth(tmp_path, clock=Clock())
+        auth = AdminAuth(tmp_path, clock=ManualClock())
         running = 0
         peak = 0
         original = auth.verifier.verify
@@ -85,7 +78,7 @@ class TestBoundedVerification:
 
     async def test_a_verified_password_skips_the_queue(self, tmp_path: Path) -> None:
         write_password(tmp_path, "the right password")
-        auth = AdminAuth(tmp_path, clock=Clock())
+        auth = AdminAuth(tmp_path, clock=ManualClock())
         assert await auth.check_password("the right password")
         assert auth.verifier.cached("the right password")
         assert not auth.verifier.cached("another one")

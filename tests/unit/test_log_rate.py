@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from gateway.log import RATE_BURST, EventRateLimit, configure_logging, get_logger
+from tests.doubles import ManualClock
 
 
 @pytest.fixture(autouse=True)
@@ -22,17 +23,9 @@ def _reset() -> Iterator[None]:
         root.removeHandler(handler)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class TestEventRateLimit:
     def test_a_burst_then_the_rate_then_a_count_of_what_was_left_out(self) -> None:
-        clock = Clock()
+        clock = ManualClock(100.0)
         limit = EventRateLimit(burst=3, per_second=2.0, clock=clock)
         kept = 0
         for _ in range(10):
@@ -48,7 +41,7 @@ class TestEventRateLimit:
         assert "suppressed" not in limit(None, "warning", {"event": "sip.message.dropped"})
 
     def test_kinds_are_limited_separately(self) -> None:
-        limit = EventRateLimit(burst=1, per_second=0.001, clock=Clock())
+        limit = EventRateLimit(burst=1, per_second=0.001, clock=ManualClock(100.0))
         limit(None, "info", {"event": "a.b.c"})
         with pytest.raises(structlog.DropEvent):
             limit(None, "info", {"event": "a.b.c"})
