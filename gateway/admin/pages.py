@@ -56,6 +56,7 @@ NAV = (
     ("trust", "/trust", "Trust list"),
     ("rejected", "/rejected", "Rejected / invalid"),
     ("pins", "/pins", "Pins"),
+    ("probe", "/probe", "Test connection"),
     ("device", "/device", "Device certificate"),
     ("settings", "/settings", "Settings"),
     ("audit", "/audit", "Audit log"),
