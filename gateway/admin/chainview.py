@@ -117,16 +117,16 @@ def chain_picture(
                 detail="this root is not on the trust list",
             )
         else:
-            # A CA sent without its issuer most likely lacks an intermediate the server
-            # should send; a lone server certificate's issuer may just be an unknown CA.
-            problem = "missing intermediate" if top.is_ca and len(path) > 1 else "unknown issuer"
+            # The server sent no CA certificate at all: most often the intermediate it
+            # should send is missing. A CA whose issuer is unknown: a CA to trust.
+            problem = "unknown issuer" if top.is_ca else "missing intermediate"
             label = "issued by"
             issuer = dict(top.issuer_fields).get("CN") or top.issuer or "(no name)"
             missing = Node(
                 kind="missing",
                 title="Issuer not sent, not on the trust list",
                 name=issuer,
-                detail="add this CA, or have the server send it",
+                detail="not sent by the server; add this CA, or have the server send it",
             )
         links.append(Link(label=label, problem=problem))
         nodes.append(missing)

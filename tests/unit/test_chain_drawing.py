@@ -53,14 +53,14 @@ def test_valid_chain_draws_every_box_and_link_green() -> None:
     assert "Drawing Root" in words and "from the trust list" in words
 
 
-def test_unknown_issuer_marks_the_link_to_the_missing_issuer() -> None:
+def test_issuer_not_sent_marks_the_link_to_the_missing_issuer() -> None:
     stranger = PKI.ca("Stranger Root")
     leaf = PKI.leaf(stranger, cn=HOST)
     svg = parse(chain_svg(chain_picture(chain(leaf), peer(), NOW, snapshot())))
     assert svg.get("data-verdict") == "failing"
     assert states(svg, "link") == ["ok", "bad"]
     bad = groups(svg, "link")[1]
-    assert "unknown issuer" in all_text(bad)
+    assert "missing intermediate" in all_text(bad)
     missing = groups(svg, "node")[-1]
     assert missing.get("class") == "node node-missing"
     assert "Stranger Root" in all_text(missing)
@@ -75,14 +75,23 @@ def test_untrusted_root_sent_by_the_server_is_an_unknown_issuer() -> None:
     assert "not on the trust list" in all_text(groups(svg, "node")[-1])
 
 
-def test_missing_intermediate_when_a_sent_ca_lacks_its_issuer() -> None:
+def test_missing_intermediate_when_the_server_sends_no_ca_at_all() -> None:
     root_ca = PKI.ca("Far Root")
-    upper = PKI.ca("Upper CA", issuer=root_ca)
-    lower = PKI.ca("Lower CA", issuer=upper)
-    leaf = PKI.leaf(lower, cn=HOST)
-    # The server sends its certificate and the lower CA, not the upper one.
-    picture = chain_picture(chain(leaf, lower), peer(), NOW, snapshot(trust=[root_ca]))
-    assert [link.problem for link in picture.links] == [None, None, "missing intermediate"]
+    inter = PKI.ca("Issuing CA", issuer=root_ca)
+    leaf = PKI.leaf(inter, cn=HOST)
+    # The server sends only its own certificate; the trust list has the root.
+    picture = chain_picture(chain(leaf), peer(), NOW, snapshot(trust=[root_ca]))
+    assert [link.problem for link in picture.links] == [None, "missing intermediate"]
+    assert picture.nodes[-1].name == "Issuing CA"
+
+
+def test_unknown_issuer_when_the_sent_ca_has_an_untrusted_issuer() -> None:
+    root_ca = PKI.ca("Unlisted Root")
+    inter = PKI.ca("Unlisted Issuing CA", issuer=root_ca)
+    leaf = PKI.leaf(inter, cn=HOST)
+    picture = chain_picture(chain(leaf, inter), peer(), NOW, snapshot())
+    assert [link.problem for link in picture.links] == [None, None, "unknown issuer"]
+    assert picture.nodes[-1].name == "Unlisted Root"
 
 
 def test_expired_certificate_and_name_mismatch_are_marked_where_they_are() -> None:
