@@ -126,7 +126,7 @@ def chain_picture(
                 kind="missing",
                 title="Issuer not sent, not on the trust list",
                 name=issuer,
-                detail="not sent by the server; add this CA, or have the server send it",
+                detail="add this CA, or have the server send it",
             )
         links.append(Link(label=label, problem=problem))
         nodes.append(missing)
