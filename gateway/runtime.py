@@ -253,6 +253,7 @@ def build_services(
         provisioning=provisioning,
         health=health,
         relay_status=relay_status,
+        connector=connector,
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [

@@ -235,6 +235,13 @@ class KamailioRegistrar:
         self.stop()
         self.start()
 
+    def replace_identity(self, identity: Issued) -> None:
+        """Serve another certificate (its chain without the root): write it, restart."""
+        assert self._tmp is not None
+        self.identity = identity
+        identity.write(Path(self._tmp.name), "server")
+        self.restart()
+
     @property
     def pid(self) -> int:
         assert self._proc is not None

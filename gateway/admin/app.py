@@ -69,6 +69,7 @@ from gateway.log import get_logger
 from gateway.metrics import Counter, MetricsRegistry
 from gateway.provisioning.service import ProvisioningService
 from gateway.relay.status import RelayStatus
+from gateway.tls.connector import TlsConnector
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -141,6 +142,8 @@ class AdminState:
     health: ServiceHealth | None = None
     # The relay's live state (status view, readiness); absent when no relay runs.
     relay_status: RelayStatus | None = None
+    # The gateway's TLS connector, for "test this connection" (one is built when absent).
+    connector: TlsConnector | None = None
     started: float = field(default_factory=time.monotonic)
     # Small per-application caches (e.g. the expiry banner per store generation).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -581,10 +584,11 @@ def create_app(
     provisioning: ProvisioningService | None = None,
     health: ServiceHealth | None = None,
     relay_status: RelayStatus | None = None,
+    connector: TlsConnector | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> web.Application:
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
-    from gateway.admin import api, device_routes, pages
+    from gateway.admin import api, device_routes, pages, probe_routes
 
     registry = registry if registry is not None else MetricsRegistry()
     state = AdminState(
@@ -599,6 +603,7 @@ def create_app(
         provisioning=provisioning,
         health=health,
         relay_status=relay_status,
+        connector=connector,
     )
 
     def limit_for(request: web.Request) -> int:
@@ -627,6 +632,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     api.setup(app)
     pages.setup(app)
+    probe_routes.setup(app)
     if device is not None:
         device_routes.setup(app)
     static = app.router.add_static("/static", here / "static", append_version=True, name="static")

@@ -30,7 +30,7 @@ from certstore.model import (
     TrustKind,
 )
 from certstore.store import PinRequest
-from gateway.admin import api
+from gateway.admin import api, pictures
 from gateway.admin.app import (
     CSRF_FIELD,
     MAX_BACKUP_BYTES,
@@ -57,6 +57,7 @@ NAV = (
     ("trust", "/trust", "Trust list"),
     ("rejected", "/rejected", "Rejected / invalid"),
     ("pins", "/pins", "Pins"),
+    ("probe", "/probe", "Test connection"),
     ("device", "/device", "Device certificate"),
     ("settings", "/settings", "Settings"),
     ("audit", "/audit", "Audit log"),
@@ -270,8 +271,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def index(request: web.Request) -> web.StreamResponse:
     """The landing page: what the gateway is doing now, problems first."""
-    view = await api.status_view(state_of(request))
-    return await page(request, "status.html", {"s": view}, active="status")
+    state = state_of(request)
+    view = await api.status_view(state)
+    timeline = await pictures.timeline_drawing(state.store, view, state.now())
+    return await page(request, "status.html", {"s": view, "timeline": timeline}, active="status")
 
 
 # -- trust list ----------------------------------------------------------------------------------
@@ -356,10 +359,16 @@ async def trust_detail_page(request: web.Request) -> web.Response:
     fp = api.normalise_fingerprint(request.match_info["fingerprint"])
     entry = await state.call(state.store.get_trust, fp)
     details = render.trust_entry(entry, state.now(), details=True)
+    picture = await pictures.chain_drawing(state.store, (entry.certificate,), None, state.now())
     return await page(
         request,
         "certificate.html",
-        {"title": entry.certificate.display_name, "cert": details, "trust": True},
+        {
+            "title": entry.certificate.display_name,
+            "cert": details,
+            "trust": True,
+            "picture": picture,
+        },
         active="trust",
     )
 
@@ -507,10 +516,15 @@ async def rejected_detail_page(request: web.Request) -> web.Response:
         advise(str(r), chain=entry.chain, peer=entry.peer, now=now, rejected_id=entry.id)
         for r in entry.reasons
     ]
+    picture = await pictures.chain_drawing(state.store, entry.chain, entry.peer, now)
     return await page(
         request,
         "rejected_detail.html",
-        {"chain": render.rejected_entry(entry, now, details=True), "advice": advice},
+        {
+            "chain": render.rejected_entry(entry, now, details=True),
+            "advice": advice,
+            "picture": picture,
+        },
         active="rejected",
     )
 

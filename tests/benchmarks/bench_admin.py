@@ -5,7 +5,8 @@ Measured over real HTTPS on 127.0.0.1 against a real SQLite store:
 - ``GET /api/v1/trust`` (the whole list, and one page of 50), median latency;
 - the Trust list page (``GET /trust``, paginated at 50 rows), median latency;
 - ``GET /api/v1/rejected``, median latency;
-- the Status page (``GET /``) and ``GET /api/v1/status`` with 1,000 base stations seen,
+- the Status page (``GET /``, its expiry timeline drawn) and ``GET /api/v1/status`` with
+  1,000 base stations seen, and a rejected chain's page with its chain drawn,
   and ``RelayStatus.view()`` alone: the part that runs on the event loop the relay
   shares with the admin endpoint;
 - the time from an API change (``POST /api/v1/decisions``) returning to the change being
@@ -106,6 +107,7 @@ async def run(trust: int, rejected: int, rounds: int) -> dict[str, float]:
         try:
             await asyncio.to_thread(fill, store, trust, rejected)
             relay_status = busy_relay(MAX_STATIONS)
+            chain_id = store.list_rejected()[0].id
             harness = await start_admin(store, data_dir, relay_status=relay_status)
             api = harness.client(basic=True)
             browser = harness.client()
@@ -129,6 +131,9 @@ async def run(trust: int, rejected: int, rounds: int) -> dict[str, float]:
                 ),
                 "GET / (status page)": await median_ms(lambda: get(browser, "/"), rounds),
                 "GET /api/v1/status": await median_ms(lambda: get(api, "/api/v1/status"), rounds),
+                "GET /rejected/ID (chain drawn)": await median_ms(
+                    lambda: get(browser, f"/rejected/{chain_id}"), rounds
+                ),
                 "RelayStatus.view() on the loop": view_ms(relay_status, rounds),
             }
             visibility = []

@@ -71,10 +71,6 @@ _FORMATS = {
     "x-san-uri": st.sampled_from(["sip:example.net", "sips:gw.example.net", "https://gw/"]),
     "x-email": st.sampled_from(["ops@example.net", "pki@gw.example.org"]),
 }
-for _name, _strategy in _FORMATS.items():
-    schemathesis.openapi.format(_name, _strategy)
-
-schema = schemathesis.openapi.from_path(OPENAPI)
 
 
 def closed_port() -> int:
@@ -83,6 +79,18 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+# "Test a connection" dials what it is given: only loopback ports nothing listens on.
+_CLOSED = closed_port()
+_FORMATS["x-probe-uri"] = st.sampled_from(
+    [f"sips:127.0.0.1:{_CLOSED}", f"https://127.0.0.1:{_CLOSED}"]
+)
+_FORMATS["x-probe-address"] = st.just(f"127.0.0.1:{_CLOSED}")
+for _name, _strategy in _FORMATS.items():
+    schemathesis.openapi.format(_name, _strategy)
+
+schema = schemathesis.openapi.from_path(OPENAPI)
 
 
 def unreachable_provisioning(
