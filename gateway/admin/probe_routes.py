@@ -1,7 +1,7 @@
 """ "Test this connection": ``sipsgate probe`` from the browser and the API.
 
 The admin names a ``sips:`` or ``https://`` URI (and optionally the address to dial);
-the gateway runs the probe's own code (:func:`gateway.cli.probe.run_probe`) through the
+the gateway runs the probe's own code (:func:`gateway.tls.probe.run_probe`) through the
 gateway's TLS connector, so the verdict is the one a real connection gets and a
 rejection lands in the rejected list with the same actions. The probe may reach any
 host the admin names (that is its purpose): it is an authenticated action, bounded in
@@ -22,13 +22,20 @@ from certstore.sqlite import SqliteStore
 from gateway.admin import api, pictures
 from gateway.admin.app import API_PREFIX, AdminState, ApiError, principal_of, state_of
 from gateway.admin.pages import form_of, form_text, page
-from gateway.cli.probe import CLIENT_VERDICT_WAIT, ProbeResult, _rejected_id, as_json, run_probe
 from gateway.errors import TlsTimeout
 from gateway.log import get_logger
 from gateway.tls.advice import advise, rule_sentence
 from gateway.tls.connector import TlsConnector
 from gateway.tls.factory import build_connector
 from gateway.tls.policy import TlsTarget, target_from_uri
+from gateway.tls.probe import (
+    CLIENT_VERDICT_WAIT,
+    ProbeResult,
+    as_json,
+    follow_config,
+    rejected_id,
+    run_probe,
+)
 
 _log = get_logger(area="admin")
 
@@ -43,6 +50,7 @@ class ConnectionTest:
     result: ProbeResult
     recorded: bool
     rejected_id: int | None
+    source: str  # where the dialled address came from, as probe --json names it
 
 
 def parse_request(uri: str, connect: str) -> TlsTarget:
@@ -70,7 +78,11 @@ def _connector(state: AdminState) -> TlsConnector:
 
 
 async def test_connection(state: AdminState, target: TlsTarget, actor: Actor) -> ConnectionTest:
-    """Probe ``target`` once, bounded in time; audit who tested what and the outcome."""
+    """Probe ``target`` once, bounded in time; audit who tested what and the outcome.
+
+    Like ``sipsgate probe``, the configured upstream is dialled at
+    ``sip.upstream_address``, so the test sees what the relay sees."""
+    target, source = follow_config(target, state.config.sip)
     connector = await asyncio.to_thread(_connector, state)
     settings = connector.settings
     limit = settings.connect_timeout + settings.handshake_timeout + CLIENT_VERDICT_WAIT + 1.0
@@ -84,7 +96,7 @@ async def test_connection(state: AdminState, target: TlsTarget, actor: Actor) ->
         result = ProbeResult(target=target, error=error)
     verdict = result.verdict
     recorded = bool(connector.record and verdict is not None and verdict.should_record)
-    rejected_id = await state.call(_rejected_id, state.store, result) if recorded else None
+    entry_id = await state.call(rejected_id, state.store, result) if recorded else None
     host, port = target.address
     outcome = verdict.verdict.value if verdict is not None else "no-connection"
     await state.call(
@@ -97,11 +109,11 @@ async def test_connection(state: AdminState, target: TlsTarget, actor: Actor) ->
             "outcome": outcome,
             "reasons": [r.value for r in verdict.reasons] if verdict is not None else [],
             "error": str(result.error) if result.error is not None else None,
-            "rejected_id": rejected_id,
+            "rejected_id": entry_id,
         },
     )
     _log.info("admin.connection.tested", uri=target.uri, outcome=outcome, actor=actor)
-    return ConnectionTest(result=result, recorded=recorded, rejected_id=rejected_id)
+    return ConnectionTest(result=result, recorded=recorded, rejected_id=entry_id, source=source)
 
 
 # -- API ---------------------------------------------------------------------------------------
@@ -123,7 +135,11 @@ async def probe_post(request: web.Request) -> web.Response:
     target = parse_request(uri, connect or "")
     test = await test_connection(state, target, principal_of(request).actor)
     doc: dict[str, Any] = as_json(
-        test.result, state.now(), recorded=test.recorded, rejected_id=test.rejected_id
+        test.result,
+        state.now(),
+        recorded=test.recorded,
+        rejected_id=test.rejected_id,
+        source=test.source,
     )
     doc["uri"] = target.uri
     return web.json_response(doc)
@@ -152,7 +168,7 @@ async def probe_form(request: web.Request) -> web.Response:
         )
     test = await test_connection(state, target, principal_of(request).actor)
     result, now = test.result, state.now()
-    context: dict[str, Any] = {"form": fields, "target": target, "test": test}
+    context: dict[str, Any] = {"form": fields, "target": test.result.target, "test": test}
     if result.verdict is not None and result.peer is not None:
         verdict = result.verdict
         pin_id = verdict.matched_pin.id if verdict.matched_pin is not None else None

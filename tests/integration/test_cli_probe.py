@@ -14,8 +14,9 @@ import pytest
 from certstore.model import Actor, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.x509 import parse_der
-from gateway.cli.probe import follow_config, parse_target
+from gateway.cli.probe import parse_target
 from gateway.config import SipSection
+from gateway.tls.probe import follow_config
 from tests.integration.conftest import Hierarchy
 from tests.tls_servers import WAIT, TlsEchoServer, server_context
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from certstore.model import Reason, RevocationMode
-from gateway.cli.probe import as_json, print_human, run_probe
+from gateway.cli.probe import print_human
 from gateway.errors import TrustRejected
 from gateway.tls import TlsConnector
 from gateway.tls.policy import TlsTarget
+from gateway.tls.probe import as_json, run_probe
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.revocation_support import openssl_ocsp_response

@@ -145,7 +145,7 @@ async def test_api_probe_answers_like_probe_json(admin: AdminHarness) -> None:
     assert result["reasons"] == ["unknown-issuer"]
     assert result["recorded"] is True
     assert result["rejected_id"] == admin.store.list_rejected()[0].id
-    assert result["address"] == {"host": "127.0.0.1", "port": server.port}
+    assert result["address"] == {"host": "127.0.0.1", "port": server.port, "source": "uri"}
     (advice,) = result["advice"]
     assert advice["reason"] == "unknown-issuer"
     assert f"sipsgate certs trust {result['rejected_id']}" in advice["message"]
@@ -191,3 +191,37 @@ async def test_a_silent_server_neither_hangs_the_probe_nor_the_admin(
         silent.close()
         await silent.wait_closed()
         await admin.close()
+
+
+async def test_the_configured_upstream_is_dialled_at_its_upstream_address(
+    store: SqliteStore, data_dir: Path
+) -> None:
+    """As ``sipsgate probe`` does: testing ``sips:DOMAIN`` when DOMAIN is the configured
+    upstream dials ``sip.upstream_address`` (DOMAIN need not resolve), and says so."""
+    ca = PKI.ca("Upstream Address CA")
+    leaf = PKI.leaf(ca, cn=HOST)
+    async with TlsEchoServer(server_context(leaf, extra_chain=[ca])) as server:
+        raw = {
+            "gateway": {"data_dir": str(data_dir)},
+            "sip": {"upstream": f"sips:{HOST}", "upstream_address": f"127.0.0.1:{server.port}"},
+        }
+        admin = await start_admin(store, data_dir, config=build_config(raw, env={}))
+        try:
+            api = admin.client(basic=True)
+            async with api.post(f"{API}/probe", json={"uri": f"sips:{HOST}"}) as response:
+                assert response.status == 200
+                result: dict[str, Any] = await response.json()
+            assert result["reasons"] == ["unknown-issuer"]
+            assert result["address"] == {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "source": "sip.upstream_address",
+            }
+            browser = admin.client()
+            await login(browser)
+            status, page = await probe_form(browser, uri=f"sips:{HOST}", connect="")
+            assert status == 200
+            assert f"127.0.0.1:{server.port}" in page
+            assert "sip.upstream_address" in page
+        finally:
+            await admin.close()
