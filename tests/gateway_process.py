@@ -48,6 +48,10 @@ def write_config(
     )
 
 
+# One listener in the relay's start-up line: "udp 127.0.0.1:5060".
+_LISTENER = re.compile(r"\b(udp|tcp) (\[[0-9a-fA-F:.]+\]|[^\s,:]+):(\d+)")
+
+
 @dataclass
 class GatewayProcess:
     process: asyncio.subprocess.Process
@@ -85,6 +89,17 @@ class GatewayProcess:
             headers={"Authorization": basic_header()} if basic else None,
             cookie_jar=aiohttp.CookieJar(unsafe=True),
         )
+
+    async def relay_listeners(self) -> dict[str, tuple[str, int]]:
+        """Where the SIP relay listens, from its start-up line
+        ``SIP relay: udp HOST:PORT, tcp HOST:PORT -> UPSTREAM``: ``{"udp": …, "tcp": …}``."""
+        line = await self.wait_for_stdout("SIP relay: ")
+        found = {
+            kind: (host, int(port))
+            for kind, host, port in _LISTENER.findall(line.split(" -> ", 1)[0])
+        }
+        assert found, line
+        return found
 
     async def wait_for_stdout(self, prefix: str, within: float = WAIT) -> str:
         """The first standard output line starting with ``prefix`` (reads on until it)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import resource
 import socket
 from collections.abc import Iterator
@@ -14,7 +13,6 @@ from pathlib import Path
 
 from tests.gateway_process import GatewayProcess, start_gateway, write_config
 
-_TCP = re.compile(r"tcp ([0-9.]+):(\d+)")
 WAIT = 10.0
 
 
@@ -27,10 +25,7 @@ def configure(workdir: Path, **sip: str) -> None:
 
 
 async def sip_tcp_address(gateway: GatewayProcess) -> tuple[str, int]:
-    line = await gateway.wait_for_stdout("SIP relay: ")
-    match = _TCP.search(line)
-    assert match, line
-    return match.group(1), int(match.group(2))
+    return (await gateway.relay_listeners())["tcp"]
 
 
 def open_files_limit(pid: int) -> int:

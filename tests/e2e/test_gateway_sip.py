@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
 
 pytestmark = pytest.mark.slow
-_RELAY_LINE = re.compile(r"^SIP relay: udp ([0-9.]+):(\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +68,7 @@ async def test_rejected_upstream_then_trusted_then_registered(
         },
     )
     try:
-        match = _RELAY_LINE.match(await gateway.wait_for_stdout("SIP relay: "))
-        assert match, gateway.stdout_lines
-        relay = (match.group(1), int(match.group(2)))
+        relay = (await gateway.relay_listeners())["udp"]
 
         refused = await Sipp("register_503.xml", relay, service="bs1", auth=False).run()
         assert refused.ok, f"the base station was not told 503: {refused!r}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import resource
 import socket
 import statistics
@@ -38,7 +37,6 @@ IDLE_SIP = 2000  # from 125 sources, 16 each (the per-source cap)
 ATTACKER_CONNECTIONS = 16  # each attacker's requests share this many connections
 ADMIN_REQUESTS = 30
 MB = 1000 * 1000
-_RELAY = re.compile(r"udp ([0-9.]+):(\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -141,12 +139,8 @@ async def test_the_admin_and_a_call_are_served_under_attack(
     held: list[socket.socket] = []
     peak = 0
     try:
-        relay_line = await gateway.wait_for_stdout("SIP relay: ")
-        udp = _RELAY.search(relay_line)
-        tcp = re.search(r"tcp ([0-9.]+):(\d+)", relay_line)
-        assert udp and tcp, relay_line
-        relay = (udp.group(1), int(udp.group(2)))
-        sip_tcp = (tcp.group(1), int(tcp.group(2)))
+        listeners = await gateway.relay_listeners()
+        relay, sip_tcp = listeners["udp"], listeners["tcp"]
 
         admin = gateway.session(basic=False)
         assert (await login(admin)).status == 303

@@ -115,12 +115,6 @@ def prepare(workdir: Path, pki: Pki, url: str) -> None:
         store.close()
 
 
-def relay_address(line: str) -> tuple[str, int]:
-    udp = line.split("udp ", 1)[1].split(",", 1)[0].split(" ", 1)[0]
-    host, port = udp.rsplit(":", 1)
-    return host, int(port)
-
-
 async def test_refused_client_certificate_is_recorded_and_the_relay_keeps_answering(
     tmp_path: Path, pki: Pki, kamailio: KamailioRegistrar
 ) -> None:
@@ -139,7 +133,7 @@ async def test_refused_client_certificate_is_recorded_and_the_relay_keeps_answer
             },
         )
         try:
-            relay = relay_address(await gateway.wait_for_stdout("SIP relay: "))
+            relay = (await gateway.relay_listeners())["udp"]
             started = json.loads(await gateway.wait_for_log('"provisioning.fetch.refused"'))
             assert started["trigger"] == "start"
             assert REFUSED in started["errors"][0]

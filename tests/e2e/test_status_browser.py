@@ -12,21 +12,20 @@ those of docs/admin-guide.md (written to docs/images/ with SIPSGATE_DOCS_SCREENS
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.admin_support import PASSWORD
 from tests.e2e.test_admin_browser import browser, new_page, shoot  # noqa: F401 (fixture)
 from tests.e2e.test_gateway_sip import sipsgate
-from tests.gateway_process import PASSWORD, GatewayProcess, start_gateway, write_config
+from tests.gateway_process import GatewayProcess, start_gateway, write_config
 from tests.pki import CertFactory
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
 
 pytestmark = pytest.mark.slow
 WAIT = 30.0
-_RELAY = re.compile(r"udp ([0-9.]+):(\d+), tcp ([0-9.]+):(\d+)")
 
 
 async def reload_until(page: Page, selector: str, text: str, within: float = WAIT) -> None:
@@ -91,10 +90,8 @@ async def test_flow_down_on_unknown_ca_then_one_click_trust_brings_it_up(
             },
         )
         try:
-            match = _RELAY.search(await gateway.wait_for_stdout("SIP relay: "))
-            assert match, gateway.stdout_lines
-            udp = (match.group(1), int(match.group(2)))
-            tcp = (match.group(3), int(match.group(4)))
+            listeners = await gateway.relay_listeners()
+            udp, tcp = listeners["udp"], listeners["tcp"]
             pid = gateway.process.pid
             await register(udp, tcp)
 

@@ -10,7 +10,6 @@ whole time.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
 
 pytestmark = pytest.mark.slow
-_RELAY_LINE = re.compile(r"^SIP relay: udp ([0-9.]+):(\d+)")
 CRASHES = 2
 
 
@@ -85,9 +83,7 @@ async def test_a_crashing_part_is_restarted_while_the_relay_keeps_relaying(
     through the relay succeed before, during and after."""
     gateway = await start(tmp_path, provider[0], kamailio, service)
     try:
-        match = _RELAY_LINE.match(await gateway.wait_for_stdout("SIP relay: "))
-        assert match, gateway.stdout_lines
-        relay = (match.group(1), int(match.group(2)))
+        relay = (await gateway.relay_listeners())["udp"]
 
         failed = json.loads(await gateway.wait_for_log('"gateway.service.failed"'))
         assert failed["service"] == service
@@ -130,9 +126,7 @@ async def test_a_crashed_relay_comes_back_on_its_addresses(
     on the addresses it had bound (port 0 in the config), and REGISTERs work again."""
     gateway = await start(tmp_path, provider[0], kamailio, "sip")
     try:
-        match = _RELAY_LINE.match(await gateway.wait_for_stdout("SIP relay: "))
-        assert match, gateway.stdout_lines
-        relay = (match.group(1), int(match.group(2)))
+        relay = (await gateway.relay_listeners())["udp"]
         failed = json.loads(await gateway.wait_for_log('"gateway.service.failed"'))
         assert failed["service"] == "sip"
         await gateway.wait_for_log('"gateway.service.restarted"', nth=CRASHES)
@@ -157,9 +151,7 @@ async def test_a_reload_to_an_address_in_use_keeps_the_relay_on_the_old_one(
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         taken.bind(("127.0.0.1", 0))
-        match = _RELAY_LINE.match(await gateway.wait_for_stdout("SIP relay: "))
-        assert match, gateway.stdout_lines
-        relay = (match.group(1), int(match.group(2)))
+        relay = (await gateway.relay_listeners())["udp"]
         text = gateway.config_path.read_text(encoding="utf-8")
         port = taken.getsockname()[1]
         gateway.config_path.write_text(
