@@ -1692,14 +1692,18 @@ class SqliteStore:
     ) -> CachedSource:
         """Store (or replace) one piece of revocation information; the next snapshot uses it.
 
-        Fetched information is keyed by its URL; an uploaded CRL by its issuer, so a
-        newer upload replaces the older one. Unreadable or oversized data raises
+        A fetched CRL is keyed by its URL, a fetched OCSP answer by its URL and the
+        serial it answers for; an uploaded CRL by its issuer, so a newer upload replaces
+        the older one. Unreadable or oversized data raises
         (:class:`ParseError`, :class:`InputTooLarge`) and changes nothing. Uploads
         (``actor`` given) are audited; the gateway's own fetches are not.
         """
         parsed = read_source(der, kind=kind, source=source, url=url)
         if isinstance(parsed, Crl) and source is RevocationSource.UPLOADED:
             key = f"uploaded:{parsed.issuer}"
+        elif isinstance(parsed, OcspResponse) and url and parsed.singles:
+            # One responder answers for many certificates: each keeps its own answer.
+            key = f"{url}#{parsed.singles[0].serial:x}"
         elif url:
             key = url
         else:
