@@ -1766,6 +1766,42 @@ class SqliteStore:
 
         return self._read("listing revocation information", body)
 
+    def remove_uploaded_crl(self, fingerprint: str, *, actor: Actor) -> CachedSource:
+        """Remove the uploaded CRL with this SHA-256 fingerprint; audited. Its issuer's
+        certificates are then judged without it (fetched information still counts)."""
+        self._check_actor(actor)
+        fp = normalize_fingerprint(fingerprint)
+
+        def body(conn: sqlite3.Connection) -> CachedSource:
+            row = conn.execute(
+                "SELECT key, kind, source, url, der, fetched_at FROM revocation "
+                "WHERE source = ? AND fingerprint = ?",
+                (RevocationSource.UPLOADED.value, fp),
+            ).fetchone()
+            if row is None:
+                raise NotFound("uploaded CRL", fp)
+            key, kind, source, url, der, fetched_at = row
+            removed = describe_source(
+                read_source(
+                    bytes(der), kind=SourceKind(kind), source=RevocationSource(source), url=url
+                ),
+                key=key,
+                fetched_at=_dt(fetched_at),
+            )
+            conn.execute("DELETE FROM revocation WHERE key = ?", (key,))
+            self._bump(conn)
+            self._audit(
+                conn,
+                actor,
+                "revocation.remove",
+                key,
+                {"kind": kind, "fingerprint": fp},
+                self._now(),
+            )
+            return removed
+
+        return self._write("removing an uploaded CRL", body)
+
     def remove_revocation(self, key: str, *, actor: Actor) -> None:
         """Remove one cached or uploaded source; audited."""
 

@@ -234,6 +234,7 @@ def build_services(
         device=device,
         provisioning=provisioning,
         health=health,
+        revocation_errors=lambda: dict(connector.fetcher.last_errors) if connector.fetcher else {},
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [

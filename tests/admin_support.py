@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,6 +182,7 @@ async def start_admin(
     throttle: LoginThrottle | None = None,
     registry: MetricsRegistry | None = None,
     provisioning: ProvisioningService | None = None,
+    revocation_errors: Callable[[], Mapping[str, str]] | None = None,
 ) -> AdminHarness:
     service = device_service(store)
     identity = service.ensure_standard_identity(actor=TEST_ACTOR)
@@ -197,6 +198,7 @@ async def start_admin(
         registry=registry,
         device=AsyncDeviceService(service),
         provisioning=provisioning,
+        revocation_errors=revocation_errors,
     )
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server(ssl=device_tls.server_context())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ from certstore.errors import (
     ValidationError,
 )
 from certstore.model import Actor
+from certstore.revocation import MAX_CRL_BYTES
 from certstore.store import CertStore
 from gateway.admin.auth import (
     SESSION_COOKIE,
@@ -123,6 +124,8 @@ class AdminState:
     provisioning: ProvisioningService | None = None
     # The supervised parts' states (``/readyz``); absent when no supervisor runs the app.
     health: ServiceHealth | None = None
+    # URL -> why its last revocation fetch failed (the gateway's fetcher; absent in tools).
+    revocation_errors: Callable[[], Mapping[str, str]] | None = None
     started: float = field(default_factory=time.monotonic)
     # Small per-application caches (e.g. the expiry banner per store generation).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -488,6 +491,7 @@ def create_app(
     provisioning: ProvisioningService | None = None,
     health: ServiceHealth | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    revocation_errors: Callable[[], Mapping[str, str]] | None = None,
 ) -> web.Application:
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
     from gateway.admin import api, device_routes, pages
@@ -504,11 +508,15 @@ def create_app(
         device=device,
         provisioning=provisioning,
         health=health,
+        revocation_errors=revocation_errors,
     )
 
     def limit_for(request: web.Request) -> int:
         if request.path in (f"{API_PREFIX}/restore", "/settings/restore"):
             return MAX_BACKUP_BYTES
+        if request.path in (f"{API_PREFIX}/revocation/crl", "/revocation/upload"):
+            # A large CA's CRL is bigger than a certificate upload; the form needs room.
+            return max(state.max_upload, MAX_CRL_BYTES + 64 * 1024)
         return state.max_upload
 
     app = web.Application(

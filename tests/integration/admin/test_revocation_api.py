@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from certstore.decision import decide
 from certstore.model import Reason, Rule
+from certstore.revocation import RevocationSource, SourceKind
 from certstore.sqlite import SqliteStore
 from gateway.errors import TrustRejected
 from gateway.tls import TlsConnector
 from gateway.tls.policy import TlsTarget
 from gateway.tls.trust import StoreTrustPolicy
-from tests.admin_support import AdminHarness
+from tests.admin_support import AdminHarness, login, start_admin
 from tests.pki import CertFactory
 from tests.revocation_support import make_crl
 from tests.tls_servers import OpensslServer
@@ -94,3 +96,72 @@ async def test_pinned_accept_is_still_rejected_when_a_crl_revokes_it(
         writer.close()
     (entry,) = store.list_rejected()
     assert entry.reasons == (Reason.REVOKED,) and entry.leaf.fingerprint == leaf.fingerprint
+
+
+async def test_remove_uploaded_crl_is_audited_and_unknown_is_404(
+    api: aiohttp.ClientSession, store: SqliteStore
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    factory = CertFactory(now)
+    root = factory.ca("Removable CRL CA")
+    async with api.post(f"{API}/revocation/crl", data=make_crl(root, [], now=now)) as response:
+        fingerprint = (await response.json())["fingerprint"]
+    async with api.delete(f"{API}/revocation/crl/{fingerprint}") as response:
+        assert response.status == 200, await response.text()
+        removed = await response.json()
+    assert removed["source"] == "uploaded" and removed["fingerprint"] == fingerprint
+    assert store.list_revocation() == () and not store.snapshot().revocation.crls
+    event = store.audit(limit=1)[0]
+    assert event.action == "revocation.remove" and event.interface == "api"
+    generation = store.snapshot().generation
+    async with api.delete(f"{API}/revocation/crl/{fingerprint}") as response:
+        assert response.status == 404
+        assert "uploaded CRL" in await response.text()
+    assert store.snapshot().generation == generation
+
+
+async def test_a_fetched_crl_cannot_be_removed_as_uploaded(
+    api: aiohttp.ClientSession, store: SqliteStore
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    root = CertFactory(now).ca("Fetched CRL CA")
+    cached = store.put_revocation(
+        make_crl(root, [], now=now),
+        kind=SourceKind.CRL,
+        source=RevocationSource.CRL_URL,
+        url="http://127.0.0.1:9/ca.crl",
+    )
+    async with api.delete(f"{API}/revocation/crl/{cached.fingerprint}") as response:
+        assert response.status == 404
+    assert len(store.list_revocation()) == 1
+
+
+async def test_listing_and_page_show_the_last_fetch_error(
+    store: SqliteStore, data_dir: Path
+) -> None:
+    """The API listing and the Revocation page carry why the gateway's last fetch of a
+    source failed, and list failing URLs that have nothing cached."""
+    now = dt.datetime.now(dt.UTC)
+    root = CertFactory(now).ca("Flaky CRL CA")
+    cached_url, failing_url = "http://127.0.0.1:9/ca.crl", "http://127.0.0.1:9/other.crl"
+    store.put_revocation(
+        make_crl(root, [], now=now), kind=SourceKind.CRL, source=RevocationSource.CRL_URL,
+        url=cached_url,
+    )  # fmt: skip
+    errors = {cached_url: "answered HTTP 503", failing_url: "no answer within the timeout"}
+    harness = await start_admin(store, data_dir, revocation_errors=lambda: errors)
+    try:
+        api = harness.client(basic=True)
+        async with api.get(f"{API}/revocation") as response:
+            (listed,) = await response.json()
+        assert listed["url"] == cached_url and listed["last_error"] == "answered HTTP 503"
+        web_session = harness.client()
+        assert (await login(web_session)).status == 303
+        async with web_session.get("/revocation") as response:
+            assert response.status == 200
+            text = await response.text()
+        assert "Flaky CRL CA" in text and "answered HTTP 503" in text
+        assert failing_url in text and "no answer within the timeout" in text
+        assert 'href="/revocation"' in text  # in the navigation
+    finally:
+        await harness.close()
