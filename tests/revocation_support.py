@@ -230,13 +230,15 @@ def revocation_urls(
 
 
 class CrlServer:
-    """An aiohttp server on 127.0.0.1 serving ``body`` at /ca.crl (``delay`` before
-    answering, ``status`` as the HTTP status)."""
+    """An aiohttp server on 127.0.0.1 serving ``body`` at /ca.crl, and answering any OCSP
+    request POSTed to /ocsp with it too (``delay`` before answering, ``status`` as the
+    HTTP status)."""
 
     def __init__(self) -> None:
         self.body = b""
         self.delay = 0.0
         self.status = 200
+        self.stream_bytes = 0  # when set: a chunked body this long instead of ``body``
         self.hits = 0
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -246,16 +248,35 @@ class CrlServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/ca.crl"
 
-    async def _serve(self, request: web.Request) -> web.Response:
+    @property
+    def ocsp_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/ocsp"
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
         if self.delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.delay)
+        if self.stream_bytes:
+            return await self._stream(request)
         return web.Response(body=self.body, status=self.status, content_type="application/pkix-crl")
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """``stream_bytes`` of DER-looking bytes, chunked, without a Content-Length."""
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"\x30" * (64 * 1024)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(self.stream_bytes // len(chunk)):
+                await response.write(chunk)
+            await response.write_eof()
+        return response
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/ca.crl", self._serve)
+        app.router.add_post("/ocsp", self._serve)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

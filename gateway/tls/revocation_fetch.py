@@ -415,9 +415,17 @@ def aiohttp_get(session_factory: Callable[[], Any]) -> HttpGet:
             async with request as response:
                 if response.status != 200:
                     raise RevocationFetchError(f"{url} answered HTTP {response.status}")
-                data: bytes = await response.content.read(limit + 1)
-                if len(data) > limit:
-                    raise RevocationFetchError(f"{url} sent more than {limit} bytes")
-                return data
+                too_much = RevocationFetchError(f"{url} sent more than {limit} bytes")
+                if response.content_length is not None and response.content_length > limit:
+                    raise too_much
+                # read() gives what has arrived, not all of it: read to the end, bounded.
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_much
+                    chunks.append(chunk)
+                return b"".join(chunks)
 
     return get

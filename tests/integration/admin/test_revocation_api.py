@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import aiohttp
@@ -10,7 +11,7 @@ import pytest
 
 from certstore.decision import decide
 from certstore.model import Reason, Rule
-from certstore.revocation import RevocationSource, SourceKind
+from certstore.revocation import MAX_CRL_BYTES, RevocationSource, SourceKind
 from certstore.sqlite import SqliteStore
 from gateway.errors import TrustRejected
 from gateway.tls import TlsConnector
@@ -165,3 +166,26 @@ async def test_listing_and_page_show_the_last_fetch_error(
         assert 'href="/revocation"' in text  # in the navigation
     finally:
         await harness.close()
+
+
+async def test_huge_crl_upload_is_refused_and_changes_nothing(
+    api: aiohttp.ClientSession, store: SqliteStore
+) -> None:
+    generation = store.snapshot().generation
+    huge = b"\x30" * (MAX_CRL_BYTES + 1)
+    async with api.post(f"{API}/revocation/crl", data=io.BytesIO(huge)) as response:
+        assert response.status == 413, await response.text()
+    assert store.list_revocation() == () and store.snapshot().generation == generation
+
+
+async def test_crl_larger_than_a_certificate_upload_is_accepted(
+    api: aiohttp.ClientSession, store: SqliteStore
+) -> None:
+    """CRLs of large CAs exceed admin.max_upload (1 MiB): the CRL route allows 8 MiB."""
+    now = dt.datetime.now(dt.UTC)
+    root = CertFactory(now).ca("Big CA")
+    crl = make_crl(root, [], now=now, extra_serials=50_000)
+    assert len(crl) > 1024 * 1024
+    async with api.post(f"{API}/revocation/crl", data=io.BytesIO(crl)) as response:
+        assert response.status == 201, await response.text()
+        assert (await response.json())["entries"] == 50_000
