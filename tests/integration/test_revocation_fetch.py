@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +27,6 @@ from tests.revocation_support import (
     revocation_urls,
 )
 from tests.tls_servers import OpensslServer, free_port
-
-
-@pytest.fixture
-async def crl_server() -> AsyncIterator[CrlServer]:
-    server = CrlServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,6 @@ from tests.tls_servers import OpensslServer
 
 NOW = dt.datetime.now(dt.UTC)
 REVOKED = ocsp.OCSPCertStatus.REVOKED
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[CrlServer]:
-    server = CrlServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
@@ -118,27 +107,27 @@ async def test_hostile_staple(
     "case", ["wrong key", "other certificate", "replayed", "oversized", "garbage"]
 )
 async def test_hostile_ocsp_responder(
-    env: Env, factory: CertFactory, root: Issued, http: CrlServer, case: str, mode: str
+    env: Env, factory: CertFactory, root: Issued, crl_server: CrlServer, case: str, mode: str
 ) -> None:
     """The OCSP URL answers with a hostile response: it does not revoke, and no answer
     for the leaf gets cached as good."""
-    leaf = factory.leaf(root, extra_extensions=revocation_urls(ocsp_url=http.ocsp_url))
-    http.body = _ocsp_body(case, factory, root, leaf)
+    leaf = factory.leaf(root, extra_extensions=revocation_urls(ocsp_url=crl_server.ocsp_url))
+    crl_server.body = _ocsp_body(case, factory, root, leaf)
     with OpensslServer(leaf) as server:
         await _expect(env, server, mode)
-    assert http.hits >= 1
+    assert crl_server.hits >= 1
     if case in ("oversized", "garbage"):
         assert env.store.list_revocation() == ()  # refused before it was stored
-        assert http.ocsp_url in env.connector.fetcher.last_errors  # type: ignore[union-attr]
+        assert crl_server.ocsp_url in env.connector.fetcher.last_errors  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("mode", ["soft-fail", "hard-fail"])
 async def test_crl_signed_by_the_wrong_key(
-    env: Env, factory: CertFactory, root: Issued, http: CrlServer, mode: str
+    env: Env, factory: CertFactory, root: Issued, crl_server: CrlServer, mode: str
 ) -> None:
-    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=http.url))
+    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
     impostor = factory.ca("Hostile Root")  # the same name, another key
-    http.body = make_crl(root, [leaf], now=NOW, signer=impostor)
+    crl_server.body = make_crl(root, [leaf], now=NOW, signer=impostor)
     with OpensslServer(leaf) as server:
         message = await _expect(env, server, mode)
     if mode == "hard-fail":
@@ -146,13 +135,13 @@ async def test_crl_signed_by_the_wrong_key(
 
 
 async def test_huge_crl_is_refused_with_bounded_memory(
-    env: Env, factory: CertFactory, root: Issued, http: CrlServer
+    env: Env, factory: CertFactory, root: Issued, crl_server: CrlServer
 ) -> None:
     """A CRL URL streaming far more than the limit (chunked, no Content-Length): the
     fetch stops reading at the limit, the store holds nothing, the handshake goes on
     (soft-fail)."""
-    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=http.url))
-    http.stream_bytes = 8 * MAX_CRL_BYTES
+    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
+    crl_server.stream_bytes = 8 * MAX_CRL_BYTES
     with OpensslServer(leaf) as server:
         tracemalloc.start()
         try:
@@ -161,30 +150,30 @@ async def test_huge_crl_is_refused_with_bounded_memory(
         finally:
             tracemalloc.stop()
     assert env.store.list_revocation() == ()
-    assert "more than" in env.connector.fetcher.last_errors[http.url]  # type: ignore[union-attr]
+    assert "more than" in env.connector.fetcher.last_errors[crl_server.url]  # type: ignore[union-attr]
     # what the gateway held at most: about one CRL's worth, never the whole body
     assert peak < 3 * MAX_CRL_BYTES
 
 
 async def test_huge_crl_with_content_length_is_refused_unread(
-    env: Env, factory: CertFactory, root: Issued, http: CrlServer
+    env: Env, factory: CertFactory, root: Issued, crl_server: CrlServer
 ) -> None:
-    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=http.url))
-    http.body = b"\x30" * (MAX_CRL_BYTES + 1)
+    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
+    crl_server.body = b"\x30" * (MAX_CRL_BYTES + 1)
     with OpensslServer(leaf) as server:
         await _expect(env, server, "soft-fail")
     assert env.store.list_revocation() == ()
-    assert "more than" in env.connector.fetcher.last_errors[http.url]  # type: ignore[union-attr]
+    assert "more than" in env.connector.fetcher.last_errors[crl_server.url]  # type: ignore[union-attr]
 
 
 async def test_large_valid_crl_arrives_whole(
-    env: Env, factory: CertFactory, root: Issued, http: CrlServer
+    env: Env, factory: CertFactory, root: Issued, crl_server: CrlServer
 ) -> None:
     """A CRL larger than one network read is read to its end (it used to be cut at the
     first read and refused as unreadable), and revokes."""
-    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=http.url))
-    http.body = make_crl(root, [leaf], now=NOW, extra_serials=30_000)
-    assert 256 * 1024 < len(http.body) < MAX_CRL_BYTES
+    leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
+    crl_server.body = make_crl(root, [leaf], now=NOW, extra_serials=30_000)
+    assert 256 * 1024 < len(crl_server.body) < MAX_CRL_BYTES
     with OpensslServer(leaf) as server, pytest.raises(TrustRejected) as info:
         await env.connector.open_connection(_target(server))
     assert info.value.verdict.reasons == (Reason.REVOKED,)

@@ -45,16 +45,6 @@ class Clock:
 
 
 @pytest.fixture
-async def crl_server() -> AsyncIterator[CrlServer]:
-    server = CrlServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 def factory() -> CertFactory:
     return CertFactory()
 
