@@ -5,9 +5,12 @@ The decision is pure and only reads what the store holds (:mod:`certstore.revoca
 this module is the I/O around it. After a handshake whose chain has a certificate of
 unknown status, the connector asks :meth:`RevocationFetcher.fetch_for` to fetch what is
 missing, bounded by a short timeout, and decides again with what arrived. One fetch per
-URL runs at a time (later callers wait for it); a URL that failed is not asked again for
-``retry_after`` seconds, so an unreachable responder costs one timeout, not one per call.
-:meth:`RevocationFetcher.run` refreshes cached sources before their nextUpdate passes.
+URL (and certificate, for OCSP) runs at a time (later callers wait for it); a URL that
+failed is not asked again for ``retry_after`` seconds, so an unreachable responder costs
+one timeout, not one per call. :meth:`RevocationFetcher.run` refreshes fetched CRLs and
+OCSP answers before their nextUpdate passes (an OCSP answer by its certID, so no
+certificate is needed); what it stores reaches open flows through the connector's
+revocation watch.
 
 HTTP and HTTPS go through ``http_get`` (in the gateway: aiohttp over the verifying TLS
 connector, so an HTTPS responder is verified like any peer).
@@ -72,8 +75,6 @@ class RevocationStore(Protocol):
     def put_revocation(
         self, der: bytes, *, kind: SourceKind, source: RevocationSource, url: str | None
     ) -> CachedSource: ...
-
-    def list_revocation(self) -> tuple[CachedSource, ...]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -378,9 +379,10 @@ class RevocationFetcher:
         A failed refresh keeps the old information until it runs out; the failure is
         logged and counted, and the URL is not asked again for ``retry_after``.
         """
-        if self.store.snapshot().settings.revocation is RevocationMode.OFF:
+        snapshot = await asyncio.to_thread(self.store.snapshot)
+        if snapshot.settings.revocation is RevocationMode.OFF:
             return 0
-        jobs = due_for_refresh(self.store.snapshot(), self._clock())
+        jobs = due_for_refresh(snapshot, self._clock())
         if not jobs:
             return 0
         self._log.debug("revocation.refresh.started", due=len(jobs))
