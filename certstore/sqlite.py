@@ -1720,14 +1720,18 @@ class SqliteStore:
     ) -> CachedSource:
         """Store (or replace) one piece of revocation information; the next snapshot uses it.
 
-        Fetched information is keyed by its URL; an uploaded CRL by its issuer, so a
-        newer upload replaces the older one. Unreadable or oversized data raises
+        A fetched CRL is keyed by its URL, a fetched OCSP answer by its URL and the
+        serial it answers for; an uploaded CRL by its issuer, so a newer upload replaces
+        the older one. Unreadable or oversized data raises
         (:class:`ParseError`, :class:`InputTooLarge`) and changes nothing. Uploads
         (``actor`` given) are audited; the gateway's own fetches are not.
         """
         parsed = read_source(der, kind=kind, source=source, url=url)
         if isinstance(parsed, Crl) and source is RevocationSource.UPLOADED:
             key = f"uploaded:{parsed.issuer}"
+        elif isinstance(parsed, OcspResponse) and url and parsed.singles:
+            # One responder answers for many certificates: each keeps its own answer.
+            key = f"{url}#{parsed.singles[0].serial:x}"
         elif url:
             key = url
         else:
@@ -1789,6 +1793,42 @@ class SqliteStore:
             return tuple(sorted(out, key=lambda s: (s.next_update or far, s.key)))
 
         return self._read("listing revocation information", body)
+
+    def remove_uploaded_crl(self, fingerprint: str, *, actor: Actor) -> CachedSource:
+        """Remove the uploaded CRL with this SHA-256 fingerprint; audited. Its issuer's
+        certificates are then judged without it (fetched information still counts)."""
+        self._check_actor(actor)
+        fp = normalize_fingerprint(fingerprint)
+
+        def body(conn: sqlite3.Connection) -> CachedSource:
+            row = conn.execute(
+                "SELECT key, kind, source, url, der, fetched_at FROM revocation "
+                "WHERE source = ? AND fingerprint = ?",
+                (RevocationSource.UPLOADED.value, fp),
+            ).fetchone()
+            if row is None:
+                raise NotFound("uploaded CRL", fp)
+            key, kind, source, url, der, fetched_at = row
+            removed = describe_source(
+                read_source(
+                    bytes(der), kind=SourceKind(kind), source=RevocationSource(source), url=url
+                ),
+                key=key,
+                fetched_at=_dt(fetched_at),
+            )
+            conn.execute("DELETE FROM revocation WHERE key = ?", (key,))
+            self._bump(conn)
+            self._audit(
+                conn,
+                actor,
+                "revocation.remove",
+                key,
+                {"kind": kind, "fingerprint": fp},
+                self._now(),
+            )
+            return removed
+
+        return self._write("removing an uploaded CRL", body)
 
     def remove_revocation(self, key: str, *, actor: Actor) -> None:
         """Remove one cached or uploaded source; audited."""

@@ -254,6 +254,7 @@ def build_services(
         health=health,
         relay_status=relay_status,
         connector=connector,
+        revocation_errors=lambda: dict(connector.fetcher.last_errors) if connector.fetcher else {},
     )
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [

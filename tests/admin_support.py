@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +108,7 @@ async def start_admin(
     registry: MetricsRegistry | None = None,
     provisioning: ProvisioningService | None = None,
     relay_status: RelayStatus | None = None,
+    revocation_errors: Callable[[], Mapping[str, str]] | None = None,
 ) -> AdminHarness:
     service = device_service(store)
     identity = service.ensure_standard_identity(actor=TEST_ACTOR)
@@ -123,6 +125,7 @@ async def start_admin(
         device=AsyncDeviceService(service),
         provisioning=provisioning,
         relay_status=relay_status,
+        revocation_errors=revocation_errors,
     )
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server(ssl=device_tls.server_context())

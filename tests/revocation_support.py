@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import functools
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
@@ -149,11 +153,23 @@ class OpensslOcspResponder(_ChildServer):
     ``openssl ocsp`` takes a port only; the tests only ever connect to it on 127.0.0.1.
     """
 
-    def __init__(self, issuer: Issued, port: int, lines: Sequence[str]) -> None:
+    def __init__(
+        self, issuer: Issued, port: int, lines: Sequence[str], *, nmin: int | None = None
+    ) -> None:
         super().__init__()
         self.issuer = issuer
         self.port = port
         self.lines = tuple(lines)
+        self.nmin = nmin  # answers valid this many minutes (default: one day)
+        self.index: Path | None = None
+
+    def set_lines(self, lines: Sequence[str]) -> None:
+        """Rewrite the index file; ``openssl ocsp`` reloads it when its mtime changes
+        (whole seconds, so the mtime is moved on explicitly)."""
+        assert self.index is not None
+        before = self.index.stat().st_mtime
+        self.index.write_text("".join(lines))
+        os.utime(self.index, (before + 2, before + 2))
 
     @property
     def url(self) -> str:
@@ -161,14 +177,15 @@ class OpensslOcspResponder(_ChildServer):
 
     def __enter__(self) -> OpensslOcspResponder:
         d = self._workdir()
-        index = d / "index.txt"
+        index = self.index = d / "index.txt"
         index.write_text("".join(self.lines))
+        validity = ["-nmin", str(self.nmin)] if self.nmin is not None else ["-ndays", "1"]
         issuer_pem = write_pem(d, "issuer.pem", self.issuer.pem)
         issuer_key = write_pem(d, "issuer.key", self.issuer.key_pem)
         self._spawn(
             ["openssl", "ocsp", "-index", str(index), "-port", str(self.port),
              "-rsigner", str(issuer_pem), "-rkey", str(issuer_key), "-CA", str(issuer_pem),
-             "-ndays", "1"],
+             *validity],
             b"waiting for OCSP client connections",
         )  # fmt: skip
         return self
@@ -210,3 +227,63 @@ def revocation_urls(
             )
         )
     return out
+
+
+class CrlServer:
+    """An aiohttp server on 127.0.0.1 serving ``body`` at /ca.crl, and answering any OCSP
+    request POSTed to /ocsp with it too (``delay`` before answering, ``status`` as the
+    HTTP status)."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.delay = 0.0
+        self.status = 200
+        self.stream_bytes = 0  # when set: a chunked body this long instead of ``body``
+        self.hits = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/ca.crl"
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/ocsp"
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        if self.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.delay)
+        if self.stream_bytes:
+            return await self._stream(request)
+        return web.Response(body=self.body, status=self.status, content_type="application/pkix-crl")
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """``stream_bytes`` of DER-looking bytes, chunked, without a Content-Length."""
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"\x30" * (64 * 1024)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(self.stream_bytes // len(chunk)):
+                await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/ca.crl", self._serve)
+        app.router.add_post("/ocsp", self._serve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -412,10 +412,28 @@ async def trust_upload(request: web.Request) -> web.Response:
     return web.json_response(add_result_body(result, state.now(), notes), status=status)
 
 
+def revocation_errors(state: AdminState) -> dict[str, str]:
+    """URL -> why the gateway's last fetch from it failed (empty outside the gateway)."""
+    return dict(state.revocation_errors()) if state.revocation_errors is not None else {}
+
+
 async def revocation_list(request: web.Request) -> web.Response:
     state = state_of(request)
     sources = await state.call(state.store.list_revocation)
-    return web.json_response([render.revocation_source(s) for s in sources])
+    errors = revocation_errors(state)
+    return web.json_response(
+        [{**render.revocation_source(s), "last_error": errors.get(s.url or "")} for s in sources]
+    )
+
+
+async def revocation_crl_remove(request: web.Request) -> web.Response:
+    """Remove an uploaded CRL (by its SHA-256 fingerprint); audited."""
+    state = state_of(request)
+    fp = normalise_fingerprint(request.match_info["fingerprint"])
+    removed = await state.call(
+        state.store.remove_uploaded_crl, fp, actor=principal_of(request).actor
+    )
+    return web.json_response(render.revocation_source(removed))
 
 
 async def revocation_crl_upload(request: web.Request) -> web.Response:
@@ -892,6 +910,7 @@ def setup(app: web.Application) -> None:
     r.add_delete(f"{v1}/decisions/{{id:{ID_RE}}}", decisions_remove)
     r.add_get(f"{v1}/revocation", revocation_list)
     r.add_post(f"{v1}/revocation/crl", revocation_crl_upload)
+    r.add_delete(f"{v1}/revocation/crl/{{fingerprint:{FP_RE}}}", revocation_crl_remove)
     r.add_get(f"{v1}/settings", settings_get)
     r.add_patch(f"{v1}/settings", settings_patch)
     r.add_get(f"{v1}/audit", audit)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,7 @@ from certstore.errors import (
 )
 from certstore.model import Actor
 from certstore.render import visible
+from certstore.revocation import MAX_CRL_BYTES
 from certstore.store import CertStore
 from gateway.admin.auth import (
     SESSION_COOKIE,
@@ -59,7 +60,6 @@ from gateway.admin.security import (
     BodyTooLarge,
     add_security_headers,
     body_limit_middleware,
-    limit_body,
 )
 from gateway.admin.tls import AdminTlsError, DeviceTls
 from gateway.config import Config
@@ -79,7 +79,14 @@ STATIC_PREFIX = "/static/"
 # A backup of a large trust list is bigger than a certificate upload; only an
 # authenticated admin may send that much, and only to the restore routes.
 MAX_BACKUP_BYTES = 64 * 1024 * 1024
-_LARGE_BODY = frozenset({("POST", "/api/v1/restore"), ("POST", "/settings/restore")})
+# Routes whose body may exceed ``admin.max_upload``: a backup, and a large CA's CRL
+# (the form needs room for its other fields).
+_LARGE_BODY = {
+    ("POST", "/api/v1/restore"): MAX_BACKUP_BYTES,
+    ("POST", "/settings/restore"): MAX_BACKUP_BYTES,
+    ("POST", "/api/v1/revocation/crl"): MAX_CRL_BYTES + 64 * 1024,
+    ("POST", "/revocation/upload"): MAX_CRL_BYTES + 64 * 1024,
+}
 # The login form (CSRF token, password, next) is small: before login nobody may make
 # the gateway hold more than this per request.
 LOGIN_BODY_LIMIT = 16 * 1024
@@ -144,6 +151,8 @@ class AdminState:
     relay_status: RelayStatus | None = None
     # The gateway's TLS connector, for "test this connection" (one is built when absent).
     connector: TlsConnector | None = None
+    # URL -> why its last revocation fetch failed (the gateway's fetcher; absent in tools).
+    revocation_errors: Callable[[], Mapping[str, str]] | None = None
     started: float = field(default_factory=time.monotonic)
     # Small per-application caches (e.g. the expiry banner per store generation).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -484,17 +493,10 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def _authenticated(
     request: web.Request, handler: Handler, session: Session | None
 ) -> web.StreamResponse:
-    """The handler for a known admin: the large body limit where a route needs it (the
-    CSRF token of a restore form is inside the large body), then the CSRF check."""
-
-    async def checked(request: web.Request) -> web.StreamResponse:
-        if session is not None:
-            await _check_csrf(request, session)
-        return await handler(request)
-
-    if (request.method, request.path) in _LARGE_BODY:
-        return await limit_body(request, MAX_BACKUP_BYTES, checked)
-    return await checked(request)
+    """The handler for a known admin, after the CSRF check of a session's request."""
+    if session is not None:
+        await _check_csrf(request, session)
+    return await handler(request)
 
 
 # -- the factory -----------------------------------------------------------------------------
@@ -586,6 +588,7 @@ def create_app(
     relay_status: RelayStatus | None = None,
     connector: TlsConnector | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    revocation_errors: Callable[[], Mapping[str, str]] | None = None,
 ) -> web.Application:
     """The admin application. ``store`` stays owned by the caller (closed by it)."""
     from gateway.admin import api, device_routes, pages, probe_routes
@@ -604,10 +607,15 @@ def create_app(
         health=health,
         relay_status=relay_status,
         connector=connector,
+        revocation_errors=revocation_errors,
     )
 
     def limit_for(request: web.Request) -> int:
-        return LOGIN_BODY_LIMIT if is_public(request) else state.max_upload
+        if is_public(request):
+            return LOGIN_BODY_LIMIT
+        # A large route's body is read only after the access check (which reads no body),
+        # so before login nobody makes the gateway hold more than the login limit.
+        return max(state.max_upload, _LARGE_BODY.get((request.method, request.path), 0))
 
     app = web.Application(
         middlewares=[

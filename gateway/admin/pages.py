@@ -29,6 +29,7 @@ from certstore.model import (
     PinMatch,
     TrustKind,
 )
+from certstore.revocation import MAX_CRL_BYTES, RevocationSource, SourceKind
 from certstore.store import PinRequest
 from gateway.admin import api, pictures
 from gateway.admin.app import (
@@ -57,6 +58,7 @@ NAV = (
     ("trust", "/trust", "Trust list"),
     ("rejected", "/rejected", "Rejected / invalid"),
     ("pins", "/pins", "Pins"),
+    ("revocation", "/revocation", "Revocation"),
     ("probe", "/probe", "Test connection"),
     ("device", "/device", "Device certificate"),
     ("settings", "/settings", "Settings"),
@@ -695,6 +697,96 @@ async def pins_remove_form(request: web.Request) -> web.StreamResponse:
     raise back(request, "/pins", "ok", f"Pin {pid} removed.")
 
 
+# -- revocation ----------------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+async def revocation_page(request: web.Request) -> web.Response:
+    """Cached revocation sources (fetched or uploaded) with their dates and last fetch
+    error, URLs that failed with nothing cached, and the CRL upload form."""
+    state = state_of(request)
+    sources = await state.call(state.store.list_revocation)
+    settings = await state.call(state.store.get_settings)
+    errors = api.revocation_errors(state)
+    rows = [
+        {
+            "kind": s.kind.value,
+            "source": s.source.value,
+            "where": s.url or "uploaded",
+            "issuer": s.issuer,
+            "this_update": _when(s.this_update),
+            "next_update": _when(s.next_update) or "none",
+            "stale": s.next_update is not None and s.next_update < state.now(),
+            "entries": s.entries,
+            "error": errors.get(s.url or "", ""),
+            "fingerprint": s.fingerprint,
+            "uploaded": s.source is RevocationSource.UPLOADED,
+        }
+        for s in sources
+    ]
+    cached_urls = {s.url for s in sources if s.url}
+    failing = sorted((url, why) for url, why in errors.items() if url not in cached_urls)
+    return await page(
+        request,
+        "revocation.html",
+        {
+            "rows": rows,
+            "failing": failing,
+            "mode": settings.revocation.value,
+            "max_crl": MAX_CRL_BYTES,
+        },
+        active="revocation",
+    )
+
+
+async def revocation_upload_form(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    form = await form_of(request)
+    upload: Any = form.get("file")
+    data: bytes = upload.file.read(MAX_CRL_BYTES + 1) if hasattr(upload, "file") else b""
+    if not data:
+        raise back(request, "/revocation", "error", "Choose a CRL file to upload.")
+    try:
+        source = await state.call(
+            state.store.put_revocation,
+            data,
+            kind=SourceKind.CRL,
+            source=RevocationSource.UPLOADED,
+            url=None,
+            actor=principal_of(request).actor,
+        )
+    except InputError as exc:
+        raise back(request, "/revocation", "error", f"The CRL was not stored: {exc}") from None
+    raise back(
+        request,
+        "/revocation",
+        "ok",
+        f"The CRL of {source.issuer} was stored ({source.entries} revoked, next update "
+        f"{_when(source.next_update) or 'none'}).",
+    )
+
+
+async def revocation_remove_form(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    form = await form_of(request)
+    fp = api.normalise_fingerprint(request.match_info["fingerprint"])
+    confirm = await needs_confirmation(
+        request,
+        form,
+        "Remove this uploaded CRL? Its issuer's certificates are then judged without it.",
+        button="Remove CRL",
+    )
+    if confirm is not None:
+        return confirm
+    removed = await state.call(
+        state.store.remove_uploaded_crl, fp, actor=principal_of(request).actor
+    )
+    raise back(request, "/revocation", "ok", f"The uploaded CRL of {removed.issuer} was removed.")
+
+
 # -- settings --------------------------------------------------------------------------------------
 
 _FLAGS = (
@@ -856,6 +948,9 @@ def setup(app: web.Application) -> None:
     r.add_get("/pins", pins_page)
     r.add_post("/pins", pins_add_form)
     r.add_post(f"/pins/{ID}/remove", pins_remove_form)
+    r.add_get("/revocation", revocation_page)
+    r.add_post("/revocation/upload", revocation_upload_form)
+    r.add_post(f"/revocation/{fp}/remove", revocation_remove_form)
     r.add_get("/settings", settings_page)
     r.add_post("/settings", settings_form)
     r.add_post("/settings/restore", restore_form)

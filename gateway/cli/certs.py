@@ -179,6 +179,11 @@ def _register_crl(sub: Any, common: argparse.ArgumentParser) -> None:
     p = csub.add_parser("add", parents=[common], help="upload a CRL file (DER or PEM)")
     p.add_argument("file", help="the CRL file, or - for standard input")
     p.set_defaults(func=cmd_crl_add)
+    p = csub.add_parser("remove", parents=[common], help="remove an uploaded CRL")
+    p.add_argument(
+        "fingerprint", help="SHA-256 of the uploaded CRL (as `crl list` shows; a prefix will do)"
+    )
+    p.set_defaults(func=cmd_crl_remove)
 
 
 def _print_source(source: CachedSource) -> None:
@@ -188,6 +193,7 @@ def _print_source(source: CachedSource) -> None:
         f"{source.kind.value} {source.source.value} {where}: next update {next_update}, "
         f"{source.entries} entr{'y' if source.entries == 1 else 'ies'}"
         + (f", issuer {source.issuer}" if source.issuer else "")
+        + f", fingerprint {short_fp(source.fingerprint)}"
     )
 
 
@@ -217,6 +223,20 @@ def cmd_crl_add(args: argparse.Namespace) -> int:
         emit_json(render.revocation_source(source))
     else:
         _print_source(source)
+    return 0
+
+
+def cmd_crl_remove(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        uploaded = [
+            s.fingerprint for s in store.list_revocation() if s.source is RevocationSource.UPLOADED
+        ]
+        fingerprint = resolve_fingerprint(args.fingerprint, uploaded, "uploaded CRL")
+        source = store.remove_uploaded_crl(fingerprint, actor=cli_actor())
+    if args.json:
+        emit_json(render.revocation_source(source))
+    else:
+        print(f"removed the uploaded CRL of {source.issuer} ({short_fp(source.fingerprint)})")
     return 0
 
 

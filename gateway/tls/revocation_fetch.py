@@ -5,9 +5,12 @@ The decision is pure and only reads what the store holds (:mod:`certstore.revoca
 this module is the I/O around it. After a handshake whose chain has a certificate of
 unknown status, the connector asks :meth:`RevocationFetcher.fetch_for` to fetch what is
 missing, bounded by a short timeout, and decides again with what arrived. One fetch per
-URL runs at a time (later callers wait for it); a URL that failed is not asked again for
-``retry_after`` seconds, so an unreachable responder costs one timeout, not one per call.
-:meth:`RevocationFetcher.run` refreshes cached sources before their nextUpdate passes.
+URL (and certificate, for OCSP) runs at a time (later callers wait for it); a URL that
+failed is not asked again for ``retry_after`` seconds, so an unreachable responder costs
+one timeout, not one per call. :meth:`RevocationFetcher.run` refreshes fetched CRLs and
+OCSP answers before their nextUpdate passes (an OCSP answer by its certID, so no
+certificate is needed); what it stores reaches open flows through the connector's
+revocation watch.
 
 HTTP and HTTPS go through ``http_get`` (in the gateway: aiohttp over the verifying TLS
 connector, so an HTTPS responder is verified like any peer).
@@ -33,7 +36,9 @@ from certstore.model import Certificate, RevocationMode
 from certstore.revocation import (
     MAX_CRL_BYTES,
     MAX_OCSP_BYTES,
+    OCSP_MAX_AGE_WITHOUT_NEXT_UPDATE,
     CachedSource,
+    OcspSingle,
     RevocationSource,
     RevocationStatus,
     SourceKind,
@@ -48,8 +53,16 @@ HttpGet = Callable[[str, bytes | None, str, int], Awaitable[bytes]]
 
 DEFAULT_TIMEOUT = 3.0  # seconds one fetch may take; a handshake waits at most this
 DEFAULT_RETRY_AFTER = 60.0  # seconds before a failed URL is asked again
-REFRESH_MARGIN = timedelta(minutes=30)  # refresh this long before nextUpdate
+REFRESH_MARGIN = timedelta(minutes=30)  # refresh this long before nextUpdate (at most)
+DEFAULT_REFRESH_INTERVAL = 60.0  # seconds between two looks for sources about to run out
 MAX_URLS_PER_CERT = 2
+MAX_REMEMBERED_FAILURES = 1024  # URLs whose last failure is kept (oldest forgotten first)
+_CERT_ID_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 
 
 class RevocationFetchError(GatewayError):
@@ -63,17 +76,17 @@ class RevocationStore(Protocol):
         self, der: bytes, *, kind: SourceKind, source: RevocationSource, url: str | None
     ) -> CachedSource: ...
 
-    def list_revocation(self) -> tuple[CachedSource, ...]: ...
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchJob:
-    """One fetch: an OCSP request about ``cert`` (issued by ``issuer``), or a CRL."""
+    """One fetch: an OCSP request about ``cert`` (issued by ``issuer``) or about the
+    certID of a cached answer (``cert_id``, when refreshing), or a CRL."""
 
     kind: SourceKind
     url: str
     cert: Certificate | None = None
     issuer: Certificate | None = None
+    cert_id: OcspSingle | None = None
 
 
 def _http_urls(names: Sequence[x509.GeneralName]) -> list[str]:
@@ -154,6 +167,53 @@ def ocsp_request(cert: Certificate, issuer: Certificate) -> bytes:
     return builder.build().public_bytes(serialization.Encoding.DER)
 
 
+def ocsp_request_for(cert_id: OcspSingle) -> bytes:
+    """The same request again, from the certID of a cached answer (no certificate needed)."""
+    algorithm = _CERT_ID_HASHES.get(cert_id.hash_algorithm)
+    if algorithm is None:
+        raise RevocationFetchError(f"certID hash {cert_id.hash_algorithm} is not supported")
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        cert_id.issuer_name_hash, cert_id.issuer_key_hash, cert_id.serial, algorithm()
+    )
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def refresh_due_at(
+    this_update: datetime, next_update: datetime | None, *, ocsp_answer: bool
+) -> datetime:
+    """When cached information should be fetched again: before its nextUpdate by
+    REFRESH_MARGIN, or by a quarter of its validity when that is shorter. A CRL without
+    nextUpdate is due at once; an OCSP answer without one is used for
+    OCSP_MAX_AGE_WITHOUT_NEXT_UPDATE (see certstore.revocation)."""
+    if next_update is None:
+        if not ocsp_answer:
+            return this_update
+        next_update = this_update + OCSP_MAX_AGE_WITHOUT_NEXT_UPDATE
+    margin = min(REFRESH_MARGIN, max(next_update - this_update, timedelta(0)) / 4)
+    return next_update - margin
+
+
+def due_for_refresh(snapshot: TrustSnapshot, now: datetime) -> list[FetchJob]:
+    """The fetches that renew what the cache holds from URLs before it runs out: each
+    fetched CRL, and each certificate status of each fetched OCSP answer."""
+    jobs: list[FetchJob] = []
+    for crl in snapshot.revocation.crls:
+        if (
+            crl.source is RevocationSource.CRL_URL
+            and crl.url
+            and refresh_due_at(crl.this_update, crl.next_update, ocsp_answer=False) <= now
+        ):
+            jobs.append(FetchJob(kind=SourceKind.CRL, url=crl.url))
+    for response in snapshot.revocation.ocsp:
+        if response.source is not RevocationSource.OCSP_URL or not response.url:
+            continue
+        for single in response.singles:
+            if refresh_due_at(single.this_update, single.next_update, ocsp_answer=True) <= now:
+                jobs.append(FetchJob(kind=SourceKind.OCSP, url=response.url, cert_id=single))
+                break  # one request renews the answer (the responder answers for it all)
+    return jobs
+
+
 class RevocationFetcher:
     """Fetches, stores and refreshes revocation information for the whole gateway."""
 
@@ -165,6 +225,7 @@ class RevocationFetcher:
         timeout: float = DEFAULT_TIMEOUT,
         retry_after: float = DEFAULT_RETRY_AFTER,
         metrics: MetricsRegistry | None = None,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -172,6 +233,7 @@ class RevocationFetcher:
         self.http_get = http_get
         self.timeout = timeout
         self.retry_after = retry_after
+        self.refresh_interval = refresh_interval
         self._clock = clock
         self._monotonic = monotonic
         self._in_flight: dict[str, asyncio.Task[bool]] = {}
@@ -189,6 +251,12 @@ class RevocationFetcher:
             "Handshakes accepted by soft-fail although a certificate's revocation status "
             "could not be established.",
             (),
+        )
+        self.refreshes = registry.counter(
+            "sipsgate_revocation_refreshes_total",
+            "Background refreshes of cached CRLs and OCSP answers before their nextUpdate, "
+            "by kind and outcome.",
+            ("kind", "outcome"),
         )
 
     def wants(self, chain: Sequence[Certificate], snapshot: TrustSnapshot) -> bool:
@@ -243,27 +311,44 @@ class RevocationFetcher:
         return False
 
     async def fetch(self, job: FetchJob) -> bool:
-        """Fetch one URL (shared with any caller already fetching it); True when stored."""
+        """Fetch one URL (shared with any caller already fetching the same); True when
+        stored."""
         if self._failed_until.get(job.url, 0.0) > self._monotonic():
             return False
-        task = self._in_flight.get(job.url)
+        serial = (
+            job.cert.x509.serial_number if job.cert else job.cert_id.serial if job.cert_id else None
+        )
+        key = job.url if serial is None else f"{job.url}#{serial:x}"
+        task = self._in_flight.get(key)
         if task is None:
             task = asyncio.ensure_future(self._fetch(job))
-            self._in_flight[job.url] = task
-            task.add_done_callback(lambda _: self._in_flight.pop(job.url, None))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
         return await asyncio.shield(task)
+
+    def _failed(self, job: FetchJob, why: str) -> None:
+        # Bounded: a stream of distinct failing URLs cannot grow these maps without end.
+        for remembered in (self._failed_until, self.last_errors):
+            remembered.pop(job.url, None)
+            while len(remembered) >= MAX_REMEMBERED_FAILURES:
+                del remembered[next(iter(remembered))]
+        self._failed_until[job.url] = self._monotonic() + self.retry_after
+        self.last_errors[job.url] = why
+        self.fetches.inc(kind=job.kind.value, outcome="failed")
+        self._log.warning("revocation.fetch.failed", url=job.url, kind=job.kind.value, error=why)
 
     async def _fetch(self, job: FetchJob) -> bool:
         try:
             async with asyncio.timeout(self.timeout):
                 if job.kind is SourceKind.OCSP:
-                    assert job.cert is not None
-                    assert job.issuer is not None
+                    if job.cert_id is not None:
+                        request = ocsp_request_for(job.cert_id)
+                    else:
+                        assert job.cert is not None
+                        assert job.issuer is not None
+                        request = ocsp_request(job.cert, job.issuer)
                     body = await self.http_get(
-                        job.url,
-                        ocsp_request(job.cert, job.issuer),
-                        "application/ocsp-request",
-                        MAX_OCSP_BYTES,
+                        job.url, request, "application/ocsp-request", MAX_OCSP_BYTES
                     )
                     source = RevocationSource.OCSP_URL
                 else:
@@ -274,20 +359,10 @@ class RevocationFetcher:
             )
         except (TimeoutError, OSError, GatewayError, CertStoreError, ValueError) as exc:
             why = "no answer within the timeout" if isinstance(exc, TimeoutError) else str(exc)
-            self._failed_until[job.url] = self._monotonic() + self.retry_after
-            self.last_errors[job.url] = why
-            self.fetches.inc(kind=job.kind.value, outcome="failed")
-            self._log.warning(
-                "revocation.fetch.failed", url=job.url, kind=job.kind.value, error=why
-            )
+            self._failed(job, why)
             return False
         except Exception as exc:  # an HTTP client error of any kind: no information
-            self._failed_until[job.url] = self._monotonic() + self.retry_after
-            self.last_errors[job.url] = f"{type(exc).__name__}: {exc}"
-            self.fetches.inc(kind=job.kind.value, outcome="failed")
-            self._log.warning(
-                "revocation.fetch.failed", url=job.url, kind=job.kind.value, error=str(exc)
-            )
+            self._failed(job, f"{type(exc).__name__}: {exc}")
             return False
         self._failed_until.pop(job.url, None)
         self.last_errors.pop(job.url, None)
@@ -296,34 +371,37 @@ class RevocationFetcher:
         return True
 
     async def refresh_due(self) -> int:
-        """Fetch again every fetched CRL whose nextUpdate is near; returns how many.
+        """Fetch again every cached CRL and OCSP answer from a URL whose nextUpdate is
+        near (:func:`refresh_due_at`); returns how many were fetched and stored.
 
-        OCSP answers are refreshed by the next handshake that needs them (a request
-        needs the certificate, which the cache does not keep).
+        What a refresh stores changes the trust state, so the connector's revocation
+        watch revalidates open flows with it (a revoked peer's flow is closed).
+        A failed refresh keeps the old information until it runs out; the failure is
+        logged and counted, and the URL is not asked again for ``retry_after``.
         """
-        now = self._clock()
-        sources = await asyncio.to_thread(self.store.list_revocation)
-        due = [
-            s
-            for s in sources
-            if s.kind is SourceKind.CRL
-            and s.source is RevocationSource.CRL_URL
-            and s.url
-            and (s.next_update is None or s.next_update - REFRESH_MARGIN <= now)
-        ]
-        for source in due:
-            assert source.url is not None
-            await self.fetch(FetchJob(kind=SourceKind.CRL, url=source.url))
-        return len(due)
+        snapshot = await asyncio.to_thread(self.store.snapshot)
+        if snapshot.settings.revocation is RevocationMode.OFF:
+            return 0
+        jobs = due_for_refresh(snapshot, self._clock())
+        if not jobs:
+            return 0
+        self._log.debug("revocation.refresh.started", due=len(jobs))
+        stored = 0
+        for job in jobs:
+            ok = await self.fetch(job)
+            self.refreshes.inc(kind=job.kind.value, outcome="stored" if ok else "failed")
+            stored += ok
+        return stored
 
-    async def run(self, interval: float = 60.0) -> None:
-        """Refresh what is about to run out, every ``interval`` seconds, until cancelled."""
+    async def run(self, interval: float | None = None) -> None:
+        """Refresh what is about to run out, every ``interval`` seconds (default
+        ``refresh_interval``), until cancelled."""
         while True:
             try:
                 await self.refresh_due()
             except Exception as exc:  # the store may be briefly unreadable: retry next round
                 self._log.error("revocation.refresh.failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.refresh_interval if interval is None else interval)
 
 
 def aiohttp_get(session_factory: Callable[[], Any]) -> HttpGet:
@@ -339,9 +417,17 @@ def aiohttp_get(session_factory: Callable[[], Any]) -> HttpGet:
             async with request as response:
                 if response.status != 200:
                     raise RevocationFetchError(f"{url} answered HTTP {response.status}")
-                data: bytes = await response.content.read(limit + 1)
-                if len(data) > limit:
-                    raise RevocationFetchError(f"{url} sent more than {limit} bytes")
-                return data
+                too_much = RevocationFetchError(f"{url} sent more than {limit} bytes")
+                if response.content_length is not None and response.content_length > limit:
+                    raise too_much
+                # read() gives what has arrived, not all of it: read to the end, bounded.
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_much
+                    chunks.append(chunk)
+                return b"".join(chunks)
 
     return get

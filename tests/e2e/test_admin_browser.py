@@ -22,6 +22,8 @@ from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, Ver
 from certstore.sqlite import SqliteStore
 from tests.admin_support import PASSWORD, PKI
 from tests.gateway_process import REPO, GatewayProcess, start_gateway
+from tests.pki import CertFactory
+from tests.revocation_support import make_crl
 
 CHROMIUM = os.environ.get("SIPSGATE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -200,6 +202,43 @@ class TestAdminPages:
         await page.goto(f"{gateway.url}audit")
         await expect(page.locator("#audit-table")).to_contain_text("settings")
         await shoot(page, "audit-log")
+        await page.context.close()
+
+    async def test_revocation_page_upload_and_remove_a_crl(
+        self, browser: Browser, gateway: GatewayProcess, tmp_path: Path
+    ) -> None:
+        """Reached from the navigation; a CRL uploaded through the form is listed with
+        its issuer, dates and revoked count; removing it asks first, then it is gone."""
+        now = datetime.now(UTC)
+        factory = CertFactory(now)
+        ca = factory.ca("Offline Site CA")
+        crl = tmp_path / "site.crl"
+        crl.write_bytes(make_crl(ca, [factory.leaf(ca), factory.leaf(ca)], now=now))
+        junk = tmp_path / "junk.crl"
+        junk.write_bytes(b"not a CRL")
+        page = await new_page(browser)
+        await log_in(page, gateway)
+        await page.click("nav[aria-label=Main] >> text=Revocation")
+        await expect(page.locator("h1")).to_have_text("Revocation")
+        await expect(page.locator("#revocation-mode")).to_have_text("soft-fail")
+        await page.set_input_files("#crl-form input[name=file]", str(junk))
+        await page.click("#crl-form button[type=submit]")
+        await expect(page.locator(".flash.error")).to_contain_text("not a readable CRL")
+        await page.set_input_files("#crl-form input[name=file]", str(crl))
+        await page.click("#crl-form button[type=submit]")
+        await expect(page.locator(".flash.ok")).to_contain_text("2 revoked")
+        row = page.locator("#revocation-table tbody tr", has_text="Offline Site CA")
+        await expect(row).to_have_count(1)
+        await expect(row.locator("td[data-label=Source]")).to_have_text("uploaded")
+        await expect(row.locator("td[data-label=Revoked]")).to_have_text("2")
+        await shoot(page, "revocation")
+        await row.locator("button", has_text="Remove").click()
+        await expect(page.locator("#confirm-dialog")).to_be_visible()
+        await page.click("#confirm-ok")
+        await expect(page.locator(".flash.ok")).to_contain_text("was removed")
+        await expect(page.locator("#revocation-table")).to_have_count(0)
+        await page.goto(f"{gateway.url}audit")
+        await expect(page.locator("#audit-table")).to_contain_text("revocation.remove")
         await page.context.close()
 
     async def test_phone_sized_screen(self, browser: Browser, gateway: GatewayProcess) -> None:

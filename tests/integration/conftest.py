@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.pki import CertFactory, Issued
+from tests.revocation_support import CrlServer
 
 if TYPE_CHECKING:
     from tests.integration.trust_env import Env
@@ -48,3 +49,14 @@ def env(tmp_path: Path) -> Iterator[Env]:
         yield environment
     finally:
         environment.store.close()
+
+
+@pytest.fixture
+async def crl_server() -> AsyncIterator[CrlServer]:
+    """A loopback HTTP server for CRLs (GET /ca.crl) and OCSP answers (POST /ocsp)."""
+    server = CrlServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

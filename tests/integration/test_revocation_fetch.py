@@ -7,11 +7,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from certstore.model import Reason
 from certstore.revocation import RevocationSource, SourceKind
@@ -21,59 +20,13 @@ from gateway.tls.policy import TlsTarget
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.revocation_support import (
+    CrlServer,
     OpensslOcspResponder,
     index_line,
     make_crl,
     revocation_urls,
 )
 from tests.tls_servers import OpensslServer, free_port
-
-
-class CrlServer:
-    """An aiohttp server on 127.0.0.1 serving ``body`` at /ca.crl (``delay`` before answering)."""
-
-    def __init__(self) -> None:
-        self.body = b""
-        self.delay = 0.0
-        self.hits = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/ca.crl"
-
-    async def _serve(self, request: web.Request) -> web.Response:
-        self.hits += 1
-        if self.delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.delay)
-        return web.Response(body=self.body, content_type="application/pkix-crl")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/ca.crl", self._serve)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@pytest.fixture
-async def crl_server() -> AsyncIterator[CrlServer]:
-    server = CrlServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def _sipsgate() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "gateway.cli"]
 
 
-def test_cli_crl_add_and_list(tmp_path: Path) -> None:
+def test_cli_crl_add_list_and_remove(tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
     factory = CertFactory(now)
     root = factory.ca("CLI CRL Root")
@@ -90,3 +90,10 @@ def test_cli_crl_add_and_list(tmp_path: Path) -> None:
     bad = run("add", str(garbage))
     assert bad.returncode != 0 and "not a readable CRL" in bad.stderr
     assert len(json.loads(run("list", "--json").stdout)) == 1
+    fingerprint = listed[0]["fingerprint"]
+    unknown = run("remove", "0" * 64)
+    assert unknown.returncode != 0 and "uploaded CRL" in unknown.stderr
+    removed = run("remove", fingerprint[:12], "--json")  # a prefix will do
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(removed.stdout)["fingerprint"] == fingerprint
+    assert json.loads(run("list", "--json").stdout) == []

@@ -5,14 +5,16 @@ from __future__ import annotations
 import html
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from certstore.model import Finding, Peer, Reason, Rule, Transport, Verdict, VerdictKind
+from certstore.sqlite import SqliteStore
 from gateway.tls.advice import advise
-from tests.admin_support import PKI, AdminHarness, login
+from tests.admin_support import PKI, TEST_ACTOR, AdminHarness, admin_config, login, start_admin
 from tests.pki import Issued
 
 API = "/api/v1"
@@ -465,6 +467,30 @@ class TestOperations:
             summary = await response.json()
         assert summary["trust"] == 1
         assert [e.certificate for e in admin.store.list_trust()] == [cert.model]
+
+    async def test_a_backup_larger_than_max_upload_is_restored(
+        self, store: SqliteStore, data_dir: Path
+    ) -> None:
+        """A backup declares its Content-Length and exceeds ``admin.max_upload``: the restore
+        route has its own limit, which the first body check must honour too."""
+        store.restore_defaults(actor=TEST_ACTOR)
+        harness = await start_admin(store, data_dir, config=admin_config(data_dir, max_upload=4096))
+        try:
+            api = harness.client(basic=True)
+            async with api.get(f"{API}/backup") as response:
+                document = await response.read()
+            assert len(document) > 4096
+            trusted = store.list_trust()
+            store.clear_trust(actor=TEST_ACTOR)
+            async with api.post(
+                f"{API}/restore", data=document, headers={"Content-Type": "application/json"}
+            ) as response:
+                assert response.status == 200, await response.text()
+            assert store.list_trust() == trusted
+            async with api.post(f"{API}/trust", data=b"x" * 5000) as response:
+                assert response.status == 413  # other routes keep admin.max_upload
+        finally:
+            await harness.close()
 
     async def test_restore_of_a_damaged_backup_changes_nothing(
         self, admin: AdminHarness, api: aiohttp.ClientSession

@@ -190,3 +190,28 @@ def _call(
         headers=headers,
         transport_kwargs={"base_url": live_admin.base_url, "session": http, **transport},
     )
+
+
+@pytest.mark.parametrize("source", ["fingerprint", "certificate"])
+def test_pin_without_expiry_twice_conforms(
+    live_admin: LiveAdmin, http: requests.Session, source: str
+) -> None:
+    """``expires_at: null`` (no expiry) is accepted, and sending the same pin again
+    returns the same pin (201, no second row); both answers conform to the document."""
+    sample = _SAMPLES[2].certificate
+    body: dict[str, Any] = {"decision": "accept", "expires_at": None, "note": None}
+    body[source] = sample.fingerprint if source == "fingerprint" else to_pem([sample]).decode()
+    operation = schema["/api/v1/decisions"]["POST"]
+    answers = []
+    for _ in range(2):
+        response = http.post(
+            f"{live_admin.base_url}/api/v1/decisions",
+            json=body,
+            headers={"Authorization": basic_header()},
+            timeout=WAIT,
+            verify=str(live_admin.ca_file),  # explicit: REQUESTS_CA_BUNDLE would win
+        )
+        assert response.status_code == 201, response.text
+        operation.validate_response(response)
+        answers.append(response.json())
+    assert answers[0]["id"] == answers[1]["id"] and answers[0]["expires_at"] is None
