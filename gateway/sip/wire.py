@@ -14,7 +14,7 @@ same values: :meth:`Wire.to_message` builds the full :class:`Request` or
 splicing lines (insert its Via, rewrite Max-Forwards, remove its own Via from a
 response) and writes it back with :meth:`Wire.render`, which gives the bytes that
 ``serialise`` would give for the same fields. Header values are checked by the
-caller, as much as it needs: see ``gateway.relay.proxy``.
+caller, as much as it needs: see ``gateway.relay.fastpath``.
 """
 
 from __future__ import annotations

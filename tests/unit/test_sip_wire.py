@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.relay.flows import LanFlow
-from gateway.relay.proxy import Listener, ProxyCore, ProxySettings, SendLan, SendUpstream
+from gateway.relay.outputs import SendLan, SendUpstream
+from gateway.relay.proxy import ProxyCore
+from gateway.relay.settings import Listener, ProxySettings
 from gateway.sip import (
     RemoteProtocolError,
     Request,
