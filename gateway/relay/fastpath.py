@@ -89,7 +89,7 @@ class FastPath(ProxyState):
         path_at = -1
         path_line = ""
         if method == "REGISTER":
-            token = self.tokens.flow_token(flow)
+            token = self.tokens.flow_token(source)
             stx.ua_path = ua_supports_path(w.get_all("supported"))
             path_line = f"Path: {path_value(token, local)}"
             if "path" in keys:
