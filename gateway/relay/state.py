@@ -187,13 +187,21 @@ class ProxyState:
         out.append(SendUpstream(data) if flow is None else SendLan(flow, data))
 
     def _pass_response(
-        self, stx: ServerTx, data: bytes, status: int, now: float, out: list[Output]
+        self,
+        stx: ServerTx,
+        data: bytes,
+        status: int,
+        now: float,
+        out: list[Output],
+        *,
+        local: bool = False,
     ) -> None:
+        """Send ``data`` on ``stx`` (if its state takes it); ``local``: sipsgate made it."""
         first_final = stx.final_status is None
         if stx.send_response(status, data, now):
             self._send(stx.source, data, out)
             if status >= 200 and first_final:
-                self._final(stx, status, now, out, local=False)
+                self._final(stx, status, now, out, local=local)
         self._keep(stx)
 
     def _answer(
@@ -217,12 +225,7 @@ class ProxyState:
         if retry_after is not None:
             extra.append(("Retry-After", str(retry_after)))
         data = self._local_response(request, status, tag_seed=stx.key, extra=extra)
-        first_final = stx.final_status is None
-        if stx.send_response(status, data, now):
-            self._send(stx.source, data, out)
-            if status >= 200 and first_final:
-                self._final(stx, status, now, out, local=True)
-        self._keep(stx)
+        self._pass_response(stx, data, status, now, out, local=True)
 
     def _answer_stateless(
         self, request: Request, status: int, out: list[Output], flow: LanFlow | None
