@@ -29,336 +29,80 @@ token it signed, a TCP connection a base station opened, or the UDP address a ba
 station sent requests or registered from. A request for any other address is answered
 404 and reported; a response without a transaction goes only to the base station whose
 Via sits under a branch sipsgate computed for it, at an address it holds.
+
+This module is the dispatch and the timers: which path a message takes, the
+transactions on both sides, the upstream flow's keep-alive, and forwarding. The rest
+lives beside it: :mod:`~gateway.relay.outputs` (what the core returns),
+:mod:`~gateway.relay.settings`, :mod:`~gateway.relay.state` (the state and the
+answering primitives), :mod:`~gateway.relay.routing` (Via, branch, loop hash,
+Route, Record-Route), :mod:`~gateway.relay.registrar` (Path, the Contact
+fallback, registration tracking) and :mod:`~gateway.relay.fastpath`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
-import os
-import random
-import re
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from gateway.relay.flows import DecodedToken, FlowTokens, LanFlow, uri_user
-from gateway.relay.transaction import (
-    DEFAULT_TIMERS,
-    ClientTransaction,
-    ResponseAction,
-    ServerTransaction,
-    State,
-    TimerAction,
-    TimerSettings,
-    Transaction,
-    TransactionTable,
+from gateway.relay.fastpath import FastPath
+from gateway.relay.flows import LanFlow, uri_user
+from gateway.relay.outputs import (
+    CONNECT,
+    CloseUpstream,
+    Dropped,
+    Output,
+    PathSupport,
+    PongSupport,
+    SendUpstream,
 )
+from gateway.relay.registrar import (
+    UDP_PEER_SECONDS,
+    names_outbound,
+    path_refused,
+    path_shown,
+    path_value,
+    registered_note,
+    registration_seconds,
+    restore_contacts,
+    rewrite_contacts,
+    ua_supports_path,
+)
+from gateway.relay.routing import (
+    DIALOG_METHODS,
+    canonical_ip,
+    has_to_tag,
+    loop_hash,
+    pop_token_routes,
+    record_route_lan,
+    record_route_tls,
+    reply_flow,
+    server_key,
+    stamp_via,
+    stateless_key,
+    uri_ip_address,
+)
+from gateway.relay.settings import ProxySettings
+from gateway.relay.state import ClientTx, Pending, ServerTx
+from gateway.relay.transaction import ResponseAction, State, TimerAction
 from gateway.sip import (
     Headers,
-    NameAddr,
     RemoteProtocolError,
     Request,
     Response,
     Via,
     parse_datagram,
-    parse_name_addr_list,
     parse_via,
-    parse_via_list,
     serialise,
     split_comma_list,
     validate_request,
 )
-from gateway.sip.headers import (
-    check_call_id,
-    parse_cseq,
-    parse_max_forwards,
-    parse_name_addr,
-    quote,
-)
-from gateway.sip.uri import SipUri, parse_sip_uri
-from gateway.sip.wire import SimpleVia, Wire, scan_datagram, simple_name_addr, simple_via
-
-MAGIC = "z9hG4bK"
-#: Methods whose initial request (no To tag) creates a dialog: these are Record-Routed.
-DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
-REASONS = {
-    100: "Trying",
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    408: "Request Timeout",
-    430: "Flow Failed",
-    481: "Call/Transaction Does Not Exist",
-    482: "Loop Detected",
-    483: "Too Many Hops",
-    487: "Request Terminated",
-    503: "Service Unavailable",
-}
-
-# UDP addresses of base stations the upstream may reach: a source of requests stays
-# known this long after its last request, a registration until it expires.
-UDP_PEER_SECONDS = 600.0
-MAX_REGISTRATION_SECONDS = 86400.0
-MAX_UDP_PEERS = 10_000
-
-# --- outputs ---------------------------------------------------------------------------
+from gateway.sip.wire import Wire, scan_datagram
 
 
-class SendLan(NamedTuple):
-    """Send ``data`` to a base station over ``flow``."""
-
-    flow: LanFlow
-    data: bytes
-
-
-class SendUpstream(NamedTuple):
-    """Send ``data`` over the upstream TLS flow."""
-
-    data: bytes
-
-
-class ConnectUpstream(NamedTuple):
-    """Requests wait for the upstream flow: connect it (or report why not)."""
-
-
-class CloseUpstream(NamedTuple):
-    """The upstream flow is dead (no keep-alive answer): close it."""
-
-    reason: str
-
-
-class TransactionDone(NamedTuple):
-    """A transaction got its final answer (for the per-transaction log and metrics)."""
-
-    direction: str  # "outbound" (base station → upstream) or "inbound"
-    method: str
-    status: int
-    call_id: str
-    duration: float
-    peer: str  # the base station, host:port
-    local: bool  # the answer was made by sipsgate itself (408, 483, 503, ...)
-    transport: str = ""  # the base station's: "udp" or "tcp" ("" for inbound)
-
-
-class Dropped(NamedTuple):
-    """A message was dropped (malformed, stray, over a limit)."""
-
-    reason: str
-    detail: str
-    peer: str
-
-
-class Registered(NamedTuple):
-    """The registrar accepted a base station's REGISTER (for the status view)."""
-
-    peer: str  # the base station, host:port
-    transport: str
-    aor: str  # the To URI: the address of record
-    expires: int | None  # seconds granted: the longest Contact binding, else Expires
-
-
-class PathSupport(NamedTuple):
-    """What the registrar showed about RFC 3327 Path."""
-
-    supported: bool
-    detail: str
-
-
-class PongSupport(NamedTuple):
-    """The upstream showed it answers CRLF keep-alives (RFC 5626 §4.4.1): from now on a
-    missing pong means a dead flow."""
-
-    detail: str
-
-
-Output = (
-    SendLan
-    | SendUpstream
-    | ConnectUpstream
-    | CloseUpstream
-    | TransactionDone
-    | Dropped
-    | PathSupport
-    | PongSupport
-    | Registered
-)
-
-_CONNECT = ConnectUpstream()
-
-# --- settings ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Listener:
-    """One LAN listening address; its index in ``ProxySettings.listeners`` is its id."""
-
-    transport: str  # "udp" or "tcp"
-    host: str
-    port: int
-
-    @property
-    def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProxySettings:
-    listeners: tuple[Listener, ...]
-    key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
-    timers: TimerSettings = DEFAULT_TIMERS
-    max_pending: int = 2000  # requests held while the upstream flow is being opened
-    source_inflight: int = 1000  # transactions without a final answer, per base station host
-    keepalive: float = 30.0  # RFC 5626 CRLF ping interval on the upstream flow; 0 = off
-    #: RFC 5626 §4.4.1: no pong within this → the flow is dead, once the upstream has
-    #: shown it answers pings (before that, only a TCP/TLS error ends a flow).
-    pong_timeout: float = 10.0
-    agent: str = "sipsgate"
-    #: The upstream as configured (``sip.upstream``): the target of OPTIONS keep-alives.
-    upstream_uri: str = ""
-    #: Host names base stations may use for sipsgate (outbound proxy, Route); its
-    #: listen addresses are recognised without being listed.
-    host_names: tuple[str, ...] = ()
-
-
-# --- transactions with the proxy's bookkeeping ---------------------------------------------
-
-
-class ServerTx(ServerTransaction):
-    """A server transaction and what the proxy needs to answer on it."""
-
-    __slots__ = (
-        "_build",
-        "_request",
-        "call_id",
-        "client",
-        "counted",
-        "key",
-        "source",
-        "started",
-        "ua_path",
-    )
-
-    def __init__(
-        self,
-        request: Request | None,
-        *,
-        method: str,
-        key: str,
-        source: LanFlow | None,
-        reliable: bool,
-        now: float,
-        settings: TimerSettings,
-        call_id: str,
-    ) -> None:
-        super().__init__(method, reliable=reliable, settings=settings)
-        self.key = key
-        self._request = request  # dropped once the final answer is out
-        self._build: Callable[[], Request] | None = None
-        self.source = source  # None: the upstream flow
-        self.started = now
-        self.call_id = call_id
-        self.client: ClientTx | None = None
-        self.counted = False
-        self.ua_path = False
-
-    def defer(self, build: Callable[[], Request]) -> None:
-        """Keep ``build`` instead of the request: it is built only if an answer needs it."""
-        self._build = build
-
-    @property
-    def live(self) -> bool:
-        """Whether the request still waits for its final answer (it is kept until then)."""
-        return self._request is not None or self._build is not None
-
-    @property
-    def request(self) -> Request | None:
-        if self._request is None and self._build is not None:
-            self._request = self._build()
-            self._build = None
-        return self._request
-
-    @request.setter
-    def request(self, request: Request | None) -> None:
-        self._request = request
-        self._build = None
-
-
-class ClientTx(ClientTransaction):
-    """A client transaction and the request it sent (kept for ACK, CANCEL, resending)."""
-
-    __slots__ = (
-        "branch",
-        "cancel",
-        "data",
-        "dest",
-        "key",
-        "path_added",
-        "request",
-        "server",
-    )
-
-    def __init__(
-        self,
-        request: Request | None,
-        data: bytes,
-        *,
-        method: str,
-        key: str,
-        branch: str,
-        dest: LanFlow | None,
-        server: ServerTx | None,
-        now: float,
-        settings: TimerSettings,
-    ) -> None:
-        reliable = dest is None or dest.transport == "tcp"
-        super().__init__(method, reliable=reliable, now=now, settings=settings)
-        self.key = key
-        self.branch = branch
-        self.dest = dest  # None: the upstream flow
-        self.server = server
-        self.data = data if not reliable else b""
-        self.request: Request | None = request if self.invite or server is None else None
-        self.cancel = 0  # 1: a CANCEL waits for a provisional response; 2: sent
-        self.path_added = False
-
-
-class _Pending(NamedTuple):
-    server: ServerTx
-    request: Request
-
-
-# --- the core ------------------------------------------------------------------------------
-
-
-class ProxyCore:
+class ProxyCore(FastPath):
     """The whole relay's SIP behaviour; no I/O, time passed in."""
 
     def __init__(self, settings: ProxySettings, *, rng: Callable[[], float] | None = None) -> None:
-        if not settings.listeners:
-            raise ValueError("The relay needs at least one LAN listener.")
-        self.settings = settings
-        self.timers = settings.timers
-        self.tokens = FlowTokens(settings.key)
-        self._hash_key = hashlib.sha256(b"branch" + settings.key).digest()
-        self._instance = hashlib.sha256(b"instance" + settings.key).hexdigest()[:4]
-        self._prefix = f"{MAGIC}sg{self._instance}"
-        self._rng = rng or random.Random().random
-        self.table: TransactionTable[Transaction] = TransactionTable()
-        self.upstream_local: str | None = None  # "host:port" of our end of the TLS flow
-        self.path_supported: bool | None = None
-        self._pending: list[_Pending] = []
-        self._connect_requested = False
-        self._inflight: dict[str, int] = {}
-        self._tcp_flows: dict[int, LanFlow] = {}
-        self._tcp_by_addr: dict[tuple[str, int], LanFlow] = {}
-        self._udp_peers: OrderedDict[tuple[str, int], float] = OrderedDict()
-        self._first_udp = next(
-            (i for i, li in enumerate(settings.listeners) if li.transport == "udp"), None
-        )
+        super().__init__(settings, rng=rng)
         self._ping_at: float | None = None
         self._pong_due: float | None = None
         # RFC 5626 §4.4.1: pongs are expected only from an upstream that negotiated
@@ -367,13 +111,6 @@ class ProxyCore:
         self.pongs_answered = False
         self._pings_unanswered = False  # a ping went out on this flow and got no pong
         self._keepalive_count = 0
-        # What names sipsgate in a Route or Request-URI (RFC 3261 §16.4): listen
-        # addresses with their ports, and host names with any of those ports.
-        self._own_addresses = frozenset(
-            (_normal_host(li.host), li.port) for li in settings.listeners
-        )
-        self._own_names = frozenset(n.lower().rstrip(".") for n in settings.host_names if n)
-        self._own_ports = frozenset(li.port for li in settings.listeners)
 
     # --- timers ------------------------------------------------------------------------
 
@@ -531,7 +268,7 @@ class ProxyCore:
         self._keepalive_count += 1
         n = self._keepalive_count
         key = f"keepalive|{n}"
-        branch = self._branch_with(key, "00000000")
+        branch = self.branches.branch_with(key, "00000000")
         target = self.settings.upstream_uri or f"sip:{local};transport=tls"
         request = Request(
             method="OPTIONS",
@@ -540,9 +277,9 @@ class ProxyCore:
                 [
                     ("Via", f"SIP/2.0/TLS {local};branch={branch}"),
                     ("Max-Forwards", "0"),
-                    ("From", f"<sip:{self.settings.agent}@{local}>;tag={self._tag(key)}"),
+                    ("From", f"<sip:{self.settings.agent}@{local}>;tag={self.branches.tag(key)}"),
                     ("To", f"<{target}>"),
-                    ("Call-ID", f"keepalive-{self._instance}-{n}@{local}"),
+                    ("Call-ID", f"keepalive-{self.branches.instance}-{n}@{local}"),
                     ("CSeq", f"{n} OPTIONS"),
                 ]
             ),
@@ -568,10 +305,7 @@ class ProxyCore:
         """RFC 5626 §6: a registrar supporting outbound names it in its REGISTER 2xx."""
         if self.pongs_answered:
             return
-        tags = ",".join(
-            (*response.headers.get_all("Require"), *response.headers.get_all("Supported"))
-        )
-        if "outbound" in (t.strip().lower() for t in tags.split(",")):
+        if names_outbound(response):
             self.pongs_answered = True
             out.append(PongSupport("the registrar's 2xx to REGISTER names 'outbound'"))
 
@@ -667,14 +401,14 @@ class ProxyCore:
         via = request.top_via
         if via is None:
             raise RemoteProtocolError("The request has no Via header.")
-        key = self._server_key(request, via, method)
+        key = server_key(request, via, method)
         if method == "ACK":
             stx = self.table.get(key)
             if isinstance(stx, ServerTx) and stx.invite and stx.state is not State.ACCEPTED:
                 stx.on_ack(now)
                 self.table.schedule(key, stx)
                 return
-            self._stateless_upstream(self._stamp_via(request, via, flow), now, out, flow)
+            self._stateless_upstream(stamp_via(request, via, flow), now, out, flow)
             return
         existing = self.table.get(key)
         if existing is not None:
@@ -692,9 +426,9 @@ class ProxyCore:
             self._cancel(request, key, flow, now, out)
             return
         validate_request(request, require_max_forwards=False)  # §16.6: we add 70
-        request = self._stamp_via(request, via, flow)
-        source = self._reply_flow(flow, via)
-        self._note_peer(source, now + UDP_PEER_SECONDS)
+        request = stamp_via(request, via, flow)
+        source = reply_flow(flow, via)
+        self.peers.note(source, now + UDP_PEER_SECONDS)
         stx = ServerTx(
             request,
             method=method,
@@ -724,179 +458,16 @@ class ProxyCore:
             self._answer(stx, 100, now, out)
         self._forward_upstream(stx, request, now, out)
 
-    # --- the fast path: plain requests and responses, spliced line by line -----------------
-    #
-    # Taken only when the outcome is the one the full path would reach; anything else
-    # (no flow yet, a retransmission, Route, dialogs, INVITE, ACK, CANCEL, a loop, a
-    # header the plain recognisers do not know) returns False before any state changed,
-    # and the message goes the full way.
-
-    def _fast_request(self, w: Wire, flow: LanFlow, now: float, out: list[Output]) -> bool:
-        method = w.method
-        local = self.upstream_local
-        keys = w.keys
-        if (
-            local is None
-            or method in _FULL_PATH_METHODS
-            or "route" in keys
-            or (method == "REGISTER" and self.path_supported is False)
-            or "via" not in keys
-        ):
-            return False
-        values = w.values
-        vi = keys.index("via")
-        via = simple_via(values[vi])
-        if via is None:
-            return False
-        branch = via.param("branch")[1]
-        if branch is None or not branch.startswith(MAGIC):
-            return False
-        key = f"s|{branch}|{via.sent_by}|{method}"
-        if key in self.table:
-            return False  # a retransmission
-        max_forwards = self._fast_valid(w, vi)
-        host = flow.host
-        if max_forwards <= 0 or self._inflight.get(host, 0) >= self.settings.source_inflight:
-            return False
-        call_id = values[keys.index("call-id")]
-        has_rport, _ = via.param("rport")
-        if flow.transport == "tcp" or has_rport or (via.port or 5060) == flow.port:
-            source = flow
-        else:
-            source = LanFlow("udp", host, via.port or 5060, flow.listener)
-        self._note_peer(source, now + UDP_PEER_SECONDS)
-        stx = ServerTx(
-            None, method=method, key=key, source=source, reliable=flow.transport == "tcp",
-            now=now, settings=self.timers, call_id=call_id,
-        )  # fmt: skip
-        stx.defer(lambda: self._full_request(w, flow))
-        self._inflight[host] = self._inflight.get(host, 0) + 1
-        stx.counted = True
-        self.table.add(key, stx)
-
-        # What _stamp_via and _forward_upstream do, on the lines.
-        lines = w.lines.copy()
-        stamped = _stamp_simple(via, flow)
-        if stamped is not None:
-            lines[vi] = f"Via: {stamped}"
-        mi = keys.index("max-forwards")
-        lines[mi] = f"{w.lines[mi][: -len(values[mi]) - 2]}: {max_forwards - 1}"
-        path_at = -1
-        path_line = ""
-        if method == "REGISTER":
-            token = self.tokens.flow_token(flow)
-            stx.ua_path = "path" in ",".join(w.get_all("supported")).lower()
-            path_line = f"Path: <sip:{token}@{local};transport=tls;lr;ob>"
-            if "path" in keys:
-                path_at = keys.index("path")
-            else:
-                lines.append(path_line)
-            if not stx.ua_path:
-                lines.append("Supported: path")
-        loop = _loop_hash(
-            w.uri, w.get("from"), w.get("to"), call_id, values[keys.index("cseq")], None
-        )
-        ours = self._branch_with(key, loop)
-        via_line = f"Via: SIP/2.0/TLS {local};branch={ours}"
-        if path_at > vi:
-            lines.insert(path_at, path_line)
-        lines.insert(vi, via_line)
-        if 0 <= path_at <= vi:
-            lines.insert(path_at, path_line)
-        data = w.render(lines)
-        ctx = ClientTx(
-            None, data, method=method, key=f"c|{ours}|{method}", branch=ours, dest=None,
-            server=stx, now=now, settings=self.timers,
-        )  # fmt: skip
-        ctx.path_added = method == "REGISTER"
-        stx.client = ctx
-        self.table.add(ctx.key, ctx)
-        out.append(SendUpstream(data))
-        return True
-
-    def _fast_valid(self, w: Wire, top: int) -> int:
-        """Max-Forwards when ``validate_request`` passes and no Via is ours; else -1."""
-        keys = w.keys
-        for name in _SINGLE:
-            if keys.count(name) != 1:
-                return -1
-        prefix = self._prefix
-        try:
-            for i, (k, v) in enumerate(zip(keys, w.values, strict=True)):
-                if k == "via":
-                    if prefix in v:
-                        return -1  # maybe a loop: the full path looks closer
-                    if i != top and ("," in v or simple_via(v) is None):
-                        parse_via_list(v)
-                elif k == "to" or k == "from":
-                    if not simple_name_addr(v):
-                        parse_name_addr(v)
-                elif k in _ADDRESS_LISTS and ("," in v or not simple_name_addr(v)):
-                    parse_name_addr_list(v, allow_wildcard=k == "contact")
-            check_call_id(w.values[keys.index("call-id")])
-            cseq = parse_cseq(w.values[keys.index("cseq")])
-            max_forwards = parse_max_forwards(w.values[keys.index("max-forwards")])
-        except RemoteProtocolError:
-            return -1
-        return max_forwards if cseq.method == w.method else -1
-
-    def _full_request(self, w: Wire, flow: LanFlow) -> Request:
-        """The request the full path would have kept for a transaction the fast path took."""
-        request = w.to_message()
-        assert isinstance(request, Request)
-        via = request.top_via
-        assert via is not None
-        return self._stamp_via(request, via, flow)
-
-    def _fast_response(self, w: Wire, flow: LanFlow | None, now: float, out: list[Output]) -> bool:
-        keys = w.keys
-        if "via" not in keys or "cseq" not in keys:
-            return False
-        vi = keys.index("via")
-        value = w.values[vi]
-        rest: str | None = None
-        if "," in value:  # our Via and the ones below it on one line, as some stacks write
-            elements = split_comma_list(value)
-            value, rest = elements[0], ", ".join(elements[1:])
-        via = simple_via(value)
-        if via is None:
-            return False
-        branch = via.param("branch")[1]
-        if branch is None or not branch.startswith(self._prefix):
-            return False
-        try:
-            cseq = parse_cseq(w.values[keys.index("cseq")])
-        except RemoteProtocolError:
-            return False
-        ctx = self.table.by_key.get(f"c|{branch}|{cseq.method}")
-        if type(ctx) is not ClientTx or ctx.invite or ctx.path_added or ctx.cancel:
-            return False
-        stx = ctx.server
-        if stx is None or stx.method == "REGISTER":
-            return False
-        status = w.status
-        action = ctx.on_response(status, now)
-        self.table.schedule(ctx.key, ctx)
-        if action is ResponseAction.ABSORB:
-            return True
-        lines = w.lines.copy()
-        if rest is None:
-            del lines[vi]
-        else:  # what pop_first_value leaves: the other values, joined by ", "
-            lines[vi] = f"{lines[vi][: -len(w.values[vi]) - 2]}: {rest}"
-        self._pass_response(stx, w.render(lines), status, now, out)
-        return True
-
     def _checks(self, stx: ServerTx, request: Request, now: float, out: list[Output]) -> bool:
         """Max-Forwards (483) and loop detection (482, RFC 3261 §16.3)."""
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
             self._answer(stx, 483, now, out)
             return False
-        prefix = self._prefix
+        prefix = self.branches.prefix
         for line in request.headers.get_all("Via"):
             if prefix in line:
-                loop = self._loop_hash(request)
+                loop = loop_hash(request)
                 for value in split_comma_list(line):
                     branch = parse_via(value).branch or ""
                     if branch.startswith(prefix) and branch.endswith(loop):
@@ -917,7 +488,7 @@ class ProxyCore:
             else:
                 via = request.top_via
                 assert via is not None
-                self._stateless_upstream(self._stamp_via(request, via, flow), now, out, flow)
+                self._stateless_upstream(stamp_via(request, via, flow), now, out, flow)
             return
         self._send(stx.source, self._local_response(request, 200, tag_seed=stx.key), out)
         ctx = stx.client
@@ -983,7 +554,7 @@ class ProxyCore:
         via = request.top_via
         if via is None:
             raise RemoteProtocolError("The request has no Via header.")
-        key = self._server_key(request, via, method)
+        key = server_key(request, via, method)
         if method == "ACK":
             stx = self.table.get(key)
             if isinstance(stx, ServerTx) and stx.invite and stx.state is not State.ACCEPTED:
@@ -1041,63 +612,21 @@ class ProxyCore:
 
     def _route_to_lan(self, request: Request, now: float) -> tuple[Request, LanFlow | None]:
         """Remove our Route entries and find the flow the request leaves on."""
-        token: DecodedToken | None = None
-        headers = request.headers
-        while "Route" in headers:
-            value, rest = headers.pop_first_value("Route")
-            if not value:
-                break
-            user = uri_user(parse_name_addr_list(value, header="Route")[0].uri)
-            decoded = self.tokens.decode(user) if user else None
-            if decoded is None:
-                break
-            token = token or decoded
-            headers = rest
-        if headers is not request.headers:
-            request = request.replace_headers(headers)
-        user = uri_user(request.uri)
-        if user is not None and len(user) > 40:
-            decoded = self.tokens.decode(user)
-            if decoded is not None and decoded.contact is not None:
-                # Contact rewriting: the Request-URI is ours; restore the base station's.
-                return _with_uri(request, decoded.contact), decoded.flow
-        if token is not None:
-            return request, token.flow
+        request, flow = pop_token_routes(request, self.tokens)
+        if flow is not None:
+            return request, flow
         return request, self._flow_for_uri(request.uri, now)
 
     def _flow_for_uri(self, uri: str, now: float) -> LanFlow | None:
         """A flow for a Request-URI naming a base station by IP address (no token): only
         an address a base station sent requests or registered from."""
-        match = _URI_HOST.match(uri)
-        if match is None or self._first_udp is None:
+        address = uri_ip_address(uri)
+        if address is None or self._first_udp is None:
             return None
-        host = _canonical_ip(match.group(1).strip("[]"))
-        if host is None:
-            return None
-        port = int(match.group(2) or 5060)
-        if not self._known_peer(host, port, now):
+        host, port = address
+        if not self.peers.known(host, port, now):
             return None
         return LanFlow("udp", host, port, self._first_udp)
-
-    def _note_peer(self, flow: LanFlow, until: float) -> None:
-        """Remember a base station's UDP address until ``until`` (never shortened)."""
-        if flow.transport != "udp":
-            return
-        key = (flow.host, flow.port)
-        peers = self._udp_peers
-        known = peers.pop(key, None)
-        peers[key] = until if known is None else max(known, until)
-        while len(peers) > MAX_UDP_PEERS:
-            peers.popitem(last=False)
-
-    def _known_peer(self, host: str, port: int, now: float) -> bool:
-        until = self._udp_peers.get((host, port))
-        if until is None:
-            return False
-        if until < now:
-            del self._udp_peers[(host, port)]
-            return False
-        return True
 
     # --- responses (both directions) -----------------------------------------------------------
 
@@ -1110,7 +639,7 @@ class ProxyCore:
             out.append(Dropped("stray-response", "a response without Via", peer))
             return
         branch = parse_via(value).branch or ""
-        if not branch.startswith(self._prefix):
+        if not branch.startswith(self.branches.prefix):
             out.append(Dropped("stray-response", f"top Via {value!r} is not ours", peer))
             return
         cseq = response.cseq
@@ -1139,70 +668,32 @@ class ProxyCore:
             self._outbound_negotiated(response, out)
         if ctx.path_added and 200 <= status < 300:
             response = self._registered(ctx, stx, response, out)
-        elif ctx.path_added and status == 420 and stx.live:
-            unsupported = ",".join(response.headers.get_all("Unsupported")).lower()
-            if "path" in unsupported:
-                self.path_supported = False
-                out.append(PathSupport(False, "the registrar answered 420 Unsupported: path"))
-                request = stx.request
-                assert request is not None
-                self._forward_upstream(stx, request, now, out)  # again, Contact rewritten
-                return
+        elif ctx.path_added and status == 420 and stx.live and path_refused(response):
+            self.path_supported = False
+            out.append(PathSupport(False, "the registrar answered 420 Unsupported: path"))
+            request = stx.request
+            assert request is not None
+            self._forward_upstream(stx, request, now, out)  # again, Contact rewritten
+            return
         if flow is None and stx.live and stx.method == "REGISTER" and "Contact" in response.headers:
             if 200 <= status < 300 and stx.source is not None:
-                self._note_peer(stx.source, now + _registration_seconds(response))
-            response = self._restore_contacts(response)
+                self.peers.note(stx.source, now + registration_seconds(response))
+            response = restore_contacts(response, self.tokens)
         if flow is None and stx.method == "REGISTER" and 200 <= status < 300 and stx.source:
-            out.append(_registered_note(stx.source, response))
+            out.append(registered_note(stx.source, response))
         self._pass_response(stx, serialise(response), status, now, out)
-
-    def _pass_response(
-        self, stx: ServerTx, data: bytes, status: int, now: float, out: list[Output]
-    ) -> None:
-        first_final = stx.final_status is None
-        if stx.send_response(status, data, now):
-            self._send(stx.source, data, out)
-            if status >= 200 and first_final:
-                self._final(stx, status, now, out, local=False)
-        self._keep(stx)
 
     def _registered(
         self, ctx: ClientTx, stx: ServerTx, response: Response, out: list[Output]
     ) -> Response:
         """A 2xx to a REGISTER we added Path to: did the registrar take it (RFC 3327 §5.3)?"""
-        if "Contact" in response.headers:
-            supported = "Path" in response.headers
-            if supported is not self.path_supported:
-                self.path_supported = supported
-                out.append(
-                    PathSupport(
-                        supported,
-                        "the registrar returned the Path"
-                        if supported
-                        else "the registrar's 2xx to REGISTER carries no Path: "
-                        "Contacts are rewritten from the next registration on",
-                    )
-                )
+        shown = path_shown(response, self.path_supported)
+        if shown is not None:
+            self.path_supported = shown.supported
+            out.append(shown)
         if not stx.ua_path and "Path" in response.headers:
             response = response.remove_header("Path")
         return response
-
-    def _restore_contacts(self, response: Response) -> Response:
-        values: list[str] = []
-        changed = False
-        for na in response.contacts:
-            user = uri_user(na.uri)
-            decoded = self.tokens.decode(user) if user and len(user) > 40 else None
-            if decoded is not None and decoded.contact is not None:
-                na = NameAddr(display_name=na.display_name, uri=decoded.contact, params=na.params)
-                changed = True
-            values.append(str(na))
-        if not changed:
-            return response
-        headers = response.headers.remove("Contact")
-        for value in values:
-            headers = headers.append("Contact", value)
-        return response.replace_headers(headers)
 
     def _stateless_response(
         self,
@@ -1223,7 +714,7 @@ class ProxyCore:
             return
         via = response.top_via
         dest = None
-        if via is not None and self._branch_covers(branch, via, method):
+        if via is not None and self.branches.covers(branch, via, method):
             dest = self._via_flow(via, now)
         if dest is None:
             shown = _short(response.headers.get("Via") or "none")
@@ -1231,30 +722,15 @@ class ProxyCore:
             return
         self._send(dest, serialise(response), out)
 
-    def _branch_covers(self, branch: str, via: Via, method: str) -> bool:
-        """Was ``branch`` made by us for a request whose top Via was ``via``?"""
-        if method == "ACK":
-            method = "INVITE"
-        start = len(self._prefix)
-        unique = branch[start : start + 12]
-        for key in (
-            f"s|{via.branch}|{via.sent_by}|{method}",  # a transaction (_server_key)
-            f"{via.branch}|{via.sent_by}|{method}",  # forwarded statelessly (_stateless_key)
-        ):
-            mine = hashlib.blake2s(key.encode(), key=self._hash_key, digest_size=6).hexdigest()
-            if hmac.compare_digest(mine, unique):
-                return True
-        return False
-
     def _via_flow(self, via: Via, now: float) -> LanFlow | None:
         host = via.received or via.host
         port = via.rport or via.port or 5060
         if via.transport.upper() == "TCP":
             return self._tcp_by_addr.get((host, port))
-        canonical = _canonical_ip(host)
+        canonical = canonical_ip(host)
         if self._first_udp is None or canonical is None:
             return None
-        if not self._known_peer(canonical, port, now):
+        if not self.peers.known(canonical, port, now):
             return None
         return LanFlow("udp", canonical, port, self._first_udp)
 
@@ -1272,14 +748,14 @@ class ProxyCore:
                     reason_text="Upstream unreachable", retry_after=5,
                 )  # fmt: skip
                 return
-            self._pending.append(_Pending(stx, request))
+            self._pending.append(Pending(stx, request))
             if not self._connect_requested:
                 self._connect_requested = True
-                out.append(_CONNECT)
+                out.append(CONNECT)
             return
         flow = stx.source
         assert flow is not None
-        request, route_popped = self._own_routes(request)
+        request, route_popped = self.own.strip(request)
         headers = request.headers
         method = request.method
         max_forwards = request.max_forwards
@@ -1288,23 +764,22 @@ class ProxyCore:
         )
         token = self.tokens.flow_token(flow)
         path_added = False
-        if method in DIALOG_METHODS and not route_popped and not _has_to_tag(request):
+        if method in DIALOG_METHODS and not route_popped and not has_to_tag(request):
             listener = self.settings.listeners[flow.listener]
-            lan = f"<sip:{token}@{listener.hostport};transport={listener.transport};lr>"
-            headers = headers.prepend("Record-Route", lan)
-            headers = headers.prepend("Record-Route", f"<sip:{token}@{local};transport=tls;lr>")
+            headers = headers.prepend("Record-Route", record_route_lan(token, listener))
+            headers = headers.prepend("Record-Route", record_route_tls(token, local))
         elif method == "REGISTER":
-            stx.ua_path = "path" in ",".join(request.headers.get_all("Supported")).lower()
+            stx.ua_path = ua_supports_path(request.headers.get_all("Supported"))
             if self.path_supported is not False:
-                headers = headers.prepend("Path", f"<sip:{token}@{local};transport=tls;lr;ob>")
+                headers = headers.prepend("Path", path_value(token, local))
                 if not stx.ua_path:
                     headers = headers.append("Supported", "path")
                 path_added = True
             elif "Contact" in headers:
-                headers = self._rewrite_contacts(request, headers, flow, local)
+                headers = rewrite_contacts(request, headers, flow, local, self.tokens)
         if headers is not request.headers:
             request = request.replace_headers(headers)
-        branch = self._branch(stx.key, request)
+        branch = self.branches.branch(stx.key, request)
         request = request.prepend_header("Via", f"SIP/2.0/TLS {local};branch={branch}")
         data = serialise(request)
         ctx = ClientTx(
@@ -1317,90 +792,6 @@ class ProxyCore:
         self.table.add(ctx.key, ctx)
         out.append(SendUpstream(data))
 
-    def _own_routes(self, request: Request) -> tuple[Request, bool]:
-        """RFC 3261 §16.4 for a request from the LAN: take away what names sipsgate.
-
-        A strict router (or an outbound proxy set without ``;lr``) sends the request
-        to sipsgate's URI with the real target as the last Route: that target becomes
-        the Request-URI again. Then every top Route entry naming sipsgate goes — the
-        outbound-proxy entry a base station preloads (address or host name) and the
-        two Record-Route entries of ours an in-dialog request carries. Returns the
-        request and whether an entry of ours with a flow token was among them (an
-        in-dialog request sipsgate already Record-Routed).
-        """
-        headers = request.headers
-        if "Route" not in headers:
-            return request, False
-        routes = headers.get_list("Route")
-        if self._strict_routed(request.uri):
-            last = parse_name_addr(routes[-1], header="Route")
-            kept = routes[:-1]
-            headers = headers.remove("Route")
-            if kept:
-                headers = headers.append("Route", ", ".join(kept))
-            request = Request(
-                method=request.method, uri=last.uri, version=request.version,
-                headers=headers, body=request.body,
-            )  # fmt: skip
-        token_popped = False
-        while "Route" in headers:
-            value, rest = headers.pop_first_value("Route")
-            uri = parse_name_addr(value or "", header="Route").uri
-            ours = self._route_token(uri)
-            if ours is None:
-                break
-            headers = rest
-            token_popped = token_popped or ours
-        if headers is not request.headers:
-            request = request.replace_headers(headers)
-        return request, token_popped
-
-    def _route_token(self, uri: str) -> bool | None:
-        """None: ``uri`` does not name sipsgate; else whether it carries a flow token."""
-        try:
-            parsed = parse_sip_uri(uri)
-        except RemoteProtocolError:
-            return None
-        if parsed.user and self.tokens.decode(parsed.user) is not None:
-            return True
-        return False if self._names_us(parsed) else None
-
-    def _names_us(self, uri: SipUri) -> bool:
-        """Whether ``uri``'s host and port are one of sipsgate's LAN listeners or names."""
-        port = uri.port or uri.default_port
-        if (_normal_host(uri.host), port) in self._own_addresses:
-            return True
-        return uri.host.rstrip(".") in self._own_names and port in self._own_ports
-
-    def _strict_routed(self, request_uri: str) -> bool:
-        """The Request-URI is a Record-Route value of ours, or sipsgate's bare address."""
-        try:
-            parsed = parse_sip_uri(request_uri)
-        except RemoteProtocolError:
-            return False
-        if parsed.user:
-            return self.tokens.decode(parsed.user) is not None
-        return self._names_us(parsed)
-
-    def _rewrite_contacts(
-        self, request: Request, headers: Headers, flow: LanFlow, local: str
-    ) -> Headers:
-        """RFC 3327 fallback: the Contact becomes a URI of ours carrying flow and Contact."""
-        values: list[str] = []
-        for na in request.contacts:
-            if not na.is_wildcard:
-                token = self.tokens.contact_token(flow, na.uri)
-                na = NameAddr(
-                    display_name=na.display_name,
-                    uri=f"sip:{token}@{local};transport=tls",
-                    params=na.params,
-                )
-            values.append(str(na))
-        headers = headers.remove("Contact")
-        for value in values:
-            headers = headers.append("Contact", value)
-        return headers
-
     def _forward_lan(
         self, stx: ServerTx | None, request: Request, dest: LanFlow, now: float, out: list[Output]
     ) -> None:
@@ -1412,14 +803,13 @@ class ProxyCore:
         )
         listener = self.settings.listeners[dest.listener]
         local = self.upstream_local
-        if method in DIALOG_METHODS and not _has_to_tag(request) and local is not None:
+        if method in DIALOG_METHODS and not has_to_tag(request) and local is not None:
             token = self.tokens.flow_token(dest)
-            headers = headers.prepend("Record-Route", f"<sip:{token}@{local};transport=tls;lr>")
-            lan = f"<sip:{token}@{listener.hostport};transport={listener.transport};lr>"
-            headers = headers.prepend("Record-Route", lan)
+            headers = headers.prepend("Record-Route", record_route_tls(token, local))
+            headers = headers.prepend("Record-Route", record_route_lan(token, listener))
         request = request.replace_headers(headers)
-        key = stx.key if stx is not None else self._stateless_key(request)
-        branch = self._branch(key, request)
+        key = stx.key if stx is not None else stateless_key(request)
+        branch = self.branches.branch(key, request)
         transport = "UDP" if dest.transport == "udp" else "TCP"
         request = request.prepend_header(
             "Via", f"SIP/2.0/{transport} {listener.hostport};branch={branch};rport"
@@ -1445,7 +835,7 @@ class ProxyCore:
                 Dropped("no-upstream", f"{request.method} while the flow is down", flow.source)
             )
             return
-        request, _ = self._own_routes(request)
+        request, _ = self.own.strip(request)
         headers = request.headers
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
@@ -1454,192 +844,11 @@ class ProxyCore:
             "Max-Forwards", "70" if max_forwards is None else str(max_forwards - 1)
         )
         request = request.replace_headers(headers)
-        branch = self._branch(self._stateless_key(request), request)
+        branch = self.branches.branch(stateless_key(request), request)
         request = request.prepend_header("Via", f"SIP/2.0/TLS {local};branch={branch}")
         out.append(SendUpstream(serialise(request)))
 
-    # --- local answers -----------------------------------------------------------------
-
-    def _answer(
-        self,
-        stx: ServerTx,
-        status: int,
-        now: float,
-        out: list[Output],
-        *,
-        warning: str | None = None,
-        reason_text: str | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        request = stx.request
-        assert request is not None
-        extra: list[tuple[str, str]] = []
-        if warning is not None:
-            extra.append(("Warning", f"399 {self.settings.agent} {quote(warning)}"))
-        if reason_text is not None:
-            extra.append(("Reason", f"SIP;cause={status};text={quote(reason_text)}"))
-        if retry_after is not None:
-            extra.append(("Retry-After", str(retry_after)))
-        data = self._local_response(request, status, tag_seed=stx.key, extra=extra)
-        first_final = stx.final_status is None
-        if stx.send_response(status, data, now):
-            self._send(stx.source, data, out)
-            if status >= 200 and first_final:
-                self._final(stx, status, now, out, local=True)
-        self._keep(stx)
-
-    def _answer_stateless(
-        self, request: Request, status: int, out: list[Output], flow: LanFlow | None
-    ) -> None:
-        self._send(flow, self._local_response(request, status, tag_seed=request.uri), out)
-
-    def _final(
-        self, stx: ServerTx, status: int, now: float, out: list[Output], *, local: bool
-    ) -> None:
-        stx.request = None
-        self._uncount(stx)
-        source = stx.source
-        out.append(
-            TransactionDone(
-                "inbound" if source is None else "outbound",
-                stx.method,
-                status,
-                stx.call_id,
-                now - stx.started,
-                source.source if source is not None else "upstream",
-                local,
-                source.transport if source is not None else "",
-            )
-        )
-        ctx = stx.client
-        if ctx is not None and ctx.terminated:
-            stx.client = None
-
-    def _keep(self, stx: ServerTx) -> None:
-        """Re-arm ``stx`` after it answered, or retire it once it only waits out Timer J."""
-        source = stx.source
-        data = stx.last_response
-        if (
-            stx.state is State.COMPLETED
-            and not stx.invite
-            and source is not None
-            and source.transport == "udp"
-            and data is not None
-            and stx.deadline is not None
-        ):
-            record = (data, source.host, source.port, source.listener)
-            self.table.retire(stx.key, stx, record, stx.deadline)
-        else:
-            self.table.schedule(stx.key, stx)
-
-    def _uncount(self, stx: ServerTx) -> None:
-        if stx.counted and stx.source is not None:
-            stx.counted = False
-            host = stx.source.host
-            left = self._inflight.get(host, 1) - 1
-            if left > 0:
-                self._inflight[host] = left
-            else:
-                self._inflight.pop(host, None)
-
-    def _local_response(
-        self,
-        request: Request,
-        status: int,
-        *,
-        tag_seed: str,
-        extra: list[tuple[str, str]] | None = None,
-        reason: str | None = None,
-    ) -> bytes:
-        headers: list[tuple[str, str]] = [
-            (name, value) for name, value in request.headers if _RESPONSE_COPY.get(name.lower())
-        ]
-        if status > 100:
-            to_index = next(
-                (i for i, (n, _) in enumerate(headers) if n.lower() in ("to", "t")), None
-            )
-            if to_index is not None:
-                name, value = headers[to_index]
-                if ";tag=" not in value.lower().replace(" ", ""):
-                    headers[to_index] = (name, f"{value};tag={self._tag(tag_seed)}")
-        headers.append(("Server", self.settings.agent))
-        if extra:
-            headers.extend(extra)
-        response = Response(
-            status=status,
-            reason=reason or REASONS.get(status, "Error"),
-            headers=Headers.from_pairs(headers),
-        )
-        return serialise(response)
-
-    # --- helpers ----------------------------------------------------------------------------------
-
-    def _send(self, flow: LanFlow | None, data: bytes, out: list[Output]) -> None:
-        out.append(SendUpstream(data) if flow is None else SendLan(flow, data))
-
-    def _server_key(self, request: Request, via: Via, method: str) -> str:
-        if method == "ACK":
-            method = "INVITE"
-        branch = via.branch
-        if branch is not None and branch.startswith(MAGIC):
-            return f"s|{branch}|{via.sent_by}|{method}"
-        # RFC 2543 peers (§17.2.3): Request-URI, tags, Call-ID, CSeq number, top Via.
-        from_ = request.from_
-        cseq = request.cseq
-        return (
-            f"s|2543|{request.uri}|{from_.tag if from_ else ''}|{request.call_id}|"
-            f"{cseq.number if cseq else ''}|{via}|{method}"
-        )
-
-    def _stateless_key(self, request: Request) -> str:
-        via = request.top_via
-        return f"{via.branch if via else ''}|{via.sent_by if via else ''}|{request.method}"
-
-    def _branch(self, key: str, request: Request) -> str:
-        return self._branch_with(key, self._loop_hash(request))
-
-    def _branch_with(self, key: str, loop_hash: str) -> str:
-        unique = hashlib.blake2s(key.encode(), key=self._hash_key, digest_size=6).hexdigest()
-        return f"{self._prefix}{unique}{loop_hash}"
-
-    def _loop_hash(self, request: Request) -> str:
-        """RFC 3261 §16.6 step 8: what a looped request would carry unchanged."""
-        h = request.headers
-        return _loop_hash(
-            request.uri, h.get("From"), h.get("To"), h.get("Call-ID"), h.get("CSeq"), h.get("Route")
-        )
-
-    def _tag(self, seed: str) -> str:
-        return hashlib.blake2s(seed.encode(), key=self._hash_key, digest_size=6).hexdigest()
-
-    def _stamp_via(self, request: Request, via: Via, flow: LanFlow) -> Request:
-        """RFC 3261 §18.2.1 and RFC 3581: note where the request really came from."""
-        params = list(via.params)
-        changed = False
-        if via.host != flow.host:
-            params = [(k, v) for k, v in params if k.lower() != "received"]
-            params.append(("received", flow.host))
-            changed = True
-        if via.has_rport and via.rport != flow.port:
-            params = [(k, v) if k.lower() != "rport" else (k, str(flow.port)) for k, v in params]
-            changed = True
-        if not changed:
-            return request
-        stamped = Via(
-            protocol=via.protocol, version=via.version, transport=via.transport,
-            host=via.host, port=via.port, params=tuple(params),
-        )  # fmt: skip
-        _, headers = request.headers.pop_first_value("Via")
-        return request.replace_headers(headers.prepend("Via", str(stamped)))
-
-    def _reply_flow(self, flow: LanFlow, via: Via) -> LanFlow:
-        """Where responses go (RFC 3261 §18.2.2, RFC 3581 §4)."""
-        if flow.transport == "tcp" or via.has_rport:
-            return flow
-        port = via.port or 5060
-        if port == flow.port:
-            return flow
-        return LanFlow("udp", flow.host, port, flow.listener)
+    # --- hop-by-hop requests of its own ------------------------------------------------------
 
     def _ack_for(self, ctx: ClientTx, response: Response) -> bytes:
         """RFC 3261 §17.1.1.3: the ACK for a non-2xx final response, hop by hop."""
@@ -1658,106 +867,8 @@ class ProxyCore:
 
 
 _OPEN_CLIENT = (State.CALLING, State.TRYING, State.PROCEEDING)
-_FULL_PATH_METHODS = frozenset({"ACK", "CANCEL", *DIALOG_METHODS})
-_SINGLE = ("to", "from", "cseq", "call-id", "max-forwards")
-_ADDRESS_LISTS = frozenset({"contact", "record-route", "path"})
-
-
-def _stamp_simple(via: SimpleVia, flow: LanFlow) -> str | None:
-    """What ``ProxyCore._stamp_via`` writes for this Via, or None when it leaves it."""
-    params = via.params
-    changed = False
-    if via.host != flow.host:
-        params = [(k, v) for k, v in params if k.lower() != "received"]
-        params.append(("received", flow.host))
-        changed = True
-    present, rport = via.param("rport")
-    if present and (rport is None or int(rport) != flow.port):
-        params = [(k, v) if k.lower() != "rport" else (k, str(flow.port)) for k, v in params]
-        changed = True
-    if not changed:
-        return None
-    return str(SimpleVia(via.transport, via.host, via.port, params))
-
-
-_RESPONSE_COPY = {
-    "via": True, "v": True, "from": True, "f": True, "to": True, "t": True,
-    "call-id": True, "i": True, "cseq": True,
-}  # fmt: skip
-
-
-def _loop_hash(
-    uri: str,
-    from_: str | None,
-    to: str | None,
-    call_id: str | None,
-    cseq: str | None,
-    route: str | None,
-) -> str:
-    number = (cseq or "").split(" ", 1)[0]
-    text = f"{uri}|{from_}|{to}|{call_id}|{number}|{route or ''}"
-    return hashlib.blake2s(text.encode(), digest_size=4).hexdigest()
-
-
-def _has_to_tag(request: Request) -> bool:
-    to = request.headers.get("To") or ""
-    return ";tag=" in to.replace(" ", "").lower()
-
-
-def _with_uri(request: Request, uri: str) -> Request:
-    return Request(method=request.method, uri=uri, version=request.version,
-                   headers=request.headers, body=request.body)  # fmt: skip
-
-
-_URI_HOST = re.compile(r"sips?:[^@;?]+@(\[[0-9A-Fa-f:.]+\]|[^:;?>]+)(?::([0-9]{1,5}))?", re.I)
-
-
-def _normal_host(host: str) -> str:
-    """``host`` as :func:`parse_sip_uri` gives it: lower-case, IPv6 compressed, no brackets."""
-    host = host.strip("[]").lower()
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host
-
-
-def _canonical_ip(host: str) -> str | None:
-    """``host`` as the socket layer writes it, or None when it is not an IP address."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
-
-
-def _registration_seconds(response: Response) -> float:
-    """How long a 2xx to REGISTER keeps the base station registered (RFC 3261 §10.3)."""
-    default = response.headers.get("Expires") or "3600"
-    longest = 0.0
-    for contact in response.contacts:
-        text = contact.param("expires") or default
-        try:
-            longest = max(longest, float(int(text.strip())))
-        except ValueError:
-            continue
-    return min(longest, MAX_REGISTRATION_SECONDS) + 32.0  # Timer F of the next refresh
 
 
 def _short(text: str) -> str:
     text = text.replace("\r", " ").replace("\n", " ")
     return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _registered_note(source: LanFlow, response: Response) -> Registered:
-    """What a 2xx to REGISTER says: the AOR (To) and the seconds granted (RFC 3261 §10.3:
-    each Contact's expires, else the Expires header)."""
-    to = response.to
-    granted: list[int] = []
-    for contact in response.contacts:
-        for name, value in contact.params:
-            if name.lower() == "expires" and value is not None and value.isdigit():
-                granted.append(int(value))
-    header = response.headers.get("Expires")
-    if not granted and header is not None and header.strip().isdigit():
-        granted.append(int(header.strip()))
-    aor = to.uri if to is not None else ""
-    return Registered(source.source, source.transport, aor, max(granted, default=None))

@@ -34,22 +34,21 @@ from gateway.errors import ClientCertificateRefused, TlsError, TlsTimeout, Trust
 from gateway.metrics import MetricsRegistry
 from gateway.relay.flows import LanFlow
 from gateway.relay.limits import SourceLimiter
-from gateway.relay.proxy import (
+from gateway.relay.outputs import (
     CloseUpstream,
     ConnectUpstream,
     Dropped,
-    Listener,
     Output,
     PathSupport,
     PongSupport,
-    ProxyCore,
-    ProxySettings,
     Registered,
     SendLan,
     SendUpstream,
     TransactionDone,
 )
+from gateway.relay.proxy import ProxyCore
 from gateway.relay.resolve import Lookup, ResolveError, resolve_upstream
+from gateway.relay.settings import Listener, ProxySettings
 from gateway.relay.status import RelayStatus, UpstreamCertificate, UpstreamError
 from gateway.relay.transaction import DEFAULT_TIMERS, TimerSettings
 from gateway.sip import (

@@ -11,27 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.sip import grammar
 from gateway.sip.errors import RemoteProtocolError
 
-_TCHAR = r"A-Za-z0-9\-.!%*_+`'~"
-_TOKEN = re.compile(f"[{_TCHAR}]+")
-_SWS = re.compile(r"[ \t]*")
-# qdtext excludes raw control characters; a quoted-pair may escape any ASCII but CR and LF.
-_QUOTED = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*)"')
-_PARAM_VALUE = re.compile(
-    f"[{_TCHAR}]+|\\[[0-9A-Fa-f:.]+\\]|" + _QUOTED.pattern.replace("(", "(?:", 1)
-)
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^ \t]")
-_DISPLAY_TOKENS = re.compile(f"[{_TCHAR}]+(?:[ \\t]+[{_TCHAR}]+)*")
 _VIA_HEAD = re.compile(
-    f"[ \\t]*([{_TCHAR}]+)[ \\t]*/[ \\t]*([{_TCHAR}]+)[ \\t]*/[ \\t]*"
-    f"([{_TCHAR}]+)[ \\t]+(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9\\-.]+)"
-    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+    f"[ \\t]*({grammar.TOKEN_PIECE})[ \\t]*/[ \\t]*({grammar.TOKEN_PIECE})[ \\t]*/[ \\t]*"
+    f"({grammar.TOKEN_PIECE})[ \\t]+({grammar.IPV6_REFERENCE_PIECE}|{grammar.HOSTNAME_PIECE})"
+    f"(?:[ \\t]*:[ \\t]*({grammar.PORT_PIECE}))?"
 )
-_CSEQ = re.compile(f"[ \\t]*([0-9]+)[ \\t]+([{_TCHAR}]+)[ \\t]*")
+_CSEQ = re.compile(f"[ \\t]*([0-9]+)[ \\t]+({grammar.TOKEN_PIECE})[ \\t]*")
 _DIGITS = re.compile(r"[ \t]*([0-9]+)[ \t]*")
-_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
-_CALL_ID = re.compile(f"{_WORD}(?:@{_WORD})?")
 _UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _SPLIT_SPECIAL = re.compile(r'[",<>\\]')
 
@@ -97,18 +86,18 @@ def _parse_params(header: str, value: str, pos: int) -> tuple[Params, int]:
     params: list[tuple[str, str | None]] = []
     end = len(value)
     while True:
-        pos = _SWS.match(value, pos).end()  # type: ignore[union-attr]
+        pos = grammar.SWS.match(value, pos).end()  # type: ignore[union-attr]
         if pos >= end or value[pos] != ";":
             return tuple(params), pos
-        pos = _SWS.match(value, pos + 1).end()  # type: ignore[union-attr]
-        name = _TOKEN.match(value, pos)
+        pos = grammar.SWS.match(value, pos + 1).end()  # type: ignore[union-attr]
+        name = grammar.TOKEN.match(value, pos)
         if name is None:
             raise _error(header, value, f"expected a parameter name at character {pos + 1}")
-        pos = _SWS.match(value, name.end()).end()  # type: ignore[union-attr]
+        pos = grammar.SWS.match(value, name.end()).end()  # type: ignore[union-attr]
         param_value: str | None = None
         if pos < end and value[pos] == "=":
-            pos = _SWS.match(value, pos + 1).end()  # type: ignore[union-attr]
-            match = _PARAM_VALUE.match(value, pos)
+            pos = grammar.SWS.match(value, pos + 1).end()  # type: ignore[union-attr]
+            match = grammar.PARAM_VALUE.match(value, pos)
             if match is None:
                 raise _error(
                     header,
@@ -133,7 +122,7 @@ def _format_params(params: Params) -> str:
 
 
 def _check_uri(header: str, value: str, uri: str) -> None:
-    if not _SCHEME.match(uri) or any(c in uri for c in " \t"):
+    if not grammar.URI_START.match(uri) or any(c in uri for c in " \t"):
         raise _error(header, value, f"{uri!r} is not a URI (scheme ':' and no whitespace)")
 
 
@@ -302,20 +291,20 @@ def parse_name_addr(
     if allow_wildcard and value.strip(" \t") == "*":
         return _WILDCARD
     end = len(value)
-    pos = _SWS.match(value).end()  # type: ignore[union-attr]
+    pos = grammar.SWS.match(value).end()  # type: ignore[union-attr]
     display: str | None = None
     if pos < end and value[pos] == '"':
-        quoted = _QUOTED.match(value, pos)
+        quoted = grammar.QUOTED_STRING.match(value, pos)
         if quoted is None:
             raise _error(header, value, "the display name's quoted string is not terminated")
         display = unquote(quoted.group(1))
-        pos = _SWS.match(value, quoted.end()).end()  # type: ignore[union-attr]
+        pos = grammar.SWS.match(value, quoted.end()).end()  # type: ignore[union-attr]
         if pos >= end or value[pos] != "<":
             raise _error(header, value, "a quoted display name must be followed by <URI>")
     elif pos < end and value[pos] != "<":
-        tokens = _DISPLAY_TOKENS.match(value, pos)
+        tokens = grammar.DISPLAY_TOKENS.match(value, pos)
         if tokens is not None:
-            after = _SWS.match(value, tokens.end()).end()  # type: ignore[union-attr]
+            after = grammar.SWS.match(value, tokens.end()).end()  # type: ignore[union-attr]
             if after < end and value[after] == "<":
                 display, pos = tokens.group(), after
     if pos < end and value[pos] == "<":
@@ -419,6 +408,6 @@ def parse_content_length(value: str) -> int:
 
 def check_call_id(value: str) -> str:
     """Return the Call-ID if it is ``word ["@" word]`` (RFC 3261 §25.1), else raise."""
-    if _CALL_ID.fullmatch(value) is None:
+    if grammar.CALL_ID.fullmatch(value) is None:
         raise _error("Call-ID", value, "expected word['@'word] without whitespace")
     return value

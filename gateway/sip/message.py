@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from gateway.sip import grammar
 from gateway.sip.errors import LocalProtocolError
 from gateway.sip.headers import (
     CSeq,
@@ -87,7 +88,6 @@ _KEYS: dict[str, str] = {name.lower(): name.lower() for name in _KNOWN_NAMES}
 _KEYS.update({short: long.lower() for short, long in COMPACT_FORMS.items()})
 _CANONICAL: dict[str, str] = {name.lower(): name for name in _KNOWN_NAMES}
 
-_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _METHOD_ERROR = "a SIP method is a token (letters, digits and -.!%*_+`'~)"
 
 
@@ -113,7 +113,7 @@ class HeaderField(NamedTuple):
 
 
 def _check_field(name: str, value: str) -> HeaderField:
-    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+    if not isinstance(name, str) or not grammar.TOKEN.fullmatch(name):
         raise LocalProtocolError(
             f"Header name {name!r} is not a token; use letters, digits and -.!%*_+`'~ only."
         )
@@ -407,7 +407,7 @@ class Request(_MessageMethods):
     body: bytes = b""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.method, str) or not _TOKEN.fullmatch(self.method):
+        if not isinstance(self.method, str) or not grammar.TOKEN.fullmatch(self.method):
             raise LocalProtocolError(f"Method {self.method!r} is not valid: {_METHOD_ERROR}.")
         if not isinstance(self.uri, str) or not self.uri or any(c in self.uri for c in " \t\r\n"):
             raise LocalProtocolError(

@@ -8,9 +8,9 @@ every transport uses the same parser.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
+from gateway.sip import grammar
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import (
     check_call_id,
@@ -23,17 +23,13 @@ from gateway.sip.headers import (
 )
 from gateway.sip.message import HeaderField, Headers, Message, Request, Response, header_key
 
-_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-_SIP_VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[\x21-\x7e]+")
-_BAD_REASON = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CRLF = "\r\n"
 
 Head = tuple[Request | Response, int | None]
 
 
 def _version(text: str, line: str) -> str:
-    if not _SIP_VERSION.fullmatch(text):
+    if not grammar.SIP_VERSION.fullmatch(text):
         raise RemoteProtocolError(f"The start line {line!r} does not carry a SIP version.")
     if text.upper() != "SIP/2.0":
         raise RemoteProtocolError(
@@ -54,7 +50,7 @@ def check_status_line(line: str) -> tuple[int, str]:
             f"The status code {code!r} is not a three-digit code from 100 to 699."
         )
     reason = parts[2] if len(parts) == 3 else ""
-    if _BAD_REASON.search(reason):
+    if grammar.BAD_REASON_CHAR.search(reason):
         raise RemoteProtocolError(f"The reason phrase {reason!r} holds control characters.")
     return int(code), reason
 
@@ -67,9 +63,9 @@ def check_request_line(line: str) -> tuple[str, str, str]:
             f"The request line {line!r} is not 'METHOD URI SIP/2.0' separated by single spaces."
         )
     method, uri, version_text = parts
-    if not _TOKEN.fullmatch(method):
+    if not grammar.TOKEN.fullmatch(method):
         raise RemoteProtocolError(f"The method {method!r} is not a token.")
-    if not _URI.fullmatch(uri):
+    if not grammar.ABSOLUTE_URI.fullmatch(uri):
         raise RemoteProtocolError(f"The Request-URI {uri!r} is not an absolute URI.")
     scheme = uri[: uri.index(":")].lower()
     if scheme in ("sip", "sips"):
@@ -125,7 +121,7 @@ def parse_head(head: bytes) -> Head:
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
-        if not colon or not _TOKEN.fullmatch(name):
+        if not colon or not grammar.TOKEN.fullmatch(name):
             raise RemoteProtocolError(
                 f"The header line {line!r} is not 'Name: value' with a token as name."
             )

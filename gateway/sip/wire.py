@@ -14,7 +14,7 @@ same values: :meth:`Wire.to_message` builds the full :class:`Request` or
 splicing lines (insert its Via, rewrite Max-Forwards, remove its own Via from a
 response) and writes it back with :meth:`Wire.render`, which gives the bytes that
 ``serialise`` would give for the same fields. Header values are checked by the
-caller, as much as it needs: see ``gateway.relay.proxy``.
+caller, as much as it needs: see ``gateway.relay.fastpath``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from __future__ import annotations
 import functools
 import re
 
+from gateway.sip import grammar
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.message import Request, Response, header_key
 from gateway.sip.parser import check_request_line, check_status_line, parse_datagram
 
-_TCHAR = r"A-Za-z0-9\-.!%*_+`'~"
-_TOKEN = re.compile(f"[{_TCHAR}]+")
 _DIGITS = re.compile(r"[0-9]{1,10}")
 # Header name as written (a token) -> look-up key, learnt as names are seen (bounded).
 _KEY_OF: dict[str, str] = {}
@@ -170,7 +169,7 @@ def _split_head(text: str) -> tuple[str, list[str], list[str], list[str]] | None
             return None
         key = known.get(name)
         if key is None:
-            if _TOKEN.fullmatch(name) is None:
+            if grammar.TOKEN.fullmatch(name) is None:
                 return None
             key = _key_of(name)
         if value and (value[0] in " \t" or value[-1] in " \t"):
@@ -209,19 +208,21 @@ def scan_datagram(data: bytes) -> Wire | None:
 # Each accepts a subset of what the full parser in ``gateway.sip.headers`` accepts (the
 # forms SIP stacks write); a value they do not recognise goes to the full parser.
 
+_TOKEN = grammar.TOKEN_PIECE
+_HOST = f"{grammar.IPV6_REFERENCE_PIECE}|{grammar.HOSTNAME_PIECE}"
 _VIA = re.compile(
-    f"SIP/2\\.0/([A-Za-z]+) (\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9\\-.]+)(?::([0-9]{{1,5}}))?"
-    f"((?:;[{_TCHAR}]+(?:=(?:[{_TCHAR}]+|\\[[0-9A-Fa-f:.]+\\]))?)*)"
+    f"SIP/2\\.0/([A-Za-z]+) ({_HOST})(?::({grammar.PORT_PIECE}))?"
+    f"((?:;{_TOKEN}(?:=(?:{_TOKEN}|{grammar.IPV6_REFERENCE_PIECE}))?)*)"
 )
-_HEADER_PARAMS = f"(?:;[{_TCHAR}]+(?:=[{_TCHAR}]+)?)*"
+_HEADER_PARAMS = grammar.HEADER_PARAMS_PIECE
 _NAME_ADDR = re.compile(
     # name-addr: a quoted or token display name, then <URI>; or an addr-spec, whose URI
     # then holds none of ';,?' (they would be header parameters or list separators).
     r'(?:(?:"[^"\\\x00-\x1f\x7f]*"|'
-    f"[{_TCHAR}]+(?: [{_TCHAR}]+)*"
-    r') ?)?<[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>"]+>'
+    f"{_TOKEN}(?: {_TOKEN})*"
+    f') ?)?<{grammar.SCHEME_PIECE}:[^\\s<>"]+>'
     f"{_HEADER_PARAMS}"
-    r'|[A-Za-z][A-Za-z0-9+\-.]*:[^\s;,?<>"]+'
+    f'|{grammar.SCHEME_PIECE}:[^\\s;,?<>"]+'
     f"{_HEADER_PARAMS}"
 )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import SipSection
-from gateway.relay.proxy import TransactionDone
+from gateway.relay.outputs import TransactionDone
 from gateway.relay.service import RelaySettings, SipRelay
 from gateway.relay.status import RelayStatus
 from tests.integration.trust_env import Env, make_env

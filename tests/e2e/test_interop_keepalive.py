@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.relay.proxy import CloseUpstream, Output, ProxyCore, SendUpstream
+from gateway.relay.outputs import CloseUpstream, Output, SendUpstream
+from gateway.relay.proxy import ProxyCore
 from tests.e2e.conftest import Pki
 from tests.e2e.test_relay_sip import assert_ok, running_relay
 from tests.integration.trust_env import Env

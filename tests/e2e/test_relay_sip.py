@@ -20,7 +20,7 @@ import pytest
 
 from certstore.model import PinDecision
 from gateway.config import Duration
-from gateway.relay.proxy import TransactionDone
+from gateway.relay.outputs import TransactionDone
 from gateway.relay.service import SipRelay
 from gateway.relay.status import RelayStatus
 from tests.e2e.conftest import Pki, relay_section, serving_relay

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from gateway.config import SipSection
 from gateway.log import configure_logging
 from gateway.metrics import MetricsRegistry
-from gateway.relay.proxy import TransactionDone
+from gateway.relay.outputs import TransactionDone
 from gateway.relay.service import SipRelay
 from gateway.tls.connector import TlsConnector
 

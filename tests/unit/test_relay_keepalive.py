@@ -7,7 +7,8 @@ carry the base stations' registrations, must stay open.
 
 from __future__ import annotations
 
-from gateway.relay.proxy import CloseUpstream, PongSupport, ProxyCore, SendLan, SendUpstream
+from gateway.relay.outputs import CloseUpstream, PongSupport, SendLan, SendUpstream
+from gateway.relay.proxy import ProxyCore
 from gateway.sip import Request, parse_datagram
 from tests.unit.test_relay_proxy import BS, answer, core, request, sent_upstream, up
 

@@ -10,20 +10,19 @@ import pytest
 
 from gateway.relay.flows import FlowTokens, LanFlow, uri_user
 from gateway.relay.limits import SourceLimiter
-from gateway.relay.proxy import (
+from gateway.relay.outputs import (
     CloseUpstream,
     ConnectUpstream,
     Dropped,
-    Listener,
     Output,
     PathSupport,
-    ProxyCore,
-    ProxySettings,
     SendLan,
     SendUpstream,
     TransactionDone,
 )
+from gateway.relay.proxy import ProxyCore
 from gateway.relay.resolve import ResolveError, resolve_upstream
+from gateway.relay.settings import Listener, ProxySettings
 from gateway.relay.transaction import Transaction
 from gateway.sip import (
     RemoteProtocolError,

@@ -12,10 +12,14 @@ FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "aiohttp", "structlog"}
 
 
 def test_relay_core_import_graph_is_pure() -> None:
-    """The transaction core, the proxy, flow tokens and limits load no I/O module."""
+    """The transaction core, the proxy and its modules, flow tokens and limits load no
+    I/O module."""
     code = (
         "import sys, json; import gateway.relay.proxy, gateway.relay.transaction, "
-        "gateway.relay.flows, gateway.relay.limits; print(json.dumps(sorted(sys.modules)))"
+        "gateway.relay.flows, gateway.relay.limits, gateway.relay.outputs, "
+        "gateway.relay.settings, gateway.relay.state, gateway.relay.routing, "
+        "gateway.relay.registrar, gateway.relay.fastpath; "
+        "print(json.dumps(sorted(sys.modules)))"
     )
     root = str(Path(__file__).resolve().parents[2])
     env = {

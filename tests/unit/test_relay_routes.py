@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 
 from gateway.relay.flows import LanFlow
-from gateway.relay.proxy import Listener, ProxyCore, ProxySettings
+from gateway.relay.proxy import ProxyCore
+from gateway.relay.settings import Listener, ProxySettings
 from gateway.sip import Request
 from tests.unit.test_relay_proxy import BS, KEY, answer, request, sent_upstream, up
 

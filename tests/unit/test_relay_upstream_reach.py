@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.relay.proxy import Dropped, ProxyCore
+from gateway.relay.outputs import Dropped
+from gateway.relay.proxy import ProxyCore
 from gateway.sip import Request, Response, parse_datagram
 from tests.unit.test_relay_proxy import BS, answer, core, request, sent_lan, sent_upstream, up
 
