@@ -1,0 +1,196 @@
+"""The trust list pages: the list, one certificate, upload, remove, clear, defaults."""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from certstore import render
+from certstore.errors import InputError
+from certstore.model import TrustKind
+from gateway.admin import actions
+from gateway.admin.html import PAGE_SIZE, back, needs_confirmation, page
+from gateway.admin.parsing import (
+    FP_RE,
+    fingerprint_of,
+    form_files,
+    form_text,
+    local_target,
+    page_number,
+    read_form,
+)
+from gateway.admin.state import principal_of, state_of
+
+
+async def trust_page(request: web.Request) -> web.Response:
+    state = state_of(request)
+    now = state.now()
+    kind = request.query.get("kind", "")
+    if kind not in ("", "ca", "server"):
+        kind = ""
+    query = request.query.get("q", "").strip()[:200]
+    snapshot = await state.call(state.store.snapshot)
+    entries = actions.filter_trust(snapshot.trust, kind=kind or None, status=None, now=now)
+    if query:
+        needle = query.lower()
+        entries = [
+            e
+            for e in entries
+            if needle in e.certificate.subject.lower()
+            or needle in e.certificate.issuer.lower()
+            or e.certificate.fingerprint.startswith(needle.replace(":", ""))
+        ]
+    entries.sort(key=lambda e: (e.kind.value, e.certificate.display_name.lower()))
+    pages = max(1, math.ceil(len(entries) / PAGE_SIZE))
+    number = min(page_number(request), pages)
+    shown = entries[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    counts = {
+        "all": len(snapshot.trust),
+        "ca": sum(1 for e in snapshot.trust if e.kind is TrustKind.CA),
+        "server": sum(1 for e in snapshot.trust if e.kind is TrustKind.SERVER),
+    }
+    rows = [
+        {
+            "fingerprint": e.certificate.fingerprint,
+            "name": e.certificate.display_name,
+            "issuer": e.certificate.issuer,
+            "kind": e.kind.value,
+            "source": e.source.value,
+            "status": e.certificate.status_at(now).value,
+            "not_after": render.iso(e.certificate.not_after),
+        }
+        for e in shown
+    ]
+
+    def link(n: int) -> str:
+        params = {"page": str(n)}
+        if kind:
+            params["kind"] = kind
+        if query:
+            params["q"] = query
+        return f"/trust?{urlencode(params)}"
+
+    return await page(
+        request,
+        "trust.html",
+        {
+            "rows": rows,
+            "kind": kind,
+            "query": query,
+            "matches": len(entries),
+            "counts": counts,
+            "page_number": number,
+            "pages": pages,
+            "prev_link": link(number - 1) if number > 1 else "",
+            "next_link": link(number + 1) if number < pages else "",
+            "max_upload": state.max_upload,
+        },
+        active="trust",
+    )
+
+
+async def trust_detail_page(request: web.Request) -> web.Response:
+    state = state_of(request)
+    entry = await state.call(state.store.get_trust, fingerprint_of(request))
+    details = render.trust_entry(entry, state.now(), details=True)
+    return await page(
+        request,
+        "certificate.html",
+        {"title": entry.certificate.display_name, "cert": details, "trust": True},
+        active="trust",
+    )
+
+
+async def trust_upload_form(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    form = await read_form(request)
+    kind_text = form_text(form, "kind")
+    kind = TrustKind(kind_text) if kind_text in ("ca", "server") else None
+    files = form_files(form, "file", state.max_upload)
+    if not files or not any(data for _, data in files):
+        raise back(request, "/trust", "error", "Choose a certificate file to upload.")
+    try:
+        result, notes = await actions.add_certificates(
+            state, files, principal_of(request).actor, kind
+        )
+    except InputError as exc:
+        raise back(request, "/trust", "error", f"Nothing was added: {exc}") from None
+    parts = [f"{len(result.added)} certificate(s) added"]
+    if result.already_present:
+        parts.append(f"{len(result.already_present)} already in the trust list")
+    message = "; ".join(parts) + "."
+    if notes:
+        message += " " + " ".join(notes)
+    raise back(request, "/trust", "ok", message)
+
+
+async def trust_remove_form(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    form = await read_form(request)
+    fp = fingerprint_of(request)
+    entry = await state.call(state.store.get_trust, fp)
+    name = entry.certificate.display_name
+    confirm = await needs_confirmation(
+        request, form, f"Remove “{name}” from the trust list?", button="Remove"
+    )
+    if confirm is not None:
+        return confirm
+    await actions.remove_trust(state, fp, principal_of(request).actor)
+    target = local_target(form_text(form, "back"), "/trust")
+    raise back(request, target, "ok", f"“{name}” was removed from the trust list.")
+
+
+async def trust_clear_form(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    form = await read_form(request)
+    confirm = await needs_confirmation(
+        request,
+        form,
+        "Remove every certificate from the trust list? Connections to peers that are "
+        "trusted only through them will fail until you trust them again.",
+        button="Clear the trust list",
+    )
+    if confirm is not None:
+        return confirm
+    count = await actions.clear_trust(state, principal_of(request).actor)
+    raise back(request, "/trust", "ok", f"{count} certificate(s) removed from the trust list.")
+
+
+async def trust_restore_form(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    result = await actions.restore_defaults(state, principal_of(request).actor)
+    raise back(
+        request,
+        "/trust",
+        "ok",
+        f"{len(result.added)} default CA certificate(s) restored; "
+        f"{len(result.already_present)} were already there.",
+    )
+
+
+async def trust_accept_form(request: web.Request) -> web.StreamResponse:
+    """Pin an (expired) trusted certificate ``accept``, as the invalid view offers."""
+    state = state_of(request)
+    actor = principal_of(request).actor
+    entry = await actions.accept_trusted(state, fingerprint_of(request), actor)
+    raise back(
+        request,
+        "/rejected",
+        "ok",
+        f"“{entry.certificate.display_name}” is accepted (pinned) even though it is "
+        f"{entry.certificate.status_at(state.now()).value}.",
+    )
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    fp = f"{{fingerprint:{FP_RE}}}"
+    r.add_get("/trust", trust_page)
+    r.add_post("/trust/upload", trust_upload_form)
+    r.add_post("/trust/clear", trust_clear_form)
+    r.add_post("/trust/restore-defaults", trust_restore_form)
+    r.add_get(f"/trust/{fp}", trust_detail_page)
+    r.add_post(f"/trust/{fp}/remove", trust_remove_form)
+    r.add_post(f"/trust/{fp}/accept", trust_accept_form)
