@@ -29,7 +29,7 @@ async def test_next_with_a_tab_does_not_leave_the_site(tmp_path: Path) -> None:
     try:
         async with gateway.session(basic=False) as browser:
             async with browser.get("/login", params={"next": "/\t/evil.example/x"}) as page:
-                assert 'name="next" value="/trust"' in await page.text()
+                assert 'name="next" value="/"' in await page.text()
             token = await csrf_token(browser, "/login")
             async with browser.post(
                 "/login",
@@ -37,7 +37,7 @@ async def test_next_with_a_tab_does_not_leave_the_site(tmp_path: Path) -> None:
                 allow_redirects=False,
             ) as response:
                 assert response.status == 303
-                assert response.headers["Location"] == "/trust"
+                assert response.headers["Location"] == "/"
     finally:
         assert await gateway.stop() == 0
 
