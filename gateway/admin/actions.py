@@ -10,11 +10,13 @@ them show (the status view, readiness, the provisioning state) are here too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from certstore import render
+from certstore.decision import decide
 from certstore.device import ExportFormat, IdentitySpec
 from certstore.device_service import AsyncDeviceService, InstallOutcome
 from certstore.model import (
@@ -25,11 +27,13 @@ from certstore.model import (
     PinDecision,
     PinMatch,
     RejectedChain,
+    Rule,
     Settings,
     TrustEntry,
     TrustKind,
     TrustSource,
 )
+from certstore.snapshot import TrustSnapshot
 from certstore.store import PinRequest, RestoreSummary
 from certstore.x509 import load_certificates
 from gateway.admin.errors import ApiError
@@ -181,6 +185,79 @@ async def clear_rejected(state: AdminState, actor: Actor) -> int:
     return await state.call(state.store.clear_rejected, actor=actor)
 
 
+# Verdicts that mean a recorded chain's peer is now trusted on its own merits.
+_RESOLVING_RULES = frozenset({Rule.CHAIN_VALID, Rule.PINNED_ACCEPT})
+_REJECTED_CACHE_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejectedView:
+    """The rejected list as it stands now: each entry with the rule the decision gives
+    its chain and peer today *without* accept-all, so that an entry whose CA was
+    trusted (or whose peer was accepted) since it was recorded shows as resolved, and
+    the count of chains accepted only because of accept-all is live, not recorded."""
+
+    entries: tuple[RejectedChain, ...]
+    rules: Mapping[int, Rule]
+    accept_all: bool
+
+    def resolved(self, entry: RejectedChain) -> bool:
+        return self.rules.get(entry.id) in _RESOLVING_RULES
+
+    @property
+    def open(self) -> list[RejectedChain]:
+        return [e for e in self.entries if not self.resolved(e)]
+
+    @property
+    def closed(self) -> list[RejectedChain]:
+        return [e for e in self.entries if self.resolved(e)]
+
+    @property
+    def overridden(self) -> int:
+        """Chains accept-all lets through now that the decision would otherwise refuse."""
+        if not self.accept_all:
+            return 0
+        return sum(1 for e in self.entries if self.rules.get(e.id) is Rule.UNTRUSTED)
+
+
+def judge_rejected(
+    entries: Sequence[RejectedChain], snapshot: TrustSnapshot, now: datetime
+) -> dict[int, Rule]:
+    """The rule each recorded chain gets now from its peer, accept-all left out (pure)."""
+    strict = replace(snapshot, settings=replace(snapshot.settings, accept_all_certificates=False))
+    return {e.id: decide(e.chain, e.peer, now, strict).rule for e in entries}
+
+
+async def rejected_view(state: AdminState) -> RejectedView:
+    """The rejected list judged against the current trust state (cached per store
+    generation and list content for a minute: expiry moves with the clock)."""
+    snapshot = await state.call(state.store.snapshot)
+    entries = await state.call(state.store.list_rejected)
+    now = state.now()
+    key = (
+        snapshot.generation,
+        tuple((e.id, e.last_seen, e.count) for e in entries),
+        int(now.timestamp() // _REJECTED_CACHE_SECONDS),
+    )
+    cached = state.cache.get("rejected-view")
+    if cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[no-any-return]
+    rules = await state.call(judge_rejected, entries, snapshot, now)
+    view = RejectedView(
+        entries=entries,
+        rules=rules,
+        accept_all=snapshot.settings.accept_all_certificates,
+    )
+    state.cache["rejected-view"] = (key, view)
+    return view
+
+
+async def rejected_resolved(state: AdminState, entry: RejectedChain) -> bool:
+    snapshot = await state.call(state.store.snapshot)
+    rules = judge_rejected([entry], snapshot, state.now())
+    return rules[entry.id] in _RESOLVING_RULES
+
+
 # -- pins -----------------------------------------------------------------------------------------
 
 
@@ -190,6 +267,22 @@ async def add_pin(state: AdminState, request: PinRequest, actor: Actor) -> Pin:
 
 async def remove_pin(state: AdminState, pin_id: int, actor: Actor) -> Pin:
     return await state.call(state.store.remove_pin, pin_id, actor=actor)
+
+
+def pin_origin(pin: Pin, interface: str | None) -> str:
+    """Where a pin came from: ``admin`` (the pages or the API), ``cli``,
+    ``provisioning``, ``first-use`` or ``gateway``. From the audit log's interface
+    while it holds the pin's creation, else from the name the pin keeps (the CLI
+    records the system user's name)."""
+    if pin.first_use:
+        return "first-use"
+    if interface in ("web", "api"):
+        return "admin"
+    if interface in ("cli", "provisioning", "gateway"):
+        return interface
+    if pin.created_by in ("admin", "provisioning", "gateway"):
+        return pin.created_by
+    return "cli"
 
 
 # -- settings, backup --------------------------------------------------------------------------

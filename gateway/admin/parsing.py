@@ -359,6 +359,7 @@ def pin_request(body: Mapping[str, Any], *, max_upload: int) -> PinRequest:
         scope=parse_scope(body.get("scope")),
         expires_at=parse_time(body.get("expires_at"), "expires_at"),
         note=parse_note(body.get("note")),
+        certificate=certificate,  # kept with the pin: its subject is shown beside it
     )
 
 

@@ -191,6 +191,13 @@ class TestAdminPages:
         await shoot(page, "settings")
         await page.check("#accept-all")
         await page.click("#settings-form button[type=submit]")
+        # A tick alone does not switch it on: the confirmation beside it is needed.
+        await expect(page.locator(".flash.error")).to_contain_text("was not switched on")
+        await expect(page.locator("#accept-all-warning")).to_have_count(0)
+        await expect(page.locator("#accept-all")).not_to_be_checked()
+        await page.check("#accept-all")
+        await page.check("#accept-all-confirm")
+        await page.click("#settings-form button[type=submit]")
         await expect(page.locator("#accept-all-warning")).to_be_visible()
         await expect(page.locator("#accept-all-warning")).to_contain_text("Accept all")
         await expect(page.locator("#accept-all")).to_be_checked()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.admin import actions
 from gateway.admin.responses import METRICS_CONTENT_TYPE
 from gateway.admin.state import STATE, state_of
 
@@ -12,19 +13,21 @@ STATE_GAUGES = {
     "sipsgate_trust_entries": "Certificates in the trust list.",
     "sipsgate_pins": "Accept and reject pins.",
     "sipsgate_rejected_chains": "Chains in the rejected list.",
-    "sipsgate_rejected_chains_overridden": "Rejected chains accepted anyway by accept-all.",
+    "sipsgate_rejected_chains_overridden": (
+        "Rejected chains accept-all lets through now that would otherwise be refused."
+    ),
 }
 
 
 async def metrics(request: web.Request) -> web.Response:
     state = state_of(request)
     snapshot = await state.call(state.store.snapshot)
-    rejected = await state.call(state.store.list_rejected)
+    rejected = await actions.rejected_view(state)
     for name, value in (
         ("sipsgate_trust_entries", len(snapshot.trust)),
         ("sipsgate_pins", len(snapshot.pins)),
-        ("sipsgate_rejected_chains", len(rejected)),
-        ("sipsgate_rejected_chains_overridden", sum(1 for r in rejected if r.overridden)),
+        ("sipsgate_rejected_chains", len(rejected.entries)),
+        ("sipsgate_rejected_chains_overridden", rejected.overridden),
     ):
         state.registry.gauge(name, STATE_GAUGES[name]).set(value)
     return web.Response(

@@ -22,15 +22,17 @@ from gateway.admin.state import API_PREFIX, principal_of, state_of
 async def rejected_list(request: web.Request) -> web.Response:
     state = state_of(request)
     now = state.now()
-    entries = await state.call(state.store.list_rejected)
-    page, headers = paged(request, entries)
-    return web.json_response([render.rejected_entry(e, now) for e in page], headers=headers)
+    view = await actions.rejected_view(state)
+    page, headers = paged(request, view.entries)
+    body = [{**render.rejected_entry(e, now), "resolved": view.resolved(e)} for e in page]
+    return web.json_response(body, headers=headers)
 
 
 async def rejected_get(request: web.Request) -> web.Response:
     state = state_of(request)
     entry = await state.call(state.store.get_rejected, rejected_id(request))
-    return web.json_response(render.rejected_entry(entry, state.now(), details=True))
+    body = render.rejected_entry(entry, state.now(), details=True)
+    return web.json_response({**body, "resolved": await actions.rejected_resolved(state, entry)})
 
 
 async def rejected_trust(request: web.Request) -> web.Response:

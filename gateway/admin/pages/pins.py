@@ -18,13 +18,21 @@ async def pins_page(request: web.Request) -> web.Response:
     state = state_of(request)
     now = state.now()
     snapshot = await state.call(state.store.snapshot)
+    origins = await state.call(state.store.pin_origins)
     pins = sorted(snapshot.pins, key=lambda p: p.created_at, reverse=True)
-    return await page(
-        request,
-        "pins.html",
-        {"pins": [render.pin(p, now) for p in pins]},
-        active="pins",
-    )
+    rows = []
+    for pin in pins:
+        origin = origins.get(pin.id)
+        cert = origin.certificate if origin is not None else None
+        rows.append(
+            {
+                **render.pin(pin, now),
+                "subject": cert.subject if cert is not None else "",
+                "name": cert.display_name if cert is not None else "",
+                "origin": actions.pin_origin(pin, origin.interface if origin else None),
+            }
+        )
+    return await page(request, "pins.html", {"pins": rows}, active="pins")
 
 
 async def pins_add_form(request: web.Request) -> web.StreamResponse:

@@ -30,7 +30,8 @@ from gateway.tls.advice import advise
 async def rejected_page(request: web.Request) -> web.Response:
     state = state_of(request)
     now = state.now()
-    entries = await state.call(state.store.list_rejected)
+    view = await actions.rejected_view(state)
+    entries = view.open
     snapshot = await state.call(state.store.snapshot)
     pinned = {p.fingerprint for p in snapshot.pins if p.decision is PinDecision.ACCEPT}
     invalid = [
@@ -55,7 +56,10 @@ async def rejected_page(request: web.Request) -> web.Response:
         {
             "chains": [render.rejected_entry(e, now) for e in shown],
             "total": total,
-            "overridden": sum(1 for e in entries if e.overridden),
+            # Kept for the record, shown apart: the peer is trusted or accepted now.
+            "resolved": [render.rejected_entry(e, now) for e in view.closed[:PAGE_SIZE]],
+            "resolved_total": len(view.closed),
+            "overridden": view.overridden,
             "invalid": invalid,
             "page_number": number,
             "pages": pages,
@@ -78,7 +82,11 @@ async def rejected_detail_page(request: web.Request) -> web.Response:
     return await page(
         request,
         "rejected_detail.html",
-        {"chain": render.rejected_entry(entry, now, details=True), "advice": advice},
+        {
+            "chain": render.rejected_entry(entry, now, details=True),
+            "advice": advice,
+            "resolved": await actions.rejected_resolved(state, entry),
+        },
         active="rejected",
     )
 

@@ -26,7 +26,7 @@ _FLAGS = (
 async def settings_page(request: web.Request) -> web.Response:
     state = state_of(request)
     value = await state.call(state.store.get_settings)
-    rejected = await state.call(state.store.list_rejected)
+    rejected = await actions.rejected_view(state)
     provisioning = None
     last_at = ""
     if state.provisioning is not None:
@@ -40,8 +40,8 @@ async def settings_page(request: web.Request) -> web.Response:
         "settings.html",
         {
             "settings": render.settings(value),
-            "overridden": sum(1 for r in rejected if r.overridden),
-            "rejected_total": len(rejected),
+            "overridden": rejected.overridden,
+            "rejected_total": len(rejected.open),
             "provisioning": provisioning,
             "provisioning_last_at": last_at,
         },
@@ -53,6 +53,18 @@ async def settings_form(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     form = await read_form(request)
     changes: dict[str, object] = {name: form_text(form, name) == "on" for name in _FLAGS}
+    current = await state.call(state.store.get_settings)
+    switching_on = changes["accept_all_certificates"] and not current.accept_all_certificates
+    if switching_on and form_text(form, "accept_all_confirmed") != "on":
+        # Accept-all turns verification off for every peer: never on a stray tick.
+        raise back(
+            request,
+            "/settings",
+            "error",
+            "Accept all certificates was not switched on: tick “I understand that every "
+            "peer is then accepted without verification” beside it to confirm. Nothing "
+            "was changed.",
+        )
     changes["http_auth_username"] = form_text(form, "http_auth_username")
     password = form_text(form, "http_auth_password")
     if form_text(form, "clear_password") == "on":
