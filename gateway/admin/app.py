@@ -30,7 +30,7 @@ from certstore.store import CertStore
 from gateway.admin import api, pages
 from gateway.admin.api import health as health_routes
 from gateway.admin.auth import AdminAuth
-from gateway.admin.html import visible_value, when
+from gateway.admin.html import peer_uri, plural, size, visible_value, when
 from gateway.admin.middleware import (
     access_middleware,
     error_middleware,
@@ -115,4 +115,7 @@ def create_app(
     env = aiohttp_jinja2.get_env(app)
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
     env.filters["when"] = when
+    env.filters["plural"] = plural
+    env.filters["size"] = size
+    env.filters["peer_uri"] = peer_uri
     return app

@@ -4,8 +4,10 @@ redirects with a message shown once, the confirmation page, and the template fil
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +15,8 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from certstore import render
+from certstore import notation, render
+from certstore.model import Certificate
 from certstore.render import visible
 from gateway.admin.parsing import FormData, form_text
 from gateway.admin.state import CSRF_FIELD, AdminState, principal_of, state_of
@@ -21,6 +24,9 @@ from gateway.admin.state import CSRF_FIELD, AdminState, principal_of, state_of
 PAGE_SIZE = 50
 BANNER_DAYS = 30
 BANNER_CACHE_SECONDS = 60.0
+# The cookie that keeps the expiry banner hidden, until what it lists changes.
+BANNER_COOKIE = "sipsgate_banner_hidden"
+BANNER_COOKIE_SECONDS = 7 * 86400
 NAV = (
     ("status", "/", "Status"),
     ("trust", "/trust", "Trust list"),
@@ -55,6 +61,13 @@ async def expiring_banner(state: AdminState) -> list[dict[str, Any]]:
     return value
 
 
+def banner_key(items: list[dict[str, Any]]) -> str:
+    """Which expiry banner is shown: a new item (or the days left dropping below a
+    week) makes a new key, so a hidden banner comes back when there is news."""
+    text = "|".join(f"{i['role']}:{i['ref']}:{i['days_left'] < 7}" for i in items)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 async def page(
     request: web.Request,
     template: str,
@@ -66,13 +79,16 @@ async def page(
     state = state_of(request)
     session = principal_of(request).session
     snapshot = await state.call(state.store.snapshot)
+    expiring = await expiring_banner(state)
+    hidden = bool(expiring) and request.cookies.get(BANNER_COOKIE) == banner_key(expiring)
     full = {
         "nav": NAV,
         "active": active,
         "csrf_token": session.csrf_token if session else "",
         "csrf_field": CSRF_FIELD,
         "messages": session.take_messages() if session else [],
-        "expiring": await expiring_banner(state),
+        "expiring": [] if hidden else expiring,
+        "here": request.rel_url.path_qs,
         "accept_all": snapshot.settings.accept_all_certificates,
         "principal": principal_of(request),
         **context,
@@ -144,3 +160,49 @@ def when(value: object) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 certificate``, ``2 certificates``: the same helper as the CLI's."""
+    return notation.plural(count, word, words)
+
+
+def size(value: int) -> str:
+    """A size for people: ``512 bytes``, ``64 KiB``, ``1 MiB``, ``1.5 MiB``."""
+    if value < 1024:
+        return plural(value, "byte")
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= factor:
+            amount = value / factor
+            text = f"{amount:.1f}".removesuffix(".0")
+            return f"{text} {unit}"
+    return plural(value, "byte")  # not reached
+
+
+def peer_uri(peer: Mapping[str, Any]) -> str:
+    """A rendered peer (``transport``, ``host``, ``port``) as the URI a user types:
+    ``sips:host:port``, ``https://host:port``."""
+    return notation.uri(str(peer["transport"]), str(peer["host"]), int(peer["port"]))
+
+
+def distinct_names(certificates: Iterable[Certificate]) -> dict[str, str]:
+    """A name per certificate (by fingerprint) that tells apart certificates whose common
+    name repeats (four builtin roots are all "GlobalSign"): the subject's O and OU are
+    added where they differ from the name, and a fingerprint prefix if that is not enough."""
+    certs = list(certificates)
+    counts = Counter(c.display_name for c in certs)
+    names: dict[str, str] = {}
+    for cert in certs:
+        name = cert.display_name
+        if counts[name] > 1:
+            extra = [
+                value for key, value in cert.subject_fields if key in ("O", "OU") and value != name
+            ]
+            if extra:
+                name = f"{name} ({', '.join(dict.fromkeys(extra))})"
+        names[cert.fingerprint] = name
+    repeated = Counter(names.values())
+    for cert in certs:
+        if repeated[names[cert.fingerprint]] > 1:
+            names[cert.fingerprint] += f" [{cert.fingerprint[:8]}]"
+    return names

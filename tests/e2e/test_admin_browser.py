@@ -131,7 +131,19 @@ class TestAdminPages:
         upload.write_bytes(cert.pem)
         await page.set_input_files("#upload-form input[name=file]", str(upload))
         await page.click("#upload-form button[type=submit]")
-        await expect(page.locator(".flash.ok")).to_contain_text("1 certificate(s) added")
+        await expect(page.locator(".flash.ok")).to_contain_text(
+            "1 certificate added: Provisioning Server CA."
+        )
+        # The upload area is at the top of the list and names and links what was added.
+        added = page.locator("#just-added a", has_text="Provisioning Server CA")
+        await expect(added).to_have_count(1)
+        upload_box = await page.locator("#upload-area").bounding_box()
+        table_box = await page.locator("#trust-table").bounding_box()
+        assert upload_box is not None and table_box is not None
+        assert upload_box["y"] < table_box["y"], "the upload area comes before the list"
+        await expect(page.locator("#upload-area")).to_contain_text("at most 1 MiB")
+        await added.click()
+        await expect(page.locator("h1")).to_have_text("Provisioning Server CA")
         await page.goto(f"{gateway.url}trust?kind=ca")
         await page.fill("input[name=q]", "Provisioning")
         await page.press("input[name=q]", "Enter")

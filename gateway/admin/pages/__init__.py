@@ -13,12 +13,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.admin.pages import audit, device, login, pins, rejected, settings, status, trust
+from gateway.admin.pages import (
+    audit,
+    banner,
+    device,
+    login,
+    pins,
+    rejected,
+    settings,
+    status,
+    trust,
+)
 
 
 def setup(app: web.Application) -> None:
     """The pages but the device identity's (see :func:`setup_device`)."""
-    for module in (status, login, trust, rejected, pins, settings, audit):
+    for module in (status, login, trust, rejected, pins, settings, audit, banner):
         module.setup(app)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from certstore import render
+from gateway.admin.audit_text import event_view
 from gateway.admin.html import PAGE_SIZE, page
 from gateway.admin.parsing import MAX_ID, query_int
 from gateway.admin.state import state_of
@@ -18,7 +19,7 @@ async def audit_page(request: web.Request) -> web.Response:
         request,
         "audit.html",
         {
-            "events": [render.audit_event(e) for e in events],
+            "events": [event_view(render.audit_event(e)) for e in events],
             "next_link": f"/audit?before_id={events[-1].id}" if len(events) == PAGE_SIZE else "",
             "first_link": "/audit" if before is not None else "",
         },

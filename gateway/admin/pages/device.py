@@ -11,7 +11,7 @@ from certstore.device import ExportFormat, available_key_specs
 from certstore.errors import InputError, NotFound
 from gateway.admin import actions
 from gateway.admin.errors import ApiError, message_of
-from gateway.admin.html import back, needs_confirmation, page
+from gateway.admin.html import back, needs_confirmation, page, plural
 from gateway.admin.parsing import (
     form_text,
     install_parts,
@@ -131,7 +131,10 @@ async def device_trust_form(request: web.Request) -> web.StreamResponse:
         raise back(request, "/device", "error", "Select the certificates to trust first.")
     result = await actions.device_trust_chain(state, principal_of(request).actor, chosen)
     raise back(
-        request, "/device", "ok", f"{len(result.added)} certificate(s) added to the trust list."
+        request,
+        "/device",
+        "ok",
+        f"{plural(len(result.added), 'certificate')} added to the trust list.",
     )
 
 

@@ -13,7 +13,7 @@ from certstore.errors import InputError, ValidationError
 from certstore.model import CertStatus, PinDecision, PinMatch
 from gateway.admin import actions
 from gateway.admin.errors import ApiError
-from gateway.admin.html import PAGE_SIZE, back, needs_confirmation, page
+from gateway.admin.html import PAGE_SIZE, back, needs_confirmation, page, plural
 from gateway.admin.parsing import (
     ID_RE,
     form_text,
@@ -113,8 +113,8 @@ async def rejected_trust_form(request: web.Request) -> web.StreamResponse:
         request,
         "/rejected",
         "ok",
-        f"{len(result.added)} certificate(s) added to the trust list; the chain was removed "
-        "from the rejected list.",
+        f"{plural(len(result.added), 'certificate')} added to the trust list; the chain was "
+        "removed from the rejected list.",
     )
 
 
@@ -195,7 +195,7 @@ async def rejected_clear_form(request: web.Request) -> web.StreamResponse:
     if confirm is not None:
         return confirm
     count = await actions.clear_rejected(state, principal_of(request).actor)
-    raise back(request, "/rejected", "ok", f"{count} rejected chain(s) discarded.")
+    raise back(request, "/rejected", "ok", f"{plural(count, 'rejected chain')} discarded.")
 
 
 def setup(app: web.Application) -> None:

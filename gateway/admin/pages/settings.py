@@ -10,7 +10,7 @@ from certstore import render
 from certstore.errors import InputError
 from gateway.admin import actions
 from gateway.admin.errors import ApiError
-from gateway.admin.html import back, page
+from gateway.admin.html import back, page, plural
 from gateway.admin.parsing import form_text, read_form
 from gateway.admin.state import MAX_BACKUP_BYTES, principal_of, state_of
 from gateway.provisioning.result import FetchResult
@@ -87,9 +87,9 @@ def fetch_message(result: FetchResult) -> tuple[str, str]:
     if result.apply is not None:
         changed = len(result.apply.changes)
         added = len(result.apply.certificates_added)
-        text += f" {changed} setting(s) changed, {added} certificate(s) added."
+        text += f" {plural(changed, 'setting')} changed, {plural(added, 'certificate')} added."
         if result.apply.unknown:
-            text += f" {len(result.apply.unknown)} unknown name(s) ignored."
+            text += f" {plural(len(result.apply.unknown), 'unknown name')} ignored."
     return "ok", text
 
 
@@ -127,8 +127,8 @@ async def restore_form(request: web.Request) -> web.StreamResponse:
         request,
         "/settings",
         "ok",
-        f"Restored {summary.trust} trusted certificate(s), {summary.pins} pin(s) and "
-        f"{summary.rejected} rejected chain(s).",
+        f"Restored {plural(summary.trust, 'trusted certificate')}, "
+        f"{plural(summary.pins, 'pin')} and {plural(summary.rejected, 'rejected chain')}.",
     )
 
 

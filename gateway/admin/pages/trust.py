@@ -11,7 +11,7 @@ from certstore import render
 from certstore.errors import InputError
 from certstore.model import TrustKind
 from gateway.admin import actions
-from gateway.admin.html import PAGE_SIZE, back, needs_confirmation, page
+from gateway.admin.html import PAGE_SIZE, back, distinct_names, needs_confirmation, page, plural
 from gateway.admin.parsing import (
     FP_RE,
     fingerprint_of,
@@ -22,6 +22,9 @@ from gateway.admin.parsing import (
     read_form,
 )
 from gateway.admin.state import principal_of, state_of
+
+# At most this many certificates of one upload are listed by name after it.
+MAX_SHOWN_ADDED = 50
 
 
 async def trust_page(request: web.Request) -> web.Response:
@@ -42,7 +45,8 @@ async def trust_page(request: web.Request) -> web.Response:
             or needle in e.certificate.issuer.lower()
             or e.certificate.fingerprint.startswith(needle.replace(":", ""))
         ]
-    entries.sort(key=lambda e: (e.kind.value, e.certificate.display_name.lower()))
+    names = distinct_names(e.certificate for e in snapshot.trust)
+    entries.sort(key=lambda e: (e.kind.value, names[e.certificate.fingerprint].lower()))
     pages = max(1, math.ceil(len(entries) / PAGE_SIZE))
     number = min(page_number(request), pages)
     shown = entries[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
@@ -54,7 +58,7 @@ async def trust_page(request: web.Request) -> web.Response:
     rows = [
         {
             "fingerprint": e.certificate.fingerprint,
-            "name": e.certificate.display_name,
+            "name": names[e.certificate.fingerprint],
             "issuer": e.certificate.issuer,
             "kind": e.kind.value,
             "source": e.source.value,
@@ -63,6 +67,15 @@ async def trust_page(request: web.Request) -> web.Response:
         }
         for e in shown
     ]
+
+    def just(name: str) -> list[dict[str, str]]:
+        wanted = [v.lower() for v in request.query.getall(name, [])][:MAX_SHOWN_ADDED]
+        found = (snapshot.trust_by_fingerprint.get(fp) for fp in wanted)
+        return [
+            {"fingerprint": e.certificate.fingerprint, "name": names[e.certificate.fingerprint]}
+            for e in found
+            if e is not None
+        ]
 
     def link(n: int) -> str:
         params = {"page": str(n)}
@@ -86,6 +99,8 @@ async def trust_page(request: web.Request) -> web.Response:
             "prev_link": link(number - 1) if number > 1 else "",
             "next_link": link(number + 1) if number < pages else "",
             "max_upload": state.max_upload,
+            "just_added": just("added"),
+            "already_present": just("present"),
         },
         active="trust",
     )
@@ -94,11 +109,14 @@ async def trust_page(request: web.Request) -> web.Response:
 async def trust_detail_page(request: web.Request) -> web.Response:
     state = state_of(request)
     entry = await state.call(state.store.get_trust, fingerprint_of(request))
+    snapshot = await state.call(state.store.snapshot)
+    names = distinct_names(e.certificate for e in snapshot.trust)
+    title = names.get(entry.certificate.fingerprint, entry.certificate.display_name)
     details = render.trust_entry(entry, state.now(), details=True)
     return await page(
         request,
         "certificate.html",
-        {"title": entry.certificate.display_name, "cert": details, "trust": True},
+        {"title": title, "cert": details, "trust": True},
         active="trust",
     )
 
@@ -117,13 +135,22 @@ async def trust_upload_form(request: web.Request) -> web.StreamResponse:
         )
     except InputError as exc:
         raise back(request, "/trust", "error", f"Nothing was added: {exc}") from None
-    parts = [f"{len(result.added)} certificate(s) added"]
+    names = distinct_names(c for c in (*result.added, *result.already_present))
+    message = f"{plural(len(result.added), 'certificate')} added"
+    if result.added:
+        message += ": " + ", ".join(names[c.fingerprint] for c in result.added[:10])
+        if len(result.added) > 10:
+            message += f" and {len(result.added) - 10} more"
     if result.already_present:
-        parts.append(f"{len(result.already_present)} already in the trust list")
-    message = "; ".join(parts) + "."
+        message += f"; {len(result.already_present)} already in the trust list"
+    message += "."
     if notes:
         message += " " + " ".join(notes)
-    raise back(request, "/trust", "ok", message)
+    # The page names and links what the upload added, at the top, beside the form.
+    params = [("added", c.fingerprint) for c in result.added[:MAX_SHOWN_ADDED]]
+    params += [("present", c.fingerprint) for c in result.already_present[:MAX_SHOWN_ADDED]]
+    target = f"/trust?{urlencode(params)}" if params else "/trust"
+    raise back(request, target, "ok", message)
 
 
 async def trust_remove_form(request: web.Request) -> web.StreamResponse:
@@ -155,7 +182,9 @@ async def trust_clear_form(request: web.Request) -> web.StreamResponse:
     if confirm is not None:
         return confirm
     count = await actions.clear_trust(state, principal_of(request).actor)
-    raise back(request, "/trust", "ok", f"{count} certificate(s) removed from the trust list.")
+    raise back(
+        request, "/trust", "ok", f"{plural(count, 'certificate')} removed from the trust list."
+    )
 
 
 async def trust_restore_form(request: web.Request) -> web.StreamResponse:
@@ -165,8 +194,9 @@ async def trust_restore_form(request: web.Request) -> web.StreamResponse:
         request,
         "/trust",
         "ok",
-        f"{len(result.added)} default CA certificate(s) restored; "
-        f"{len(result.already_present)} were already there.",
+        f"{plural(len(result.added), 'default CA certificate')} restored; "
+        f"{len(result.already_present)} {'was' if len(result.already_present) == 1 else 'were'} "
+        "already there.",
     )
 
 

@@ -216,6 +216,6 @@ class TestResolvedRejectedEntries:
             assert response.status == 201
         # a.example is trusted now on its own: accept-all no longer carries it.
         assert count(await page_text(browser, "/settings")).startswith("1 of 1 ")
-        assert "1 of these chains are accepted now only" in await page_text(browser, "/rejected")
+        assert "1 of these chains is accepted now only" in await page_text(browser, "/rejected")
         async with api.get("/metrics") as response:
             assert "sipsgate_rejected_chains_overridden 1" in await response.text()
