@@ -10,6 +10,7 @@ from aiohttp import web
 from certstore import render
 from certstore.errors import InputError
 from certstore.model import TrustKind
+from certstore.snapshot import TrustSnapshot
 from gateway.admin import actions
 from gateway.admin.html import PAGE_SIZE, back, distinct_names, needs_confirmation, page, plural
 from gateway.admin.parsing import (
@@ -21,10 +22,20 @@ from gateway.admin.parsing import (
     page_number,
     read_form,
 )
-from gateway.admin.state import principal_of, state_of
+from gateway.admin.state import AdminState, principal_of, state_of
 
 # At most this many certificates of one upload are listed by name after it.
 MAX_SHOWN_ADDED = 50
+
+
+def trust_names(state: AdminState, snapshot: TrustSnapshot) -> dict[str, str]:
+    """The trust list's distinct names, worked out once per store generation."""
+    cached = state.cache.get("trust-names")
+    if cached is not None and cached[0] == snapshot.generation:
+        return cached[1]  # type: ignore[no-any-return]
+    names = distinct_names(e.certificate for e in snapshot.trust)
+    state.cache["trust-names"] = (snapshot.generation, names)
+    return names
 
 
 async def trust_page(request: web.Request) -> web.Response:
@@ -45,7 +56,7 @@ async def trust_page(request: web.Request) -> web.Response:
             or needle in e.certificate.issuer.lower()
             or e.certificate.fingerprint.startswith(needle.replace(":", ""))
         ]
-    names = distinct_names(e.certificate for e in snapshot.trust)
+    names = trust_names(state, snapshot)
     entries.sort(key=lambda e: (e.kind.value, names[e.certificate.fingerprint].lower()))
     pages = max(1, math.ceil(len(entries) / PAGE_SIZE))
     number = min(page_number(request), pages)
@@ -110,7 +121,7 @@ async def trust_detail_page(request: web.Request) -> web.Response:
     state = state_of(request)
     entry = await state.call(state.store.get_trust, fingerprint_of(request))
     snapshot = await state.call(state.store.snapshot)
-    names = distinct_names(e.certificate for e in snapshot.trust)
+    names = trust_names(state, snapshot)
     title = names.get(entry.certificate.fingerprint, entry.certificate.display_name)
     details = render.trust_entry(entry, state.now(), details=True)
     return await page(
