@@ -102,6 +102,7 @@ from certstore.store import (
     DeviceIdentity,
     ExpiringItem,
     PendingCsr,
+    PinOrigin,
     PinRequest,
     ProvisionOutcome,
     RestoreSummary,
@@ -1326,6 +1327,32 @@ class SqliteStore:
         """The certificate a pin was made from, when the store knows it."""
         pin = self.get_pin(pin_id)
         return self._read("reading a pin", lambda conn: self._known_pin_certificate(conn, pin))
+
+    def pin_origins(self) -> dict[int, PinOrigin]:
+        def body(conn: sqlite3.Connection) -> dict[int, PinOrigin]:
+            # The audit log says through which interface each pin was made (the pin
+            # itself keeps only the actor's name); a later event for an id wins.
+            interfaces: dict[int, str] = {}
+            for target, interface in conn.execute(
+                "SELECT target, interface FROM audit WHERE action = 'pin.add' ORDER BY id"
+            ):
+                if str(target).isdigit():
+                    interfaces[int(target)] = str(interface)
+            for pin_id, interface in conn.execute(
+                "SELECT json_extract(details, '$.pin'), interface FROM audit "
+                "WHERE action IN ('rejected.accept', 'rejected.reject') ORDER BY id"
+            ):
+                if isinstance(pin_id, int):
+                    interfaces[pin_id] = str(interface)
+            return {
+                pin.id: PinOrigin(
+                    certificate=self._known_pin_certificate(conn, pin),
+                    interface=interfaces.get(pin.id),
+                )
+                for pin in self._read_pins(conn)
+            }
+
+        return self._read("reading where the pins came from", body)
 
     @staticmethod
     def _check_id(value: object, what: str) -> int:

@@ -86,6 +86,14 @@ class ExpiringItem:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PinOrigin:
+    """Where a pin came from, as far as the store still knows it."""
+
+    certificate: Certificate | None  # the certificate it was made from, when known
+    interface: str | None  # of the audit event that created it, while still logged
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RestoreSummary:
     trust: int
     pins: int
@@ -157,6 +165,9 @@ class CertStore(Protocol):
     def get_pin(self, pin_id: int) -> Pin: ...
     def add_pin(self, request: PinRequest, *, actor: Actor) -> Pin: ...
     def remove_pin(self, pin_id: int, *, actor: Actor) -> Pin: ...
+    def pin_origins(self) -> Mapping[int, PinOrigin]:
+        """Every pin's certificate and creating interface, by pin id (for display)."""
+        ...
 
     # -- rejected chains ---------------------------------------------------------------
     def list_rejected(self) -> tuple[RejectedChain, ...]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from certstore.errors import CertStoreError
-from gateway.admin.app import STATE
+from gateway.admin.state import STATE
 from gateway.admin.tls import AdminTlsError, DeviceTls
 from gateway.config import Config
 from gateway.errors import ConfigError

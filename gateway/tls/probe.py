@@ -2,7 +2,7 @@
 it as ``sipsgate probe --json`` and the admin's "Test this connection" show it.
 
 Shared by the CLI (:mod:`gateway.cli.probe`, which adds the human output and the exit
-codes) and the admin endpoint (:mod:`gateway.admin.probe_routes`), so both say the
+codes) and the admin endpoint (:mod:`gateway.admin.probing`), so both say the
 same thing about the same connection.
 """
 

@@ -133,7 +133,19 @@ class TestAdminPages:
         upload.write_bytes(cert.pem)
         await page.set_input_files("#upload-form input[name=file]", str(upload))
         await page.click("#upload-form button[type=submit]")
-        await expect(page.locator(".flash.ok")).to_contain_text("1 certificate(s) added")
+        await expect(page.locator(".flash.ok")).to_contain_text(
+            "1 certificate added: Provisioning Server CA."
+        )
+        # The upload area is at the top of the list and names and links what was added.
+        added = page.locator("#just-added a", has_text="Provisioning Server CA")
+        await expect(added).to_have_count(1)
+        upload_box = await page.locator("#upload-area").bounding_box()
+        table_box = await page.locator("#trust-table").bounding_box()
+        assert upload_box is not None and table_box is not None
+        assert upload_box["y"] < table_box["y"], "the upload area comes before the list"
+        await expect(page.locator("#upload-area")).to_contain_text("at most 1 MiB")
+        await added.click()
+        await expect(page.locator("h1")).to_have_text("Provisioning Server CA")
         await page.goto(f"{gateway.url}trust?kind=ca")
         await page.fill("input[name=q]", "Provisioning")
         await page.press("input[name=q]", "Enter")
@@ -192,6 +204,13 @@ class TestAdminPages:
         await expect(page.locator("#accept-all-warning")).to_have_count(0)
         await shoot(page, "settings")
         await page.check("#accept-all")
+        await page.click("#settings-form button[type=submit]")
+        # A tick alone does not switch it on: the confirmation beside it is needed.
+        await expect(page.locator(".flash.error")).to_contain_text("was not switched on")
+        await expect(page.locator("#accept-all-warning")).to_have_count(0)
+        await expect(page.locator("#accept-all")).not_to_be_checked()
+        await page.check("#accept-all")
+        await page.check("#accept-all-confirm")
         await page.click("#settings-form button[type=submit]")
         await expect(page.locator("#accept-all-warning")).to_be_visible()
         await expect(page.locator("#accept-all-warning")).to_contain_text("Accept all")
@@ -261,4 +280,38 @@ class TestAdminPages:
         await page.fill("input[name=password]", "not the password")
         await page.click("button[type=submit]")
         await expect(page.locator(".flash.error")).to_contain_text("wrong")
+        await page.context.close()
+
+
+class TestBannerAndAudit:
+    async def test_expiry_banner_hides_on_a_phone_and_audit_details_open(
+        self, browser: Browser, gateway: GatewayProcess, tmp_path: Path
+    ) -> None:
+        page = await new_page(browser, phone=True)
+        await log_in(page, gateway)
+        soon = tmp_path / "soon.pem"
+        soon.write_bytes(PKI.ca("Soon Expiring CA", valid_days=(-30, 10)).pem)
+        await page.set_input_files("#upload-form input[name=file]", str(soon))
+        await page.click("#upload-form button[type=submit]")
+        banner = page.locator("#expiry-banner")
+        await expect(banner).to_contain_text("1 certificate expires within 30 days")
+        box = await banner.bounding_box()
+        assert box is not None and box["height"] <= 844 / 2, "at most half a phone screen"
+        await shoot(page, "expiry-banner-phone")
+        await page.click("#banner-dismiss button")
+        await expect(banner).to_have_count(0)
+        await expect(page.locator("h1")).to_have_text("Trust list")  # back where it was
+        await page.goto(f"{gateway.url}pins")
+        await expect(page.locator("#expiry-banner")).to_have_count(0)
+
+        # The audit log: a sentence per change, the raw record behind its toggle.
+        await page.goto(f"{gateway.url}audit")
+        row = page.locator("#audit-table tr", has_text="Added 1 certificate to the trust list")
+        await expect(row).to_have_count(1)
+        await expect(row.locator(".badge.origin")).to_have_text("admin")
+        raw = row.locator("details pre")
+        await expect(raw).not_to_be_visible()
+        await row.locator("summary").click()
+        await expect(raw).to_be_visible()
+        await expect(raw).to_contain_text('"source": "uploaded"')
         await page.context.close()

@@ -83,7 +83,7 @@ async def test_browser_probe_rejects_unknown_ca_then_trusting_from_the_result_le
         form = {"csrf_token": token_of(page), "fingerprint": ca.model.fingerprint}
         async with browser.post(f"/rejected/{entry.id}/trust", data=form) as response:
             assert response.status == 200
-            assert "1 certificate(s) added" in html.unescape(await response.text())
+            assert "1 certificate added to the trust list" in html.unescape(await response.text())
         status, page = await probe_form(browser, uri=uri, connect=f"127.0.0.1:{server.port}")
         assert 'id="probe-verdict">accept<' in page
         assert picture(page).get("data-verdict") == "valid"

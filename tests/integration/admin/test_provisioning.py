@@ -388,7 +388,7 @@ class TestSettingsPage:
         assert rig.store.get_settings().accept_all_certificates is True
         status, html = await rig.call(browser, "GET", "/settings")
         assert status == 200
-        assert "Provisioning fetch: applied. 1 setting(s) changed" in html  # the flash message
+        assert "Provisioning fetch: applied. 1 setting changed" in html  # the flash message
         assert '<span class="badge prov-ok">applied</span>' in html
         assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time> \(demand\)", html)
         assert f"{ACCEPT_ALL}</span>: 0 → 1" in html

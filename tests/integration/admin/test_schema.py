@@ -198,7 +198,7 @@ def test_pin_without_expiry_twice_conforms(
 ) -> None:
     """``expires_at: null`` (no expiry) is accepted, and sending the same pin again
     returns the same pin (201, no second row); both answers conform to the document."""
-    sample = _SAMPLES[2].certificate
+    sample = _SAMPLES[2].model
     body: dict[str, Any] = {"decision": "accept", "expires_at": None, "note": None}
     body[source] = sample.fingerprint if source == "fingerprint" else to_pem([sample]).decode()
     operation = schema["/api/v1/decisions"]["POST"]

@@ -1,4 +1,4 @@
-""" "Test this connection": ``sipsgate probe`` from the browser and the API.
+""" "Test this connection": ``sipsgate probe`` run by the admin, for the page and the API.
 
 The admin names a ``sips:`` or ``https://`` URI (and optionally the address to dial);
 the gateway runs the probe's own code (:func:`gateway.tls.probe.run_probe`) through the
@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
-from aiohttp import web
-
-from certstore import render
 from certstore.model import Actor
 from certstore.sqlite import SqliteStore
-from gateway.admin import api, pictures
-from gateway.admin.app import API_PREFIX, AdminState, ApiError, principal_of, state_of
-from gateway.admin.pages import form_of, form_text, page
+from gateway.admin.errors import ApiError
+from gateway.admin.state import AdminState
 from gateway.errors import TlsTimeout
 from gateway.log import get_logger
-from gateway.tls.advice import advise, rule_sentence
 from gateway.tls.connector import TlsConnector
 from gateway.tls.factory import build_connector
 from gateway.tls.policy import TlsTarget, target_from_uri
 from gateway.tls.probe import (
     CLIENT_VERDICT_WAIT,
     ProbeResult,
-    as_json,
     follow_config,
     rejected_id,
     run_probe,
@@ -114,80 +107,3 @@ async def test_connection(state: AdminState, target: TlsTarget, actor: Actor) ->
     )
     _log.info("admin.connection.tested", uri=target.uri, outcome=outcome, actor=actor)
     return ConnectionTest(result=result, recorded=recorded, rejected_id=entry_id, source=source)
-
-
-# -- API ---------------------------------------------------------------------------------------
-
-
-async def probe_post(request: web.Request) -> web.Response:
-    """``POST /api/v1/probe``: ``{"uri": ..., "connect": ...}`` → the ``probe --json`` view."""
-    state = state_of(request)
-    body = await api.read_json_object(request, limit=4096)
-    unknown = sorted(set(body) - {"uri", "connect"})
-    if unknown:
-        noun = "field" if len(unknown) == 1 else "fields"
-        raise ApiError(422, "invalid-field", f"Unknown {noun}: {', '.join(unknown)}.")
-    uri, connect = body.get("uri", ""), body.get("connect")
-    if not isinstance(uri, str):
-        raise ApiError(422, "invalid-uri", "uri must be a string, e.g. sips:sip.example.net.")
-    if connect is not None and not isinstance(connect, str):
-        raise ApiError(422, "invalid-uri", "connect must be a string HOST:PORT, or null.")
-    target = parse_request(uri, connect or "")
-    test = await test_connection(state, target, principal_of(request).actor)
-    doc: dict[str, Any] = as_json(
-        test.result,
-        state.now(),
-        recorded=test.recorded,
-        rejected_id=test.rejected_id,
-        source=test.source,
-    )
-    doc["uri"] = target.uri
-    return web.json_response(doc)
-
-
-# -- page --------------------------------------------------------------------------------------
-
-
-async def probe_page(request: web.Request) -> web.Response:
-    return await page(request, "probe.html", {"form": {"uri": "", "connect": ""}}, active="probe")
-
-
-async def probe_form(request: web.Request) -> web.Response:
-    state = state_of(request)
-    form = await form_of(request)
-    fields = {"uri": form_text(form, "uri"), "connect": form_text(form, "connect")}
-    try:
-        target = parse_request(fields["uri"], fields["connect"])
-    except ApiError as exc:
-        return await page(
-            request,
-            "probe.html",
-            {"form": fields, "error": exc.message},
-            active="probe",
-            status=422,
-        )
-    test = await test_connection(state, target, principal_of(request).actor)
-    result, now = test.result, state.now()
-    context: dict[str, Any] = {"form": fields, "target": test.result.target, "test": test}
-    if result.verdict is not None and result.peer is not None:
-        verdict = result.verdict
-        pin_id = verdict.matched_pin.id if verdict.matched_pin is not None else None
-        context["rule"] = rule_sentence(verdict.rule, matched_pin_id=pin_id)
-        context["advice"] = [
-            advise(r, chain=result.chain, peer=result.peer, now=now, rejected_id=test.rejected_id)
-            for r in verdict.reasons
-        ]
-        context["picture"] = await pictures.chain_drawing(
-            state.store, result.chain, result.peer, now, title=f"Chain of {target.uri}"
-        )
-    if test.rejected_id is not None:
-        entry = await state.call(state.store.get_rejected, test.rejected_id)
-        context["entry"] = render.rejected_entry(entry, now, details=True)
-    return await page(request, "probe.html", context, active="probe")
-
-
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_post(f"{API_PREFIX}/probe", probe_post)
-    r.add_get("/probe", probe_page)
-    r.add_post("/probe", probe_form)
