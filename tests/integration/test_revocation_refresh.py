@@ -212,7 +212,12 @@ async def test_each_certificate_behind_one_responder_keeps_its_answer(
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     leaves = [
-        factory.leaf(root, cn=f"leaf {n}", extra_extensions=revocation_urls(ocsp_url=url))
+        factory.leaf(
+            root,
+            cn=f"leaf {n}",
+            dns=["sip.example.test"],
+            extra_extensions=revocation_urls(ocsp_url=url),
+        )
         for n in "ab"
     ]
     env.settings(revocation="hard-fail")
