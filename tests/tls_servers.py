@@ -251,16 +251,24 @@ class GnutlsServer(_ChildServer):
         (d / "chain.pem").write_bytes(self.identity.chain_pem())
         (d / "key.pem").write_bytes(self.identity.key_pem)
         (d / "client-ca.pem").write_bytes(self.client_ca.pem)
-        self.port = free_port()  # gnutls-serv cannot report an OS-chosen port
-        self._spawn(
-            ["stdbuf", "-oL", "gnutls-serv", "--echo", "--port", str(self.port),
-             "--x509certfile", str(d / "chain.pem"), "--x509keyfile", str(d / "key.pem"),
-             "--x509cafile", str(d / "client-ca.pem"),
-             "--require-client-cert", "--verify-client-cert",
-             "--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{self.version}"],
-            b"listening on IPv4",
-        )  # fmt: skip
-        return self
+        # gnutls-serv cannot report an OS-chosen port: a free one is chosen here, and
+        # another process may take it before gnutls-serv binds. It then still prints
+        # "listening on IPv4 ... bind() failed" (and serves IPv6 only): try another port.
+        for _ in range(5):
+            self.port = free_port()
+            line = self._spawn(
+                ["stdbuf", "-oL", "gnutls-serv", "--echo", "--port", str(self.port),
+                 "--x509certfile", str(d / "chain.pem"), "--x509keyfile", str(d / "key.pem"),
+                 "--x509cafile", str(d / "client-ca.pem"),
+                 "--require-client-cert", "--verify-client-cert",
+                 "--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{self.version}"],
+                b"listening on IPv4",
+            )  # fmt: skip
+            if b"failed" not in line:
+                return self
+            assert self._proc is not None
+            stop_process(self._proc, self._drain)
+        raise RuntimeError(f"gnutls-serv could not bind a free port: {line!r}")
 
 
 KAMAILIO_CFG = """#!KAMAILIO
