@@ -33,7 +33,7 @@ from gateway.tls import TlsConnector
 from gateway.tls.policy import TrustCheck
 from gateway.tls.trust import StoreTrustPolicy
 from tests.e2e.conftest import Pki, header, register, relay_section, serving_relay
-from tests.integration.trust_env import ADMIN, Env, make_env
+from tests.integration.trust_env import ADMIN, Env
 from tests.pki import Issued
 from tests.sip_peers import KamailioRegistrar
 
@@ -160,15 +160,6 @@ CHANGES = {
 }
 
 
-@pytest.fixture
-def store_env(tmp_path: Path) -> Iterator[Env]:
-    environment = make_env(tmp_path / "store.db")
-    try:
-        yield environment
-    finally:
-        environment.store.close()
-
-
 @pytest.fixture(params=[HeldRecording])
 def held_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Env, HeldRecording]]:
     """A real store and connector whose policy holds the recording of a rejection."""
@@ -189,6 +180,19 @@ async def relay_via(env: Env, port: int, *, reconnect_min: float = 0.05) -> Asyn
         yield relay
 
 
+@asynccontextmanager
+async def first_rejection_held(
+    held_env: tuple[Env, HeldRecording], pki: Pki, *, reconnect_min: float = 0.05
+) -> AsyncIterator[SipRelay]:
+    """A relay to kamailio presenting the unknown CA's leaf, once its first attempt has
+    been rejected and the rejection is being recorded (held)."""
+    env, policy = held_env
+    with KamailioRegistrar(pki.other_leaf) as kamailio:
+        async with relay_via(env, kamailio.port, reconnect_min=reconnect_min) as relay:
+            assert await asyncio.to_thread(policy.recording.wait, WAIT)
+            yield relay
+
+
 async def _until(condition: Callable[[], bool], what: str) -> None:
     """Wait until ``condition`` holds, looking every 10 ms, for at most WAIT seconds."""
     for _ in range(int(WAIT / 0.01)):
@@ -198,8 +202,12 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"{what} did not happen within {WAIT:g} s")
 
 
-async def _until_queued(relay: SipRelay) -> None:
+async def queued_register(relay: SipRelay) -> asyncio.Task[str]:
+    """A REGISTER sent, once the relay holds it waiting for the upstream flow; the
+    task's result is its final answer."""
+    answer = asyncio.create_task(register(relay, 1))
     await _until(lambda: relay.core.pending > 0, "a request waiting for the upstream flow")
+    return answer
 
 
 def assert_relayed_challenge(response: str) -> None:
@@ -211,26 +219,26 @@ def assert_relayed_challenge(response: str) -> None:
 
 @pytest.mark.parametrize("case", CHANGES)
 async def test_request_after_a_change_during_the_handshake_is_decided_under_the_new_state(
-    store_env: Env, pki: Pki, case: str
+    held_env: tuple[Env, HeldRecording], pki: Pki, case: str
 ) -> None:
     """The change is committed while the first attempt's handshake is held (its
     certificate not yet decided); a REGISTER then waits for that attempt. The verdict
     follows the state at the decision, not the state when the attempt began."""
+    env, policy = held_env
+    policy.release.set()  # only the handshake is held here
     change = CHANGES[case]
-    change.before(store_env, pki)
+    change.before(env, pki)
     with KamailioRegistrar(change.identity(pki)) as kamailio:
-        async with HeldGate(kamailio.port) as gate, relay_via(store_env, gate.port) as relay:
+        async with HeldGate(kamailio.port) as gate, relay_via(env, gate.port) as relay:
             async with asyncio.timeout(WAIT):
                 await gate.accepted.wait()  # the relay's first attempt, at start
-            change.change(store_env, pki)
-            answer = asyncio.create_task(register(relay, 1))
-            await _until_queued(relay)
+            change.change(env, pki)
+            answer = await queued_register(relay)
             gate.release.set()
-            response = await answer
-            assert_relayed_challenge(response)
+            assert_relayed_challenge(await answer)
             assert relay.connects == 1
             assert relay.metrics.connect_failures.value(kind="rejected") == 0
-    assert store_env.rejected() == ()  # nothing was rejected under the stale state
+    assert env.rejected() == ()  # nothing was rejected under the stale state
 
 
 async def test_request_after_a_change_while_a_rejection_is_recorded_gets_a_new_attempt(
@@ -240,18 +248,14 @@ async def test_request_after_a_change_while_a_rejection_is_recorded_gets_a_new_a
     relay has acted on that verdict, and a REGISTER arrives. It must not get the stale
     503: the relay tries again at once, under the new state."""
     env, policy = held_env
-    with KamailioRegistrar(pki.other_leaf) as kamailio:
-        async with relay_via(env, kamailio.port) as relay:
-            assert await asyncio.to_thread(policy.recording.wait, WAIT)
-            env.trust(pki.other_root)
-            answer = asyncio.create_task(register(relay, 1))
-            await _until_queued(relay)
-            policy.release.set()
-            response = await answer
-            assert_relayed_challenge(response)
-            assert relay.connects == 1
-            # The stale attempt counts as a failed one; no backoff came of it.
-            assert relay.metrics.connect_failures.value(kind="rejected") == 1
+    async with first_rejection_held(held_env, pki) as relay:
+        env.trust(pki.other_root)
+        answer = await queued_register(relay)
+        policy.release.set()
+        assert_relayed_challenge(await answer)
+        assert relay.connects == 1
+        # The stale attempt counts as a failed one; no backoff came of it.
+        assert relay.metrics.connect_failures.value(kind="rejected") == 1
     (entry,) = env.rejected()  # the rejection itself stays on record
     assert entry.chain[0].fingerprint == pki.other_leaf.fingerprint
 
@@ -264,18 +268,15 @@ async def test_no_backoff_outlives_a_change_committed_while_a_rejection_is_recor
     next REGISTER must still be decided under the new state, not answered from the
     remembered failure."""
     env, policy = held_env
-    with KamailioRegistrar(pki.other_leaf) as kamailio:
-        async with relay_via(env, kamailio.port, reconnect_min=60.0) as relay:
-            assert await asyncio.to_thread(policy.recording.wait, WAIT)
-            env.trust(pki.other_root)
-            policy.release.set()
-            await _until(
-                lambda: relay.metrics.connect_failures.value(kind="rejected") > 0,
-                "the relay taking in the rejection",
-            )
-            response = await register(relay, 1)
-            assert_relayed_challenge(response)
-            assert relay.connects == 1
+    async with first_rejection_held(held_env, pki, reconnect_min=60.0) as relay:
+        env.trust(pki.other_root)
+        policy.release.set()
+        await _until(
+            lambda: relay.metrics.connect_failures.value(kind="rejected") > 0,
+            "the relay taking in the rejection",
+        )
+        assert_relayed_challenge(await register(relay, 1))
+        assert relay.connects == 1
 
 
 @pytest.mark.parametrize("held_env", [ChangingRecording], indirect=True)
@@ -285,16 +286,13 @@ async def test_a_state_that_changes_during_every_attempt_still_gets_an_answer(
     """Each rejection is stale by the time the relay sees it. The relay tries again at
     once a bounded number of times, then answers with the rejection it has: it never
     dials the upstream without pause."""
-    env, policy = held_env
-    with KamailioRegistrar(pki.other_leaf) as kamailio:
-        async with relay_via(env, kamailio.port, reconnect_min=60.0) as relay:
-            assert await asyncio.to_thread(policy.recording.wait, WAIT)
-            answer = asyncio.create_task(register(relay, 1))
-            await _until_queued(relay)
-            policy.release.set()
-            response = await answer
-            assert response.startswith("SIP/2.0 503 "), response
-            assert 'text="Upstream certificate rejected"' in header(response, "Reason")
-            # Three stale rejections retried at once, the fourth applied.
-            assert relay.metrics.connect_failures.value(kind="rejected") == 4
-            assert relay.connects == 0
+    _, policy = held_env
+    async with first_rejection_held(held_env, pki, reconnect_min=60.0) as relay:
+        answer = await queued_register(relay)
+        policy.release.set()
+        response = await answer
+        assert response.startswith("SIP/2.0 503 "), response
+        assert 'text="Upstream certificate rejected"' in header(response, "Reason")
+        # Three stale rejections retried at once, the fourth applied.
+        assert relay.metrics.connect_failures.value(kind="rejected") == 4
+        assert relay.connects == 0
