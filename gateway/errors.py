@@ -92,7 +92,9 @@ class TrustRejected(TlsError):
 
     ``verdict`` is the decision (rule, every reason, leaf fingerprint), ``peer`` the
     destination that was checked and ``chain`` the certificates the peer sent, leaf
-    first, as the trust policy parsed them.
+    first, as the trust policy parsed them. ``snapshot`` is the trust state the
+    decision was made under (None when unknown): a caller that learns of the rejection
+    after that state changed knows the verdict is stale.
     """
 
     def __init__(
@@ -102,7 +104,9 @@ class TrustRejected(TlsError):
         peer: TlsTarget,
         verdict: VerdictView,
         chain: tuple[Any, ...] = (),
+        snapshot: Any = None,
     ) -> None:
         super().__init__(message, peer=peer)
         self.verdict = verdict
         self.chain = chain
+        self.snapshot = snapshot

@@ -63,7 +63,7 @@ from gateway.sip.framing import NEED_DATA
 from gateway.sip.wire import Wire
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsTransport
-from gateway.tls.policy import TlsTarget
+from gateway.tls.policy import TlsTarget, same_state
 
 #: Methods counted under their own name in metrics; the rest are "other".
 KNOWN_METHODS = frozenset(
@@ -85,6 +85,10 @@ KNOWN_METHODS = frozenset(
     ]
 )
 _CLOSE_WAIT = 5.0
+#: Rejections decided under a trust state that changed before they were applied, retried
+#: at once in a row; past this, the next one is applied (a state that changes during
+#: every attempt must not make the relay dial the upstream without pause).
+_STALE_RETRIES = 3
 #: How often LAN TCP connections are checked against sip.idle_timeout and
 #: sip.header_timeout (a connection is closed at most this late).
 _TCP_SWEEP_SECONDS = 1.0
@@ -406,7 +410,8 @@ class SipRelay:
         self._failures = 0
         self._retry_at = 0.0
         self._last_failure: tuple[str, str] | None = None  # warning, reason text
-        self._failed_snapshot: object | None = None
+        self._failed_snapshot: object | None = None  # the state a rejection was decided under
+        self._stale_retries = 0  # stale rejections retried in a row (_STALE_RETRIES)
         self._needs_person = False  # the last failure was a rejection only a person can fix
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._rng = random.Random()
@@ -620,14 +625,21 @@ class SipRelay:
             self._connecting = False
         assert error is not None
         now = loop.time()
+        if isinstance(error, TrustRejected) and self._stale(error):
+            return None
         if kind == "rejected":
+            assert isinstance(error, TrustRejected)
             warning = (
                 f"The upstream certificate was rejected: {error} The chain is in the "
                 "rejected certificates list of sipsgate (admin pages, or "
                 "`sipsgate certs rejected`)."
             )
             reason = "Upstream certificate rejected"
-            self._failed_snapshot = self.connector.policy.snapshot()
+            # The state the verdict came from, not the one now: a change committed
+            # while the attempt ended must end the backoff too.
+            self._failed_snapshot = (
+                error.snapshot if error.snapshot is not None else self._trust_state()
+            )
         elif kind == "refused":
             warning = (
                 f"The upstream server refused sipsgate's client certificate: {error} "
@@ -648,6 +660,36 @@ class SipRelay:
         )
         return None
 
+    def _stale(self, error: TrustRejected) -> bool:
+        """Whether the trust state changed after ``error`` was decided: then the verdict
+        is not applied (requests that arrived after the change wait for the attempt
+        that starts at once, under the new state)."""
+        decided = error.snapshot
+        if decided is None or self._stale_retries >= _STALE_RETRIES:
+            return False
+        current = self._trust_state()
+        if current is None or same_state(decided, current):
+            return False
+        self._stale_retries += 1
+        self._retry_at = 0.0
+        self.metrics.connect_failures.inc(kind="rejected")
+        self._log.info(
+            "sip.upstream.retried",
+            reason="the trust state changed after the certificate was rejected",
+            error=str(error),
+        )
+        return True
+
+    def _trust_state(self) -> object | None:
+        """The trust state now; None when the store cannot be read (nothing is then
+        taken as changed, and the next request asks again)."""
+        try:
+            state: object = self.connector.policy.snapshot()
+        except Exception as exc:
+            self._log.error("sip.snapshot.failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return state
+
     def _probe_hint(self, error: BaseException) -> str:
         """The command that reproduces a failure (it dials sip.upstream_address too)."""
         target = getattr(error, "peer", None)
@@ -665,6 +707,7 @@ class SipRelay:
     ) -> float:
         """One more failed connection: the next try waits longer; returns that wait."""
         self._failures += 1
+        self._stale_retries = 0
         backoff: float = min(
             self.settings.reconnect_max, self.settings.reconnect_min * 2 ** (self._failures - 1)
         )
@@ -724,6 +767,7 @@ class SipRelay:
         self._last_failure = None
         self._needs_person = False
         self._failed_snapshot = None
+        self._stale_retries = 0
         self.connects += 1
         self.metrics.reconnects.inc()
         self.metrics.flows.set(1)
@@ -774,10 +818,10 @@ class SipRelay:
         if self._flow is not None or self._connecting:
             return
         now = self._loop.time()
-        trust_changed = (
-            self._failed_snapshot is not None
-            and self.connector.policy.snapshot() is not self._failed_snapshot
-        )
+        trust_changed = False
+        if self._failed_snapshot is not None and now < self._retry_at:
+            current = self._trust_state()
+            trust_changed = current is not None and not same_state(current, self._failed_snapshot)
         if now < self._retry_at and self._last_failure is not None and not trust_changed:
             warning, reason = self._last_failure
             retry = self._retry_at - now

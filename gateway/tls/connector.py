@@ -7,11 +7,11 @@ same handshake, registers the live connection, and only then hands the connectio
 the caller's protocol. ``open_connection`` does the same for a stream pair.
 
 Every failure is a ``gateway.errors.TlsError``: ``TrustRejected`` (the decision said
-no; carries the verdict, peer and chain), ``TlsHandshakeError`` (OpenSSL's reasons
-kept) and its ``ClientCertificateRefused`` (the server refused our certificate),
-``TlsTimeout`` and ``TlsConnectError``. A refusal that comes after a TLS 1.3
-handshake reaches the application protocol's ``connection_lost`` and is logged here
-as ``tls.session.refused``.
+no; carries the verdict, peer, chain and the trust state it was made under),
+``TlsHandshakeError`` (OpenSSL's reasons kept) and its ``ClientCertificateRefused``
+(the server refused our certificate), ``TlsTimeout`` and ``TlsConnectError``. A
+refusal that comes after a TLS 1.3 handshake reaches the application protocol's
+``connection_lost`` and is logged here as ``tls.session.refused``.
 """
 
 from __future__ import annotations
@@ -149,12 +149,16 @@ class TlsConnector:
         )
         identity = self.policy.client_identity()
         context = self._contexts.context_for(identity)
-        snapshot = self.policy.snapshot()
         decided_at: list[datetime] = []
+        decided_under: list[Any] = []  # the trust state each decision was made under
 
         def decide(chain_der: tuple[bytes, ...], stapled: bytes | None) -> TrustCheck:
+            # The state is read when the chain is in hand, not when the connection
+            # began: a change committed during the TCP connect or the handshake applies.
+            snapshot = self.policy.snapshot()
             now = self._clock()
             decided_at.append(now)
+            decided_under.append(snapshot)
             if stapled is None:
                 return self.policy.decide(chain_der, target, now, snapshot)
             return self.policy.decide(chain_der, target, now, snapshot, stapled=stapled)
@@ -178,7 +182,7 @@ class TlsConnector:
                 ) from None
         except BaseException as exc:
             engine.abort_pending()
-            mapped = self._map_failure(engine, target, exc)
+            mapped = self._map_failure(engine, target, exc, decided_under)
             await self._after_failed_handshake(engine, target, mapped, decided_at, log)
             if mapped is exc:
                 raise
@@ -188,10 +192,12 @@ class TlsConnector:
         assert check is not None  # the engine refuses a handshake without a decision
         if fetcher is not None:
             try:
-                check = await self._fetch_and_decide(engine, fetcher, target, started, log)
+                check = await self._fetch_and_decide(
+                    engine, fetcher, target, started, log, decided_under
+                )
             except _Rejected as exc:
                 engine.abort()
-                mapped = self._map_failure(engine, target, exc)
+                mapped = self._map_failure(engine, target, exc, decided_under)
                 await self._after_failed_handshake(engine, target, mapped, decided_at, log)
                 raise mapped from None
         self._log_decision(log, target, check)
@@ -352,9 +358,11 @@ class TlsConnector:
         target: TlsTarget,
         started: float,
         log: Any,
+        decided_under: list[Any],
     ) -> TrustCheck:
         """Fetch revocation status the handshake could not establish, within what is
-        left of the handshake timeout, and decide again; raises ``_Rejected``."""
+        left of the handshake timeout, and decide again (the state it decided under is
+        appended to ``decided_under``); raises ``_Rejected``."""
         check = engine.check
         assert check is not None
         snapshot = self.policy.snapshot()
@@ -370,6 +378,7 @@ class TlsConnector:
                 check = self.policy.decide(engine.chain_der, target, now, snapshot)
             else:
                 check = self.policy.decide(engine.chain_der, target, now, snapshot, stapled=stapled)
+            decided_under.append(snapshot)
             engine.replace_check(check)
         if not check.verdict.accepted:
             raise _Rejected(check, ())
@@ -407,7 +416,7 @@ class TlsConnector:
             self._failed(log, target, "handshake", exc)
 
     def _map_failure(
-        self, engine: TlsEngine, target: TlsTarget, exc: BaseException
+        self, engine: TlsEngine, target: TlsTarget, exc: BaseException, decided_under: list[Any]
     ) -> BaseException:
         if isinstance(exc, _Rejected):
             return TrustRejected(
@@ -415,6 +424,7 @@ class TlsConnector:
                 peer=target,
                 verdict=exc.check.verdict,
                 chain=exc.check.chain,
+                snapshot=decided_under[-1] if decided_under else None,
             )
         if isinstance(exc, TlsError | asyncio.CancelledError):
             return exc

@@ -230,7 +230,11 @@ class TrustPolicy(Protocol):
     """
 
     def snapshot(self) -> Any:
-        """A consistent view of the trust state, taken once per handshake."""
+        """A consistent view of the trust state, taken once per handshake.
+
+        The same object (or, without a ``generation``, an equal value) until the
+        state changes: see :func:`same_state`.
+        """
         ...
 
     def decide(
@@ -257,3 +261,17 @@ class TrustPolicy(Protocol):
     def close_flows_on_revoke(self, snapshot: Any) -> bool:
         """Whether live flows that would now be rejected are to be closed."""
         ...
+
+
+def same_state(a: Any, b: Any) -> bool:
+    """Whether two snapshots of a ``TrustPolicy`` show the same trust state.
+
+    The store's snapshots carry a ``generation`` that grows with every committed
+    change, and are compared by it; snapshots without one are compared as values.
+    """
+    if a is b:
+        return True
+    first, second = getattr(a, "generation", None), getattr(b, "generation", None)
+    if first is not None and second is not None:
+        return bool(first == second)
+    return bool(a == b)

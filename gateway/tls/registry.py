@@ -100,6 +100,7 @@ class ConnectionRegistry:
                     peer=live.target,
                     verdict=check.verdict,
                     chain=check.chain,
+                    snapshot=snapshot,
                 )
             )
             self.discard(live)

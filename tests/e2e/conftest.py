@@ -4,6 +4,8 @@ failed test left behind killed by PID."""
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -100,3 +102,41 @@ async def serving_relay(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def register(relay: SipRelay, n: int) -> str:
+    """One REGISTER from a raw UDP socket (``n`` makes it unique); the final answer as
+    text."""
+    host, port = relay.udp_addresses[0]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    local = sock.getsockname()[1]
+    request = (
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-retry-{n}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:bs1@{DOMAIN}>;tag=t{n}\r\n"
+        f"To: <sip:bs1@{DOMAIN}>\r\n"
+        f"Call-ID: retry-after-{n}@127.0.0.1\r\n"
+        "CSeq: 1 REGISTER\r\n"
+        f"Contact: <sip:bs1@127.0.0.1:{local}>\r\n"
+        "Expires: 3600\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.sock_sendto(sock, request, (host, port))
+        async with asyncio.timeout(WAIT):
+            while True:
+                data = (await loop.sock_recv(sock, 65535)).decode()
+                if not re.match(r"SIP/2\.0 1\d\d ", data):
+                    return data
+    finally:
+        sock.close()
+
+
+def header(response: str, name: str) -> str:
+    match = re.search(rf"^{name}: *(.*?)\r$", response, re.MULTILINE | re.IGNORECASE)
+    assert match, f"no {name} in {response!r}"
+    return match.group(1)

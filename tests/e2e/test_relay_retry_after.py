@@ -17,7 +17,7 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from gateway.relay.service import SipRelay
-from tests.e2e.conftest import Pki, relay_section, serving_relay
+from tests.e2e.conftest import Pki, header, register, relay_section, serving_relay
 from tests.integration.trust_env import Env, make_env
 from tests.sip_peers import DOMAIN
 from tests.tls_servers import TlsEchoServer, server_context
@@ -30,43 +30,6 @@ PERSON_WAIT = 300  # RelaySettings.person_retry_after: five minutes
 async def relay_to(env: Env, address: str) -> AsyncIterator[SipRelay]:
     async with serving_relay(env, relay_section(address)) as relay:
         yield relay
-
-
-async def register(relay: SipRelay, n: int) -> str:
-    """One REGISTER from a raw UDP socket; the final answer as text."""
-    host, port = relay.udp_addresses[0]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    local = sock.getsockname()[1]
-    request = (
-        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-retry-{n}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:bs1@{DOMAIN}>;tag=t{n}\r\n"
-        f"To: <sip:bs1@{DOMAIN}>\r\n"
-        f"Call-ID: retry-after-{n}@127.0.0.1\r\n"
-        "CSeq: 1 REGISTER\r\n"
-        f"Contact: <sip:bs1@127.0.0.1:{local}>\r\n"
-        "Expires: 3600\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.sock_sendto(sock, request, (host, port))
-        async with asyncio.timeout(WAIT):
-            while True:
-                data = (await loop.sock_recv(sock, 65535)).decode()
-                if not re.match(r"SIP/2\.0 1\d\d ", data):
-                    return data
-    finally:
-        sock.close()
-
-
-def header(response: str, name: str) -> str:
-    match = re.search(rf"^{name}: *(.*?)\r$", response, re.MULTILINE | re.IGNORECASE)
-    assert match, f"no {name} in {response!r}"
-    return match.group(1)
 
 
 async def test_rejected_certificate_gets_a_long_retry_after_and_the_reason(

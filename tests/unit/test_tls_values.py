@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from OpenSSL import SSL
 
+from certstore.model import Settings
+from certstore.snapshot import TrustSnapshot
 from gateway.metrics import MetricsRegistry
 from gateway.tls.engine import (
     TlsSettings,
@@ -14,7 +16,7 @@ from gateway.tls.engine import (
     describe_handshake_failure,
     openssl_reasons,
 )
-from gateway.tls.policy import TlsTarget, is_ip_literal, target_from_uri
+from gateway.tls.policy import TlsTarget, is_ip_literal, same_state, target_from_uri
 
 
 class TestTlsTarget:
@@ -272,3 +274,24 @@ class TestClientCertificateRefusal:
         reasons = ("certificate verify failed",)
         target = TlsTarget.sips("a.test")
         assert client_certificate_refused(target, reasons, after_handshake=True) is None
+
+
+class TestSameState:
+    """Whether two snapshots show one trust state (the relay retries a rejection that
+    a change has overtaken)."""
+
+    @staticmethod
+    def snapshot(generation: int) -> TrustSnapshot:
+        return TrustSnapshot.build(generation=generation, settings=Settings(), trust=(), pins=())
+
+    def test_store_snapshots_compare_by_generation(self) -> None:
+        """Two objects built for one generation are one state; another generation is not."""
+        first = self.snapshot(4)
+        assert same_state(first, first)
+        assert same_state(first, self.snapshot(4))
+        assert not same_state(first, self.snapshot(5))
+
+    def test_snapshots_without_a_generation_compare_as_values(self) -> None:
+        """A policy whose snapshot is a plain value (a set of trusted fingerprints)."""
+        assert same_state(frozenset({"a"}), frozenset({"a"}))
+        assert not same_state(frozenset({"a"}), frozenset({"a", "b"}))
