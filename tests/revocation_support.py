@@ -8,7 +8,7 @@ import datetime as dt
 import functools
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from gateway.tls.policy import TlsTarget
 from tests.pki import CertFactory, Issued
-from tests.tls_servers import _ChildServer
+from tests.tls_servers import OpensslServer, _ChildServer, free_port
 
 
 def make_crl(
@@ -287,3 +288,43 @@ class CrlServer:
         self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+@contextlib.contextmanager
+def leaf_with_responder(
+    factory: CertFactory,
+    root: Issued,
+    *,
+    revoked_at: dt.datetime | None = None,
+    nmin: int | None = None,
+) -> Iterator[tuple[Issued, OpensslOcspResponder]]:
+    """A leaf whose AIA names a running ``openssl ocsp`` responder for ``root``.
+
+    ``openssl ocsp -port`` binds every address, so a port free on 127.0.0.1 may be
+    taken elsewhere: then another port (and leaf) is tried.
+    """
+    for _ in range(5):
+        port = free_port()
+        leaf = factory.leaf(
+            root, extra_extensions=revocation_urls(ocsp_url=f"http://127.0.0.1:{port}/")
+        )
+        responder = OpensslOcspResponder(
+            root, port, [index_line(leaf, revoked_at=revoked_at)], nmin=nmin
+        )
+        try:
+            responder.__enter__()
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc):
+                raise
+            continue
+        try:
+            yield leaf, responder
+        finally:
+            responder.__exit__(None, None, None)
+        return
+    raise RuntimeError("no free port for openssl ocsp after 5 attempts")
+
+
+def server_target(server: OpensslServer) -> TlsTarget:
+    """The SIPS target the revocation tests dial: their leaves name sip.example.test."""
+    return TlsTarget.sips("sip.example.test", connect_host="127.0.0.1", connect_port=server.port)

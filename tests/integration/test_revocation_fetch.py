@@ -4,10 +4,8 @@ and a CRL from a loopback HTTP server; responders down or slow; the cache in the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +14,14 @@ from certstore.model import Reason
 from certstore.revocation import RevocationSource, SourceKind
 from gateway.errors import TrustRejected
 from gateway.tls.factory import build_fetcher
-from gateway.tls.policy import TlsTarget
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.revocation_support import (
     CrlServer,
-    OpensslOcspResponder,
-    index_line,
+    leaf_with_responder,
     make_crl,
     revocation_urls,
+    server_target,
 )
 from tests.tls_servers import OpensslServer, free_port
 
@@ -47,40 +44,8 @@ def env(tmp_path: Path, root: Issued) -> Env:
     return environment
 
 
-@contextlib.contextmanager
-def ocsp_responder(
-    factory: CertFactory, root: Issued, *, revoked_at: dt.datetime | None = None
-) -> Iterator[tuple[Issued, str]]:
-    """A leaf whose AIA names a running ``openssl ocsp`` responder for ``root``.
-
-    ``openssl ocsp -port`` binds every address, so a port free on 127.0.0.1 may be
-    taken elsewhere: then another port (and leaf) is tried.
-    """
-    for _ in range(5):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        leaf = factory.leaf(root, extra_extensions=revocation_urls(ocsp_url=url))
-        responder = OpensslOcspResponder(root, port, [index_line(leaf, revoked_at=revoked_at)])
-        try:
-            responder.__enter__()
-        except RuntimeError as exc:
-            if "Address already in use" not in str(exc):
-                raise
-            continue
-        try:
-            yield leaf, url
-        finally:
-            responder.__exit__(None, None, None)
-        return
-    raise RuntimeError("no free port for openssl ocsp after 5 attempts")
-
-
-def _target(server: OpensslServer) -> TlsTarget:
-    return TlsTarget.sips("sip.example.test", connect_host="127.0.0.1", connect_port=server.port)
-
-
 async def _connect(env: Env, server: OpensslServer) -> None:
-    _, writer = await env.connector.open_connection(_target(server))
+    _, writer = await env.connector.open_connection(server_target(server))
     writer.close()
 
 
@@ -96,11 +61,11 @@ async def test_ocsp_responder_good_then_cached(
     env: Env, factory: CertFactory, root: Issued
 ) -> None:
     env.settings(revocation="hard-fail")
-    with ocsp_responder(factory, root) as (leaf, url), OpensslServer(leaf) as server:
+    with leaf_with_responder(factory, root) as (leaf, responder), OpensslServer(leaf) as server:
         await _connect(env, server)
     (cached,) = env.store.list_revocation()
     assert cached.kind is SourceKind.OCSP and cached.source is RevocationSource.OCSP_URL
-    assert cached.url == url and cached.next_update is not None
+    assert cached.url == responder.url and cached.next_update is not None
     # the responder is gone: the cached answer serves the next handshake
     with OpensslServer(leaf) as server:
         await _connect(env, server)
@@ -108,17 +73,13 @@ async def test_ocsp_responder_good_then_cached(
 
 
 async def test_ocsp_responder_revoked_rejects(env: Env, factory: CertFactory, root: Issued) -> None:
-    port = free_port()
-    leaf = factory.leaf(
-        root, extra_extensions=revocation_urls(ocsp_url=f"http://127.0.0.1:{port}/")
-    )
     revoked_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
     with (
-        OpensslOcspResponder(root, port, [index_line(leaf, revoked_at=revoked_at)]),
+        leaf_with_responder(factory, root, revoked_at=revoked_at) as (leaf, _),
         OpensslServer(leaf) as server,
         pytest.raises(TrustRejected) as info,
     ):
-        await env.connector.open_connection(_target(server))
+        await env.connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOKED,)
     assert "ocsp-url http://127.0.0.1" in info.value.verdict.findings[0].message
     (entry,) = env.rejected()
@@ -131,7 +92,7 @@ async def test_crl_from_loopback_http_revokes(
     leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
     crl_server.body = make_crl(root, [leaf], now=dt.datetime.now(dt.UTC))
     with OpensslServer(leaf) as server, pytest.raises(TrustRejected) as info:
-        await env.connector.open_connection(_target(server))
+        await env.connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOKED,)
     assert f"crl-url {crl_server.url}" in info.value.verdict.findings[0].message
     (cached,) = env.store.list_revocation()
@@ -156,7 +117,7 @@ async def test_responder_down(env: Env, factory: CertFactory, root: Issued, mode
             assert 'outcome="failed"' in _metric(env, "sipsgate_revocation_fetches_total")
             return
         with pytest.raises(TrustRejected) as info:
-            await env.connector.open_connection(_target(server))
+            await env.connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
     (entry,) = env.rejected()
     assert entry.reasons == (Reason.REVOCATION_UNKNOWN,)
@@ -177,7 +138,7 @@ async def test_slow_crl_server_does_not_hang_the_handshake(
             await asyncio.wait_for(_connect(env, server), bound)
         else:
             with pytest.raises(TrustRejected) as info:
-                await asyncio.wait_for(env.connector.open_connection(_target(server)), bound)
+                await asyncio.wait_for(env.connector.open_connection(server_target(server)), bound)
             assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
             assert "no answer within the timeout" in str(env.connector.fetcher.last_errors)  # type: ignore[union-attr]
     assert time.monotonic() - started < bound

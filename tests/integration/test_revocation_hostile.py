@@ -17,10 +17,9 @@ from certstore.model import Reason
 from certstore.revocation import MAX_CRL_BYTES, MAX_OCSP_BYTES
 from gateway.errors import TrustRejected
 from gateway.tls.factory import build_fetcher
-from gateway.tls.policy import TlsTarget
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
-from tests.revocation_support import CrlServer, make_crl, make_ocsp, revocation_urls
+from tests.revocation_support import CrlServer, make_crl, make_ocsp, revocation_urls, server_target
 from tests.tls_servers import OpensslServer
 
 NOW = dt.datetime.now(dt.UTC)
@@ -45,20 +44,16 @@ def env(tmp_path: Path, root: Issued) -> Env:
     return environment
 
 
-def _target(server: OpensslServer) -> TlsTarget:
-    return TlsTarget.sips("sip.example.test", connect_host="127.0.0.1", connect_port=server.port)
-
-
 async def _expect(env: Env, server: OpensslServer, mode: str) -> str:
     """soft-fail accepts; hard-fail rejects as revocation-unknown (never as revoked).
     Returns the hard-fail message."""
     env.settings(revocation=mode)
     if mode == "soft-fail":
-        _, writer = await env.connector.open_connection(_target(server))
+        _, writer = await env.connector.open_connection(server_target(server))
         writer.close()
         return ""
     with pytest.raises(TrustRejected) as info:
-        await env.connector.open_connection(_target(server))
+        await env.connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
     (entry,) = env.rejected()
     assert entry.reasons == (Reason.REVOCATION_UNKNOWN,)
@@ -175,7 +170,7 @@ async def test_large_valid_crl_arrives_whole(
     crl_server.body = make_crl(root, [leaf], now=NOW, extra_serials=30_000)
     assert 256 * 1024 < len(crl_server.body) < MAX_CRL_BYTES
     with OpensslServer(leaf) as server, pytest.raises(TrustRejected) as info:
-        await env.connector.open_connection(_target(server))
+        await env.connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOKED,)
     (cached,) = env.store.list_revocation()
     assert cached.entries == 30_001

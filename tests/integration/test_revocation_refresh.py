@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,6 @@ from certstore.model import Reason
 from certstore.revocation import RevocationSource, SourceKind
 from gateway.errors import TrustRejected
 from gateway.tls.factory import build_fetcher
-from gateway.tls.policy import TlsTarget
 from gateway.tls.revocation_fetch import RevocationFetcher
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
@@ -28,8 +27,10 @@ from tests.revocation_support import (
     CrlServer,
     OpensslOcspResponder,
     index_line,
+    leaf_with_responder,
     make_crl,
     revocation_urls,
+    server_target,
 )
 from tests.tls_servers import OpensslServer, free_port
 
@@ -88,10 +89,6 @@ async def watching(env: Env) -> AsyncIterator[None]:
             await task
 
 
-def _target(server: OpensslServer) -> TlsTarget:
-    return TlsTarget.sips("sip.example.test", connect_host="127.0.0.1", connect_port=server.port)
-
-
 def _metric(env: Env, name: str) -> str:
     lines = env.connector.metrics_registry.render().splitlines()
     return "\n".join(line for line in lines if line.startswith(name))
@@ -114,7 +111,7 @@ async def test_changed_crl_is_refreshed_and_closes_the_flow(
     leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
     crl_server.body = make_crl(root, [], now=now, next_update=dt.timedelta(hours=1), number=1)
     with OpensslServer(leaf) as server:
-        reader, writer = await env.connector.open_connection(_target(server))
+        reader, writer = await env.connector.open_connection(server_target(server))
         assert crl_server.hits == 1 and len(env.connector.registry) == 1
         crl_server.body = make_crl(root, [leaf], now=now, number=2)
         async with watching(env):
@@ -139,7 +136,7 @@ async def test_failed_refresh_keeps_the_old_crl_visible_in_metric(
     leaf = factory.leaf(root, extra_extensions=revocation_urls(crl_url=crl_server.url))
     crl_server.body = make_crl(root, [], now=now, next_update=dt.timedelta(hours=1))
     with OpensslServer(leaf) as server:
-        _, writer = await env.connector.open_connection(_target(server))
+        _, writer = await env.connector.open_connection(server_target(server))
         crl_server.status = 503
         clock.ahead = dt.timedelta(minutes=45)
         async with watching(env):
@@ -155,39 +152,15 @@ async def test_failed_refresh_keeps_the_old_crl_visible_in_metric(
     assert cached.entries == 0
 
 
-@contextlib.contextmanager
-def short_lived_responder(
-    factory: CertFactory, root: Issued
-) -> Iterator[tuple[Issued, OpensslOcspResponder]]:
-    """A leaf whose AIA names a running ``openssl ocsp`` responder giving answers valid
-    one minute (another port is tried if ``openssl ocsp``, binding every address, finds
-    it taken)."""
-    for _ in range(5):
-        port = free_port()
-        leaf = factory.leaf(
-            root, extra_extensions=revocation_urls(ocsp_url=f"http://127.0.0.1:{port}/")
-        )
-        responder = OpensslOcspResponder(root, port, [index_line(leaf)], nmin=1)
-        try:
-            responder.__enter__()
-        except RuntimeError as exc:
-            if "Address already in use" not in str(exc):
-                raise
-            continue
-        try:
-            yield leaf, responder
-        finally:
-            responder.__exit__(None, None, None)
-        return
-    raise RuntimeError("no free port for openssl ocsp after 5 attempts")
-
-
 async def test_ocsp_answer_refreshed_from_a_real_responder_closes_the_flow(
     env: Env, factory: CertFactory, root: Issued, clock: Clock
 ) -> None:
     env.settings(revocation="hard-fail")
-    with short_lived_responder(factory, root) as (leaf, responder), OpensslServer(leaf) as server:
-        reader, writer = await env.connector.open_connection(_target(server))
+    with (
+        leaf_with_responder(factory, root, nmin=1) as (leaf, responder),
+        OpensslServer(leaf) as server,
+    ):
+        reader, writer = await env.connector.open_connection(server_target(server))
         (first,) = env.store.list_revocation()
         assert first.kind is SourceKind.OCSP and first.next_update is not None
         assert first.next_update - first.this_update <= dt.timedelta(minutes=1)
@@ -224,11 +197,11 @@ async def test_each_certificate_behind_one_responder_keeps_its_answer(
     with OpensslOcspResponder(root, port, [index_line(leaf) for leaf in leaves]):
         for leaf in leaves:
             with OpensslServer(leaf) as server:
-                _, writer = await env.connector.open_connection(_target(server))
+                _, writer = await env.connector.open_connection(server_target(server))
                 writer.close()
     assert len(env.store.list_revocation()) == 2
     for leaf in leaves:  # the responder is gone: each cached answer still serves
         with OpensslServer(leaf) as server:
-            _, writer = await env.connector.open_connection(_target(server))
+            _, writer = await env.connector.open_connection(server_target(server))
             writer.close()
     assert env.rejected() == ()

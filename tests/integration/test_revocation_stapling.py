@@ -12,11 +12,10 @@ from certstore.model import Reason, RevocationMode
 from gateway.cli.probe import print_human
 from gateway.errors import TrustRejected
 from gateway.tls import TlsConnector
-from gateway.tls.policy import TlsTarget
 from gateway.tls.probe import as_json, run_probe
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
-from tests.revocation_support import openssl_ocsp_response
+from tests.revocation_support import openssl_ocsp_response, server_target
 from tests.tls_servers import OpensslServer
 
 
@@ -32,10 +31,6 @@ def env(tmp_path: Path, pki: tuple[Issued, Issued]) -> Env:
     environment = make_env(tmp_path / "store.db")
     environment.trust(pki[0])
     return environment
-
-
-def _target(server: OpensslServer) -> TlsTarget:
-    return TlsTarget.sips("sip.example.test", connect_host="127.0.0.1", connect_port=server.port)
 
 
 def _server(tmp_path: Path, leaf: Issued, response: bytes | None, version: str) -> OpensslServer:
@@ -58,7 +53,7 @@ async def test_stapled_good_is_accepted_even_with_hard_fail(
     env.settings(revocation="hard-fail")
     good = openssl_ocsp_response(tmp_path / "ocsp", leaf, root)
     with _server(tmp_path, leaf, good, version) as server:
-        _, writer = await env.connector.open_connection(_target(server))
+        _, writer = await env.connector.open_connection(server_target(server))
         writer.close()
     assert env.rejected() == ()
 
@@ -74,7 +69,7 @@ async def test_stapled_revoked_aborts_the_handshake_and_is_recorded(
         _server(tmp_path, leaf, revoked, version) as server,
         pytest.raises(TrustRejected) as info,
     ):
-        await env.connector.open_connection(_target(server))
+        await env.connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOKED,)
     message = info.value.verdict.findings[0].message
     assert "revoked by its issuer on" in message and "keyCompromise" in message
@@ -91,7 +86,7 @@ async def test_revocation_off_ignores_the_staple(
     env.settings(revocation="off")
     revoked = openssl_ocsp_response(tmp_path / "ocsp", leaf, root, revoked=True)
     with _server(tmp_path, leaf, revoked, "1.3") as server:
-        _, writer = await env.connector.open_connection(_target(server))
+        _, writer = await env.connector.open_connection(server_target(server))
         writer.close()
 
 
@@ -107,11 +102,11 @@ async def test_expired_staple_is_not_information(
     connector = TlsConnector(env.policy, clock=lambda: later)
     with _server(tmp_path, leaf, revoked, "1.2") as server:
         if mode == "soft-fail":
-            _, writer = await connector.open_connection(_target(server))
+            _, writer = await connector.open_connection(server_target(server))
             writer.close()
             return
         with pytest.raises(TrustRejected) as info:
-            await connector.open_connection(_target(server))
+            await connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
     message = info.value.verdict.findings[0].message
     assert "stapled OCSP response is not used" in message and "stale or replayed" in message
@@ -123,11 +118,11 @@ async def test_hard_fail_without_staple_rejects_soft_fail_accepts(
 ) -> None:
     _, leaf = pki
     with _server(tmp_path, leaf, None, version) as server:
-        _, writer = await env.connector.open_connection(_target(server))
+        _, writer = await env.connector.open_connection(server_target(server))
         writer.close()
         env.settings(revocation="hard-fail")
         with pytest.raises(TrustRejected) as info:
-            await env.connector.open_connection(_target(server))
+            await env.connector.open_connection(server_target(server))
     assert info.value.verdict.reasons == (Reason.REVOCATION_UNKNOWN,)
     (entry,) = env.rejected()
     assert entry.reasons == (Reason.REVOCATION_UNKNOWN,)
@@ -139,7 +134,7 @@ async def test_probe_prints_each_certificates_revocation_status(
     root, leaf = pki
     good = openssl_ocsp_response(tmp_path / "ocsp", leaf, root)
     with _server(tmp_path, leaf, good, "1.3") as server:
-        result = await run_probe(env.connector, _target(server))
+        result = await run_probe(env.connector, server_target(server))
     print_human(result, dt.datetime.now(dt.UTC), recorded=False, rejected_id=None)
     out = capsys.readouterr().out
     assert "revocation: good (from stapled, thisUpdate " in out
