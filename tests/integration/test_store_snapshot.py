@@ -42,7 +42,7 @@ class TestCache:
         """After one change the snapshot is new, but unchanged entries are the same objects."""
         first = store.snapshot()
         cert = PKI.leaf(None, cn="new.example").model
-        with mock.patch("certstore.sqlite.parse_der", side_effect=AssertionError("re-parsed")):
+        with mock.patch("certstore.certcache.parse_der", side_effect=AssertionError("re-parsed")):
             store.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
             second = store.snapshot()
         assert second is not first
@@ -139,7 +139,7 @@ class TestThreads:
             worker.start()
             worker.join()
         # The main thread's connection and the last worker's (reaped by the next one).
-        assert len(store._conns) == 2
+        assert len(store.backend._conns) == 2
 
 
 POOL = [PKI.ca("Shared CA").model for _ in range(3)] + [

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from certstore import sqlite as sqlite_store
 from certstore.errors import StorageError
 from certstore.model import (
     Finding,
@@ -29,6 +28,7 @@ from certstore.model import (
     VerdictKind,
 )
 from certstore.sqlite import SqliteStore
+from certstore.sqlite import schema as sqlite_store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = FIXTURES / "store-schema-v1.sql"
@@ -99,7 +99,7 @@ def next_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend the next release adds a table: one schema version more."""
     migration = ("CREATE TABLE upgrade_probe (id INTEGER PRIMARY KEY)",)
     monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", NEXT)
-    monkeypatch.setattr(sqlite_store, "_MIGRATIONS", (*sqlite_store._MIGRATIONS, migration))
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", (*sqlite_store.MIGRATIONS, migration))
 
 
 @pytest.mark.usefixtures("next_schema")
