@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from certstore import backup, checks, recording
 from certstore.builtin import builtin_certificates
@@ -143,6 +143,12 @@ class RepositoryStore:
     def close(self) -> None:
         """Close the backend. Later calls raise :class:`StorageError`."""
         self._backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- shared helpers -----------------------------------------------------------------
 

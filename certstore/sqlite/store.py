@@ -72,12 +72,6 @@ class SqliteStore(RepositoryStore):
     def backend(self) -> SqliteBackend:
         return self._sqlite
 
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def verify(self) -> dict[str, int]:
         """Check the file and every row: SQLite's integrity check, then every
         certificate, pin, rejected entry, setting, identity and audit event must read

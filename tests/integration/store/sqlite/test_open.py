@@ -13,17 +13,7 @@ from certstore.builtin import builtin_certificates, builtin_fingerprints
 from certstore.errors import StorageError, ValidationError
 from certstore.model import Settings, TrustKind, TrustSource
 from certstore.sqlite import SCHEMA_VERSION, SqliteStore
-from tests.integration._store_support import (
-    ADMIN,
-    PKI,
-    FakeClock,
-    audit_actions,
-    clock,
-    store,
-    store_path,
-)
-
-__all__ = ["clock", "store", "store_path"]
+from tests.integration._store_support import ADMIN, PKI, FakeClock, audit_actions
 
 
 def _mode(path: Path) -> int:

@@ -30,7 +30,7 @@ from certstore.model import (
 from certstore.sqlite import SqliteStore
 from certstore.sqlite import schema as sqlite_store
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 FIXTURE = FIXTURES / "store-schema-v1.sql"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 NEXT = sqlite_store.SCHEMA_VERSION + 1
