@@ -196,7 +196,9 @@ class RepositoryStore:
                 self._cached = fresh
             return fresh.snapshot
 
-    def _known_certificate(self, previous: TrustSnapshot | None) -> Callable[[str], Any]:
+    def _known_certificate(
+        self, previous: TrustSnapshot | None
+    ) -> Callable[[str], Certificate | None]:
         known: Mapping[str, TrustEntry] = previous.trust_by_fingerprint if previous else {}
 
         def lookup(fingerprint: str) -> Certificate | None:
