@@ -350,8 +350,7 @@ class RepositoryStore:
             )
             return recording.first_entry(entry_id, current)
 
-        result: RejectedChain = self._write("recording a rejected certificate chain", body)
-        return result
+        return self._write("recording a rejected certificate chain", body)
 
     def _first_use_pin(
         self,
@@ -459,8 +458,7 @@ class RepositoryStore:
                 self._audit_trust_added(repos, actor, action, source, result, now)
             return result
 
-        result: AddResult = self._write("adding certificates to the trust list", body)
-        return result
+        return self._write("adding certificates to the trust list", body)
 
     def add_trust(
         self,
@@ -505,8 +503,7 @@ class RepositoryStore:
             )
             return entry
 
-        result: TrustEntry = self._write("removing a certificate from the trust list", body)
-        return result
+        return self._write("removing a certificate from the trust list", body)
 
     def clear_trust(self, *, actor: Actor) -> int:
         checks.check_actor(actor)
@@ -518,8 +515,7 @@ class RepositoryStore:
                 self._audit(repos, actor, "trust.clear", "trust", {"removed": removed})
             return removed
 
-        result: int = self._write("clearing the trust list", body)
-        return result
+        return self._write("clearing the trust list", body)
 
     # -- pins -------------------------------------------------------------------------------
 
@@ -579,11 +575,10 @@ class RepositoryStore:
         expiry) is returned as it is, without a second row or audit event."""
         checks.check_actor(actor)
         valid = checks.validated_pin(request, now=self._now())
-        result: Pin = self._write(
+        return self._write(
             "adding a pin",
             lambda repos: self._insert_pin(repos, valid, actor, self._now(), action="pin.add"),
         )
-        return result
 
     def remove_pin(self, pin_id: int, *, actor: Actor) -> Pin:
         checks.check_actor(actor)
@@ -596,8 +591,7 @@ class RepositoryStore:
             self._audit(repos, actor, "pin.remove", str(pin.id), checks.pin_details(pin))
             return pin
 
-        result: Pin = self._write("removing a pin", body)
-        return result
+        return self._write("removing a pin", body)
 
     # -- rejected chains ----------------------------------------------------------------------
 
@@ -617,10 +611,9 @@ class RepositoryStore:
         return entry
 
     def get_rejected(self, rejected_id: int) -> RejectedChain:
-        result: RejectedChain = self._backend.read(
+        return self._backend.read(
             "reading the rejected list", lambda repos: self._load_rejected(repos, rejected_id)
         )
-        return result
 
     def trust_rejected(
         self, rejected_id: int, fingerprints: Sequence[str], *, actor: Actor
@@ -663,8 +656,7 @@ class RepositoryStore:
             )
             return result
 
-        result: AddResult = self._write("trusting certificates of a rejected chain", body)
-        return result
+        return self._write("trusting certificates of a rejected chain", body)
 
     def pin_rejected(
         self,
@@ -727,8 +719,7 @@ class RepositoryStore:
             )
             return pin
 
-        result: Pin = self._write(f"pinning a rejected certificate ({decision.value})", body)
-        return result
+        return self._write(f"pinning a rejected certificate ({decision.value})", body)
 
     def remove_rejected(self, rejected_id: int, *, actor: Actor) -> None:
         checks.check_actor(actor)
@@ -750,8 +741,7 @@ class RepositoryStore:
                 self._audit(repos, actor, "rejected.clear", "rejected", {"removed": removed})
             return removed
 
-        result: int = self._write("clearing the rejected list", body)
-        return result
+        return self._write("clearing the rejected list", body)
 
     # -- revocation information ---------------------------------------------------------
 
@@ -810,8 +800,7 @@ class RepositoryStore:
                 )
             return describe_source(parsed, key=key, fetched_at=now)
 
-        result: CachedSource = self._write("storing revocation information", body)
-        return result
+        return self._write("storing revocation information", body)
 
     def list_revocation(self) -> tuple[CachedSource, ...]:
         """Every cached revocation source, soonest next update first."""
@@ -830,10 +819,7 @@ class RepositoryStore:
             far = datetime.max.replace(tzinfo=UTC)
             return tuple(sorted(out, key=lambda s: (s.next_update or far, s.key)))
 
-        result: tuple[CachedSource, ...] = self._backend.read(
-            "listing revocation information", body
-        )
-        return result
+        return self._backend.read("listing revocation information", body)
 
     def remove_uploaded_crl(self, fingerprint: str, *, actor: Actor) -> CachedSource:
         """Remove the uploaded CRL with this SHA-256 fingerprint; audited. Its issuer's
@@ -863,8 +849,7 @@ class RepositoryStore:
             )
             return removed
 
-        result: CachedSource = self._write("removing an uploaded CRL", body)
-        return result
+        return self._write("removing an uploaded CRL", body)
 
     def remove_revocation(self, key: str, *, actor: Actor) -> None:
         """Remove one cached or uploaded source; audited."""
@@ -880,10 +865,7 @@ class RepositoryStore:
     # -- settings ---------------------------------------------------------------------------
 
     def get_settings(self) -> Settings:
-        result: Settings = self._backend.read(
-            "reading the settings", lambda repos: repos.settings.get()
-        )
-        return result
+        return self._backend.read("reading the settings", lambda repos: repos.settings.get())
 
     def update_settings(self, changes: Mapping[str, object], *, actor: Actor) -> Settings:
         """Change some settings. Unknown names, wrong types, credentials longer than 74
@@ -904,8 +886,7 @@ class RepositoryStore:
             self._audit(repos, actor, "settings.update", ",".join(sorted(diff)), {"changed": diff})
             return updated
 
-        result: Settings = self._write("changing the settings", body)
-        return result
+        return self._write("changing the settings", body)
 
     def provision(
         self,
@@ -950,8 +931,7 @@ class RepositoryStore:
                 trust=added,
             )
 
-        result: ProvisionOutcome = self._write("applying a provisioning document", body)
-        return result
+        return self._write("applying a provisioning document", body)
 
     # -- device identity ----------------------------------------------------------------------
 
@@ -1153,8 +1133,7 @@ class RepositoryStore:
             )
             return summary
 
-        result: RestoreSummary = self._write("restoring a backup", body)
-        return result
+        return self._write("restoring a backup", body)
 
 
 def check_limits(*, rejected_limit: int, audit_limit: int) -> None:
