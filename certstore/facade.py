@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from certstore import backup, checks, recording
 from certstore.builtin import builtin_certificates
@@ -67,6 +67,7 @@ from certstore.revocation import (
 )
 from certstore.snapshot import TrustSnapshot, patch_trust
 from certstore.store import (
+    CertStore,
     DeviceIdentity,
     ExpiringItem,
     PendingCsr,
@@ -1185,3 +1186,8 @@ class _Seeder:
             {"from_version": from_version, "to_version": to_version},
             at,
         )
+
+
+if TYPE_CHECKING:
+    # The type checker holds the facade to the public interface, method for method.
+    _IMPLEMENTS: type[CertStore] = RepositoryStore
