@@ -142,7 +142,7 @@ class SqliteTrust(_Table):
         ]
 
     def fingerprints(self) -> set[str]:
-        return {str(fp) for (fp,) in self.conn.execute("SELECT fingerprint FROM trust")}
+        return {fp for (fp,) in self.conn.execute("SELECT fingerprint FROM trust")}
 
     def get(self, fingerprint: str) -> TrustEntry | None:
         row = self.conn.execute(
