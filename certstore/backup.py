@@ -31,7 +31,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -52,6 +52,7 @@ from certstore.model import (
     TrustKind,
     TrustSource,
 )
+from certstore.recording import chain_key
 from certstore.validation import (
     MAX_RECORDED_CHAIN_BYTES,
     MAX_RECORDED_CHAIN_CERTS,
@@ -252,11 +253,6 @@ def parse_document(
         settings=settings,
         includes_secrets=secrets,
     )
-
-
-def chain_key(fingerprints: Sequence[str]) -> str:
-    """The identity of a rejected chain: SHA-256 over its certificates' fingerprints."""
-    return hashlib.sha256(":".join(fingerprints).encode("ascii")).hexdigest()
 
 
 def _b64(der: bytes) -> str:

@@ -7,10 +7,10 @@ instead of scans. Building is pure; the store decides when to build a new one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from certstore.model import Pin, Settings, TrustEntry
 from certstore.revocation import EMPTY_FACTS, RevocationFacts
@@ -69,3 +69,42 @@ class TrustSnapshot:
     @classmethod
     def empty(cls, settings: Settings | None = None) -> TrustSnapshot:
         return cls.build(generation=0, settings=settings or Settings(), trust=(), pins=())
+
+
+def patch_trust(
+    previous: TrustSnapshot,
+    *,
+    added: Sequence[TrustEntry],
+    count_before: int,
+    count: int,
+    present: Callable[[], Iterable[str]],
+) -> dict[str, Any]:
+    """The trust fields of a snapshot made from ``previous``: ``added`` (entries stored
+    since, in insertion order) appended and removed entries taken out, in the order a full
+    build gives. Entries are only added or removed, never changed, so a fingerprint added
+    again was removed first; when the counts say more went (``count_before`` entries then,
+    ``count`` now), ``present`` gives every stored fingerprint to find them."""
+    entries = dict(previous.trust_by_fingerprint)
+    added_fps = {e.certificate.fingerprint for e in added}
+    removed = [entries[fp] for fp in added_fps if fp in entries]  # removed, then re-added
+    if count_before + len(added) - len(removed) != count:
+        stored = set(present())
+        removed.extend(e for fp, e in entries.items() if fp not in stored)
+    anchors = dict(previous.anchors_by_subject)
+    for entry in removed:
+        del entries[entry.certificate.fingerprint]
+        subject = entry.certificate.subject_der
+        group = tuple(e for e in anchors[subject] if e is not entry)
+        if group:
+            anchors[subject] = group
+        else:
+            del anchors[subject]
+    for entry in added:
+        entries[entry.certificate.fingerprint] = entry
+        subject = entry.certificate.subject_der
+        anchors[subject] = (*anchors.get(subject, ()), entry)
+    return {
+        "trust": tuple(entries.values()),
+        "trust_by_fingerprint": MappingProxyType(entries),
+        "anchors_by_subject": MappingProxyType(anchors),
+    }

@@ -1,6 +1,8 @@
 """The store interface: what the gateway, the admin endpoint and the CLI may ask of the
-persisted trust state. The embedded implementation is :class:`certstore.sqlite.SqliteStore`;
-a server-backed one (PostgreSQL with LISTEN/NOTIFY) implements the same protocol.
+persisted trust state. :class:`certstore.facade.RepositoryStore` implements it once over
+the repositories of a backend (:mod:`certstore.repositories`); the embedded one is
+:class:`certstore.sqlite.SqliteStore`. A server-backed backend is another set of
+repositories behind the same facade.
 
 Every mutating call is one transaction and writes one audit event; a call that raises
 changes nothing. All calls are synchronous: asyncio code runs them through

@@ -1,4 +1,5 @@
-"""The trust decision is pure (DESIGN §2, STYLE 2 and 7): no I/O, clock or logging."""
+"""The trust decision and the store's rules are pure (DESIGN §2, STYLE 2 and 7): no I/O,
+clock or logging."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ PURE_MODULES = (
     "certstore/pathvalidation.py",
     "certstore/nameconstraints.py",
     "certstore/identity.py",
+    # The store's backend-free rules: every backend records and checks with these.
+    "certstore/recording.py",
+    "certstore/checks.py",
+    "certstore/expiry.py",
+    "certstore/snapshot.py",
 )
 
 # Modules that do I/O, read clocks, log, or run event loops.

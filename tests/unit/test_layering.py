@@ -30,6 +30,39 @@ def test_certstore_never_imports_gateway() -> None:
     assert len(offenders) >= 5, "the walk found the package"
 
 
+# The store's facade and everything it is built from know no storage engine: a backend is
+# a set of repositories (certstore.repositories) and nothing else.
+BACKEND_FREE = (
+    "certstore/facade.py",
+    "certstore/repositories.py",
+    "certstore/certcache.py",
+    "certstore/recording.py",
+    "certstore/checks.py",
+    "certstore/expiry.py",
+    "certstore/snapshot.py",
+    "certstore/store.py",
+)
+
+
+def test_store_facade_and_rules_import_no_backend() -> None:
+    offenders = {
+        module: sorted(
+            m
+            for m in imported_modules(ROOT / module)
+            if m.split(".")[0] in {"sqlite3", "psycopg"} or m.startswith("certstore.sqlite")
+        )
+        for module in BACKEND_FREE
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert imported_modules(ROOT / "certstore/sqlite/connection.py") >= {"sqlite3"}
+
+
+def test_store_modules_import_without_cycles() -> None:
+    graph = module_graph("certstore")
+    assert len(graph) >= 20, "the walk found the package"
+    assert cycle_in(graph) is None
+
+
 def module_graph(package: str) -> dict[str, set[str]]:
     """Module -> the modules of ``package`` it imports at run time (``from pkg import mod``
     names mod; imports under ``if TYPE_CHECKING:`` are for the type checker only)."""

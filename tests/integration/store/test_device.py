@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -12,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from certstore.errors import Conflict, NotFound, ValidationError
+from certstore.facade import RepositoryStore
 from certstore.model import Actor, PinDecision, PinMatch, TrustSource
-from certstore.sqlite import SqliteStore
 from certstore.store import DeviceIdentity, PendingCsr, PinRequest
 from tests.integration._store_support import (
     ADMIN,
@@ -22,15 +21,11 @@ from tests.integration._store_support import (
     PKI,
     FakeClock,
     audit_actions,
-    clock,
     first_use,
     last_details,
-    store,
-    store_path,
 )
+from tests.integration.store._backends import OpenStore
 from tests.pki import key_pem, make_key
-
-__all__ = ["clock", "store", "store_path"]
 
 
 def identity(cn: str = "sipsgate", *, days: int = 365, kind: str = "standard") -> DeviceIdentity:
@@ -56,11 +51,11 @@ def csr(cn: str = "sipsgate") -> PendingCsr:
 
 
 class TestDeviceIdentity:
-    def test_none_until_set(self, store: SqliteStore) -> None:
+    def test_none_until_set(self, store: RepositoryStore) -> None:
         """A new store has no device identity (the identity module creates it)."""
         assert store.device_identity() is None
 
-    def test_set_and_replace(self, store: SqliteStore) -> None:
+    def test_set_and_replace(self, store: RepositoryStore) -> None:
         """The identity reads back whole; a replacement is audited with its action."""
         first = identity()
         store.set_device_identity(first, actor=ADMIN, action="create")
@@ -74,7 +69,7 @@ class TestDeviceIdentity:
         for event in store.audit():
             assert b"PRIVATE KEY" not in event.details.encode()
 
-    def test_key_of_another_certificate_is_refused(self, store: SqliteStore) -> None:
+    def test_key_of_another_certificate_is_refused(self, store: RepositoryStore) -> None:
         """A key that does not belong to the leaf is refused; the current identity stays."""
         current = identity()
         store.set_device_identity(current, actor=ADMIN, action="create")
@@ -99,7 +94,7 @@ class TestDeviceIdentity:
         ],
     )
     def test_invalid_identity_is_refused(
-        self, store: SqliteStore, change: dict[str, object], field: str
+        self, store: RepositoryStore, change: dict[str, object], field: str
     ) -> None:
         """A bad kind, an empty chain or an unreadable key name the field."""
         good = identity()
@@ -115,14 +110,14 @@ class TestDeviceIdentity:
         assert info.value.field == field
         assert store.device_identity() is None
 
-    def test_bad_action_name(self, store: SqliteStore) -> None:
+    def test_bad_action_name(self, store: RepositoryStore) -> None:
         """The audit action must look like area.verb."""
         with pytest.raises(ValidationError):
             store.set_device_identity(identity(), actor=ADMIN, action="Make It So!")
 
 
 class TestPendingCsr:
-    def test_set_replace_remove(self, store: SqliteStore) -> None:
+    def test_set_replace_remove(self, store: RepositoryStore) -> None:
         """A signing request is stored with its key, replaced, and removed with its key."""
         assert store.pending_csr() is None
         first = csr()
@@ -135,12 +130,12 @@ class TestPendingCsr:
         assert store.pending_csr() is None
         assert audit_actions(store)[-3:] == ["csr.create", "csr.create", "csr.remove"]
 
-    def test_remove_when_none_is_conflict(self, store: SqliteStore) -> None:
+    def test_remove_when_none_is_conflict(self, store: RepositoryStore) -> None:
         """Removing a signing request that does not exist is a Conflict."""
         with pytest.raises(Conflict):
             store.set_pending_csr(None, actor=ADMIN)
 
-    def test_mismatched_key_is_refused(self, store: SqliteStore) -> None:
+    def test_mismatched_key_is_refused(self, store: RepositoryStore) -> None:
         """A key that did not make the request is refused."""
         a, b = csr(), csr()
         mixed = PendingCsr(
@@ -153,7 +148,7 @@ class TestPendingCsr:
             store.set_pending_csr(mixed, actor=ADMIN)
         assert store.pending_csr() is None
 
-    def test_not_a_csr_is_refused(self, store: SqliteStore) -> None:
+    def test_not_a_csr_is_refused(self, store: RepositoryStore) -> None:
         """Bytes that are not a PEM CSR are refused."""
         good = csr()
         bad = PendingCsr(
@@ -168,7 +163,7 @@ class TestPendingCsr:
 
 
 class TestAudit:
-    def test_newest_first_and_paging(self, store: SqliteStore) -> None:
+    def test_newest_first_and_paging(self, store: RepositoryStore) -> None:
         """audit() pages newest first with before_id."""
         for n in range(5):
             store.log_event(actor=ADMIN, action="device.export", target=str(n), details={"n": n})
@@ -179,7 +174,7 @@ class TestAudit:
         third = store.audit(limit=10, before_id=second[-1].id)
         assert [e.action for e in third] == ["device.export", "store.create"]
 
-    def test_log_event(self, store: SqliteStore, clock: FakeClock) -> None:
+    def test_log_event(self, store: RepositoryStore, clock: FakeClock) -> None:
         """log_event records a non-store action with actor, interface and JSON details."""
         store.log_event(
             actor=Actor(name="alice", interface="web"),
@@ -201,7 +196,7 @@ class TestAudit:
         ],
     )
     def test_log_event_refuses_bad_input(
-        self, store: SqliteStore, kwargs: dict[str, object], field: str
+        self, store: RepositoryStore, kwargs: dict[str, object], field: str
     ) -> None:
         """Malformed actions, targets or details are refused and nothing is logged."""
         args: dict[str, object] = {"action": "device.export", "target": "device", "details": {}}
@@ -212,14 +207,14 @@ class TestAudit:
         assert audit_actions(store) == ["store.create"]
 
     @pytest.mark.parametrize(("limit", "before_id"), [(0, None), (1001, None), (5, "x")])
-    def test_bad_page(self, store: SqliteStore, limit: int, before_id: object) -> None:
+    def test_bad_page(self, store: RepositoryStore, limit: int, before_id: object) -> None:
         """Page sizes outside 1..1000 and non-integer cursors are refused."""
         with pytest.raises(ValidationError):
             store.audit(limit=limit, before_id=before_id)  # type: ignore[arg-type]
 
-    def test_log_is_bounded(self, tmp_path: Path, clock: FakeClock) -> None:
+    def test_log_is_bounded(self, open_store: OpenStore) -> None:
         """Beyond audit_limit the oldest events are dropped."""
-        with SqliteStore(tmp_path / "a.db", clock=clock, audit_limit=5) as small:
+        with open_store("small", audit_limit=5) as small:
             for n in range(12):
                 small.log_event(actor=ADMIN, action="device.export", target=str(n), details={})
             events = small.audit(limit=100)
@@ -227,7 +222,7 @@ class TestAudit:
 
 
 class TestExpiring:
-    def test_window(self, store: SqliteStore, clock: FakeClock) -> None:
+    def test_window(self, store: RepositoryStore, clock: FakeClock) -> None:
         """Trust anchors, pinned certificates and the device identity inside the window,
         not yet expired, soonest first."""
         store.clear_trust(actor=ADMIN)
@@ -264,7 +259,7 @@ class TestExpiring:
         assert store.expiring(now=clock.now + timedelta(days=100), days=30) == ()
 
     def test_pin_of_unknown_certificate_is_skipped(
-        self, store: SqliteStore, clock: FakeClock
+        self, store: RepositoryStore, clock: FakeClock
     ) -> None:
         """A pin by fingerprint alone, whose certificate the store never saw, is not listed."""
         store.clear_trust(actor=ADMIN)
@@ -277,19 +272,19 @@ class TestExpiring:
         assert store.expiring(now=clock.now, days=3650) == ()
 
     @pytest.mark.parametrize("days", [-1, 36501, 1.5])
-    def test_bad_window(self, store: SqliteStore, clock: FakeClock, days: object) -> None:
+    def test_bad_window(self, store: RepositoryStore, clock: FakeClock, days: object) -> None:
         """A negative, huge or fractional window is refused."""
         with pytest.raises(ValidationError):
             store.expiring(now=clock.now, days=days)  # type: ignore[arg-type]
 
 
 class TestActor:
-    def test_missing_actor_is_refused(self, store: SqliteStore) -> None:
+    def test_missing_actor_is_refused(self, store: RepositoryStore) -> None:
         """Every change needs an Actor."""
         with pytest.raises(ValidationError):
             store.clear_trust(actor="admin")  # type: ignore[arg-type]
 
-    def test_not_found_message(self, store: SqliteStore) -> None:
+    def test_not_found_message(self, store: RepositoryStore) -> None:
         """NotFound says what was looked for."""
         with pytest.raises(NotFound, match="No rejected chain 5"):
             store.get_rejected(5)

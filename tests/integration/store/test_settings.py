@@ -7,24 +7,15 @@ import json
 import pytest
 
 from certstore.errors import ValidationError
+from certstore.facade import RepositoryStore
 from certstore.model import HTTP_AUTH_MAX_LENGTH, Settings
-from certstore.sqlite import SqliteStore
-from tests.integration._store_support import (
-    ADMIN,
-    audit_actions,
-    clock,
-    last_details,
-    store,
-    store_path,
-)
-
-__all__ = ["clock", "store", "store_path"]
+from tests.integration._store_support import ADMIN, audit_actions, last_details
 
 SECRET = "s3cret-Passw0rd"
 
 
 class TestUpdateSettings:
-    def test_update_and_read_back(self, store: SqliteStore) -> None:
+    def test_update_and_read_back(self, store: RepositoryStore) -> None:
         """Changed settings are stored, returned, and part of the next snapshot."""
         generation = store.snapshot().generation
         updated = store.update_settings(
@@ -37,7 +28,7 @@ class TestUpdateSettings:
         assert snap.settings == updated
         assert snap.generation == generation + 1
 
-    def test_audit_names_changes_with_old_and_new(self, store: SqliteStore) -> None:
+    def test_audit_names_changes_with_old_and_new(self, store: RepositoryStore) -> None:
         """The audit event lists each changed setting with from/to values."""
         store.update_settings({"trust_on_first_use": True, "allow_wildcards": False}, actor=ADMIN)
         event = store.audit(limit=1)[0]
@@ -47,7 +38,7 @@ class TestUpdateSettings:
             "changed": {"trust_on_first_use": {"from": False, "to": True}}
         }
 
-    def test_no_op_writes_nothing(self, store: SqliteStore) -> None:
+    def test_no_op_writes_nothing(self, store: RepositoryStore) -> None:
         """Setting what is already set writes no audit event and keeps the generation."""
         generation = store.snapshot().generation
         assert store.update_settings({"close_flows_on_revoke": True}, actor=ADMIN) == Settings()
@@ -71,7 +62,7 @@ class TestUpdateSettings:
         ],
     )
     def test_invalid_change_is_refused_whole(
-        self, store: SqliteStore, changes: dict[str, object], field: str
+        self, store: RepositoryStore, changes: dict[str, object], field: str
     ) -> None:
         """A bad name or value raises ValidationError naming it; no part of the change applies."""
         with pytest.raises(ValidationError) as info:
@@ -80,7 +71,7 @@ class TestUpdateSettings:
         assert store.get_settings() == Settings()
         assert audit_actions(store) == ["store.create"]
 
-    def test_74_characters_are_accepted(self, store: SqliteStore) -> None:
+    def test_74_characters_are_accepted(self, store: RepositoryStore) -> None:
         """Credentials of exactly 74 printable characters (spaces included) are accepted."""
         name = "u " * 37
         password = "P" * HTTP_AUTH_MAX_LENGTH
@@ -90,7 +81,7 @@ class TestUpdateSettings:
         assert updated.http_auth_username == name
         assert updated.http_auth_password == password
 
-    def test_75_character_password_refused_store_unchanged(self, store: SqliteStore) -> None:
+    def test_75_character_password_refused_store_unchanged(self, store: RepositoryStore) -> None:
         """A 75-character password is refused and the stored one stays."""
         store.update_settings({"http_auth_password": SECRET}, actor=ADMIN)
         with pytest.raises(ValidationError) as info:
@@ -101,7 +92,7 @@ class TestUpdateSettings:
 
 
 class TestPasswordNeverShows:
-    def test_not_in_audit_details(self, store: SqliteStore) -> None:
+    def test_not_in_audit_details(self, store: RepositoryStore) -> None:
         """The audit event of a password change says only "changed"."""
         store.update_settings({"http_auth_password": SECRET}, actor=ADMIN)
         store.update_settings({"http_auth_password": SECRET + "2"}, actor=ADMIN)
@@ -110,7 +101,7 @@ class TestPasswordNeverShows:
             assert SECRET not in repr(event)
         assert last_details(store) == {"changed": {"http_auth_password": "changed"}}
 
-    def test_not_in_repr(self, store: SqliteStore) -> None:
+    def test_not_in_repr(self, store: RepositoryStore) -> None:
         """Neither the settings nor the snapshot nor the store show it in their repr."""
         settings = store.update_settings({"http_auth_password": SECRET}, actor=ADMIN)
         assert settings.http_auth_password_set
@@ -118,14 +109,14 @@ class TestPasswordNeverShows:
         assert SECRET not in repr(store.snapshot())
         assert SECRET not in repr(store)
 
-    def test_not_in_error_messages(self, store: SqliteStore) -> None:
+    def test_not_in_error_messages(self, store: RepositoryStore) -> None:
         """A refused password is not echoed back in the error."""
         bad = SECRET + "\x01"
         with pytest.raises(ValidationError) as info:
             store.update_settings({"http_auth_password": bad}, actor=ADMIN)
         assert SECRET not in str(info.value)
 
-    def test_not_in_backup_without_secrets(self, store: SqliteStore) -> None:
+    def test_not_in_backup_without_secrets(self, store: RepositoryStore) -> None:
         """A backup holds the password only when secrets are asked for."""
         store.update_settings({"http_auth_password": SECRET}, actor=ADMIN)
         now = store.audit(limit=1)[0].at

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +13,7 @@ from hypothesis import strategies as st
 
 from certstore import backup
 from certstore.errors import BackupError, CertStoreError
+from certstore.facade import RepositoryStore
 from certstore.model import Peer, PinDecision, PinMatch, Reason, Transport, TrustSource
 from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
@@ -26,21 +25,17 @@ from tests.integration._store_support import (
     FakeClock,
     accept_all,
     audit_actions,
-    clock,
     first_use,
     make_chain,
-    store,
-    store_path,
     trust_state,
     untrusted,
 )
-
-__all__ = ["clock", "store", "store_path"]
+from tests.integration.store._backends import OpenStore
 
 SECRET = "digest-secret"
 
 
-def populate(store: SqliteStore, clock: FakeClock) -> None:
+def populate(store: RepositoryStore, clock: FakeClock) -> None:
     """Every kind of state a backup carries."""
     builtin = store.list_trust()[0].certificate
     store.remove_trust(builtin.fingerprint, actor=ADMIN)
@@ -89,20 +84,19 @@ def populate(store: SqliteStore, clock: FakeClock) -> None:
 
 
 @pytest.fixture
-def full(store: SqliteStore, clock: FakeClock) -> SqliteStore:
+def full(store: RepositoryStore, clock: FakeClock) -> RepositoryStore:
     populate(store, clock)
     return store
 
 
 @pytest.fixture
-def empty(tmp_path: Path, clock: FakeClock) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "other" / "store.db", clock=clock) as other:
-        yield other
+def empty(open_store: OpenStore) -> RepositoryStore:
+    return open_store("other")
 
 
 class TestRoundTrip:
     def test_with_secrets_gives_identical_state(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
     ) -> None:
         """Export, then import into a new data directory: trust, pins, rejected, settings equal."""
         document = full.export_backup(now=clock.now, include_secrets=True)
@@ -121,7 +115,7 @@ class TestRoundTrip:
         assert again == document
 
     def test_without_secrets_keeps_the_target_password(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
     ) -> None:
         """A backup without secrets restores everything but the password, which stays."""
         empty.update_settings({"http_auth_password": "target-own"}, actor=ADMIN)
@@ -135,7 +129,7 @@ class TestRoundTrip:
         assert restored.accept_all_certificates
 
     def test_the_address_dialled_survives_and_older_backups_lack_it(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
     ) -> None:
         """The address a rejected chain was dialled at is restored; a document from
         before it was kept (no ``address`` member) restores with none."""
@@ -150,7 +144,7 @@ class TestRoundTrip:
         assert {r.address for r in empty.list_rejected()} == {None}
 
     def test_restore_replaces_not_merges(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
     ) -> None:
         """State of the target that is not in the backup is gone after the restore."""
         document = full.export_backup(now=clock.now)
@@ -160,17 +154,21 @@ class TestRoundTrip:
         assert extra.fingerprint not in empty.snapshot().trust_by_fingerprint
 
     def test_restore_changes_the_snapshot_of_another_store_object(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self,
+        full: RepositoryStore,
+        empty: RepositoryStore,
+        open_store: OpenStore,
+        clock: FakeClock,
     ) -> None:
         """A gateway reading the restored store sees the restored state at its next snapshot."""
         document = full.export_backup(now=clock.now)
-        with SqliteStore(empty.path, clock=clock) as gateway:
+        with open_store("other") as gateway:
             gateway.snapshot()
             empty.import_backup(document, actor=ADMIN)
             assert gateway.snapshot().trust == full.snapshot().trust
 
     def test_device_identity_is_not_part_of_it(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
     ) -> None:
         """The document has exactly the documented members, no device key anywhere."""
         body = json.loads(full.export_backup(now=clock.now, include_secrets=True))
@@ -189,13 +187,22 @@ class TestRoundTrip:
         assert body["checksum"].startswith("sha256:")
 
     def test_too_many_rejected_for_target_limit(
-        self, full: SqliteStore, tmp_path: Path, clock: FakeClock
+        self, full: RepositoryStore, open_store: OpenStore, clock: FakeClock
     ) -> None:
         """A target with a smaller rejected limit keeps the most recently seen entries."""
         document = full.export_backup(now=clock.now)
-        with SqliteStore(tmp_path / "small" / "s.db", clock=clock, rejected_limit=1) as small:
+        with open_store("small", rejected_limit=1) as small:
             assert small.import_backup(document, actor=ADMIN).rejected == 1
             assert small.list_rejected()[0] == full.list_rejected()[0]
+
+
+def reads_back(store: RepositoryStore) -> None:
+    """Every part of the state reads back through the store's interface."""
+    trust_state(store)
+    for pin in store.list_pins():
+        store.pin_certificate(pin.id)
+    store.audit(limit=1000)
+    store.export_backup(now=BASE_TIME, include_secrets=True)
 
 
 def _resign(body: dict[str, object]) -> bytes:
@@ -204,7 +211,7 @@ def _resign(body: dict[str, object]) -> bytes:
 
 
 class TestCorrupted:
-    def _assert_refused(self, store: SqliteStore, document: bytes, match: str) -> None:
+    def _assert_refused(self, store: RepositoryStore, document: bytes, match: str) -> None:
         before = trust_state(store)
         generation = store.snapshot().generation
         events = store.audit(limit=1)
@@ -214,24 +221,30 @@ class TestCorrupted:
         assert store.snapshot().generation == generation
         assert store.audit(limit=1) == events
 
-    def test_bad_checksum(self, full: SqliteStore, empty: SqliteStore, clock: FakeClock) -> None:
+    def test_bad_checksum(
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
+    ) -> None:
         """One changed value without a new checksum is refused; nothing changes."""
         body = json.loads(full.export_backup(now=clock.now))
         body["settings"]["accept_all_certificates"] = False
         self._assert_refused(empty, json.dumps(body).encode(), "checksum")
 
-    def test_truncated(self, full: SqliteStore, empty: SqliteStore, clock: FakeClock) -> None:
+    def test_truncated(
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
+    ) -> None:
         """A document cut short is refused as not JSON."""
         document = full.export_backup(now=clock.now)
         self._assert_refused(empty, document[: len(document) // 2], "not a JSON document")
 
-    def test_newer_version(self, full: SqliteStore, empty: SqliteStore, clock: FakeClock) -> None:
+    def test_newer_version(
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
+    ) -> None:
         """A backup from a newer sipsgate is refused with a message that says so."""
         body = json.loads(full.export_backup(now=clock.now))
         body["version"] = 2
         self._assert_refused(empty, _resign(body), "newer sipsgate")
 
-    def test_wrong_format(self, empty: SqliteStore) -> None:
+    def test_wrong_format(self, empty: RepositoryStore) -> None:
         """JSON that is not a sipsgate backup is refused."""
         self._assert_refused(empty, b'{"format": "other"}', "not a sipsgate backup")
         self._assert_refused(empty, b"[1, 2]", "not an object")
@@ -239,7 +252,7 @@ class TestCorrupted:
         self._assert_refused(empty, b"[" * 100_000, "not a JSON document")
 
     def test_damaged_certificate_with_valid_checksum(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
     ) -> None:
         """A certificate that does not parse is refused even when the checksum matches."""
         body = json.loads(full.export_backup(now=clock.now))
@@ -270,8 +283,8 @@ class TestCorrupted:
     )
     def test_invalid_value_with_valid_checksum(
         self,
-        full: SqliteStore,
-        empty: SqliteStore,
+        full: RepositoryStore,
+        empty: RepositoryStore,
         clock: FakeClock,
         path: tuple[object, ...],
         value: object,
@@ -286,7 +299,7 @@ class TestCorrupted:
         self._assert_refused(empty, _resign(body), match)
 
     def test_duplicate_certificate(
-        self, full: SqliteStore, empty: SqliteStore, clock: FakeClock
+        self, full: RepositoryStore, empty: RepositoryStore, clock: FakeClock
     ) -> None:
         """The same certificate twice in the trust list is refused."""
         body = json.loads(full.export_backup(now=clock.now))
@@ -296,6 +309,7 @@ class TestCorrupted:
 
 # One exported document shared by the fuzz test (building a store per example is slow).
 def _sample_document(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    # The document is the same whichever backend wrote it: SQLite writes it once.
     clock = FakeClock()
     with SqliteStore(tmp_path_factory.mktemp("fuzz") / "s.db", clock=clock) as source:
         populate(source, clock)
@@ -346,7 +360,7 @@ class TestFuzz:
     )
     @given(data=st.data())
     def test_mutated_documents(
-        self, store: SqliteStore, sample_document: bytes, data: st.DataObject
+        self, store: RepositoryStore, sample_document: bytes, data: st.DataObject
     ) -> None:
         """A document with any value replaced (checksum redone or not) either restores a
         valid state or raises a CertStoreError; the store never ends half-restored."""
@@ -360,14 +374,14 @@ class TestFuzz:
         except CertStoreError:
             assert trust_state(store) == before
         else:
-            store.verify()
+            reads_back(store)
 
     @settings(
         max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
     )
     @given(cut=st.integers(min_value=0), junk=st.binary(max_size=64))
     def test_byte_damage(
-        self, store: SqliteStore, sample_document: bytes, cut: int, junk: bytes
+        self, store: RepositoryStore, sample_document: bytes, cut: int, junk: bytes
     ) -> None:
         """Bytes overwritten anywhere in the document are refused with a BackupError,
         unless the damage only touched the layout (white space) of the JSON."""

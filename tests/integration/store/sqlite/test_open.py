@@ -13,17 +13,7 @@ from certstore.builtin import builtin_certificates, builtin_fingerprints
 from certstore.errors import StorageError, ValidationError
 from certstore.model import Settings, TrustKind, TrustSource
 from certstore.sqlite import SCHEMA_VERSION, SqliteStore
-from tests.integration._store_support import (
-    ADMIN,
-    PKI,
-    FakeClock,
-    audit_actions,
-    clock,
-    store,
-    store_path,
-)
-
-__all__ = ["clock", "store", "store_path"]
+from tests.integration._store_support import ADMIN, PKI, FakeClock, audit_actions
 
 
 def _mode(path: Path) -> int:
@@ -80,7 +70,7 @@ class TestCreate:
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         finally:
             conn.close()
-        assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert store.backend.connection().execute("PRAGMA synchronous").fetchone()[0] == 2
 
     def test_reopen_keeps_state_and_does_not_reseed(
         self, store_path: Path, clock: FakeClock
@@ -145,7 +135,7 @@ class TestDiskFull:
     def test_full_disk_maps_to_storage_error_and_changes_nothing(self, store: SqliteStore) -> None:
         """SQLITE_FULL becomes a StorageError saying the disk is full; the store is unchanged."""
         before = store.snapshot()
-        conn = store._connection()
+        conn = store.backend.connection()
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         conn.execute(f"PRAGMA max_page_count = {pages}")
         big = [

@@ -1,48 +1,36 @@
 """The handshake view: cached while nothing changes, rebuilt after a change made here, in
-another store object, in another process, or from another thread."""
+another store object, or from another thread."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from certstore.facade import RepositoryStore
 from certstore.model import PinDecision, PinMatch, TrustSource
 from certstore.snapshot import TrustSnapshot
-from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
-from tests.integration._store_support import (
-    ADMIN,
-    PKI,
-    FakeClock,
-    clock,
-    store,
-    store_path,
-    worker_command,
-    worker_env,
-)
-
-__all__ = ["clock", "store", "store_path"]
+from tests.integration._store_support import ADMIN, PKI, FakeClock
+from tests.integration.store._backends import OpenStore
 
 
 class TestCache:
-    def test_unchanged_state_returns_the_same_object(self, store: SqliteStore) -> None:
+    def test_unchanged_state_returns_the_same_object(self, store: RepositoryStore) -> None:
         """With nothing changed, snapshot() returns the cached object without rebuilding."""
         first = store.snapshot()
         with mock.patch.object(store, "_build_snapshot", side_effect=AssertionError("rebuilt")):
             for _ in range(100):
                 assert store.snapshot() is first
 
-    def test_change_rebuilds_and_reuses_parsed_certificates(self, store: SqliteStore) -> None:
+    def test_change_rebuilds_and_reuses_parsed_certificates(self, store: RepositoryStore) -> None:
         """After one change the snapshot is new, but unchanged entries are the same objects."""
         first = store.snapshot()
         cert = PKI.leaf(None, cn="new.example").model
-        with mock.patch("certstore.sqlite.parse_der", side_effect=AssertionError("re-parsed")):
+        with mock.patch("certstore.certcache.parse_der", side_effect=AssertionError("re-parsed")):
             store.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
             second = store.snapshot()
         assert second is not first
@@ -51,7 +39,7 @@ class TestCache:
         for entry in first.trust:
             assert second.trust_by_fingerprint[entry.certificate.fingerprint] is entry
 
-    def test_changes_outside_the_view_keep_the_snapshot(self, store: SqliteStore) -> None:
+    def test_changes_outside_the_view_keep_the_snapshot(self, store: RepositoryStore) -> None:
         """Audit events and the rejected list do not invalidate the snapshot."""
         first = store.snapshot()
         store.log_event(actor=ADMIN, action="device.export", target="device", details={})
@@ -59,12 +47,9 @@ class TestCache:
 
 
 class TestOtherWriters:
-    def test_change_through_another_store_object(self, store_path: Path, clock: FakeClock) -> None:
-        """A change made through a second SqliteStore on the same file shows at once."""
-        with (
-            SqliteStore(store_path, clock=clock) as gateway,
-            SqliteStore(store_path, clock=clock) as cli,
-        ):
+    def test_change_through_another_store_object(self, open_store: OpenStore) -> None:
+        """A change made through a second store object on the same state shows at once."""
+        with open_store() as gateway, open_store() as cli:
             before = gateway.snapshot()
             cert = PKI.leaf(None, cn="cli-added.example").model
             cli.add_trust([cert], source=TrustSource.UPLOADED, actor=ADMIN)
@@ -83,26 +68,9 @@ class TestOtherWriters:
             cli.remove_trust(cert.fingerprint, actor=ADMIN)
             assert cert.fingerprint not in gateway.snapshot().trust_by_fingerprint
 
-    def test_change_from_a_real_subprocess(self, store: SqliteStore, store_path: Path) -> None:
-        """A certificate added by another process is in this process's next snapshot."""
-        before = store.snapshot()
-        done = subprocess.run(
-            worker_command("add-cert", str(store_path), "subprocess.example"),
-            env=worker_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        fingerprint = done.stdout.strip()
-        after = store.snapshot()
-        assert fingerprint in after.trust_by_fingerprint
-        assert after.generation == before.generation + 1
-        assert store.get_trust(fingerprint).certificate.common_name == "subprocess.example"
-
 
 class TestThreads:
-    def test_writers_and_readers_on_many_threads(self, store: SqliteStore) -> None:
+    def test_writers_and_readers_on_many_threads(self, store: RepositoryStore) -> None:
         """Threads writing and reading through one store lose nothing and see whole states."""
         certs = [PKI.leaf(None, cn=f"thread-{n}.example").model for n in range(40)]
         stop = threading.Event()
@@ -131,15 +99,6 @@ class TestThreads:
         trusted = store.snapshot().trust_by_fingerprint
         assert all(c.fingerprint in trusted for c in certs)
         assert seen == sorted(seen)
-
-    def test_connections_of_ended_threads_are_closed(self, store: SqliteStore) -> None:
-        """A thread that ends leaves no open connection behind once another thread opens one."""
-        for _ in range(6):
-            worker = threading.Thread(target=store.snapshot)
-            worker.start()
-            worker.join()
-        # The main thread's connection and the last worker's (reaped by the next one).
-        assert len(store._conns) == 2
 
 
 POOL = [PKI.ca("Shared CA").model for _ in range(3)] + [
@@ -173,11 +132,15 @@ class TestIncrementalRebuild:
     )
     @given(ops=_ops)
     def test_patched_snapshot_equals_a_full_build(
-        self, store: SqliteStore, store_path: Path, clock: FakeClock, ops: list[tuple[str, int]]
+        self,
+        store: RepositoryStore,
+        open_store: OpenStore,
+        clock: FakeClock,
+        ops: list[tuple[str, int]],
     ) -> None:
         """After any sequence of changes (here and through another store object), the
         snapshot patched from the previous one equals one built from scratch."""
-        with SqliteStore(store_path, clock=clock) as elsewhere:
+        with open_store() as elsewhere:
             for op, n in ops:
                 cert = POOL[n]
                 present = cert.fingerprint in store.snapshot().trust_by_fingerprint
@@ -208,5 +171,5 @@ class TestIncrementalRebuild:
                     current = store.get_settings().accept_all_certificates
                     elsewhere.update_settings({"accept_all_certificates": not current}, actor=ADMIN)
                 store.snapshot()
-        with SqliteStore(store_path, clock=clock) as fresh:
+        with open_store() as fresh:
             _assert_same_view(store.snapshot(), fresh.snapshot())

@@ -7,17 +7,7 @@ from pathlib import Path
 
 from certstore.model import TrustSource
 from certstore.sqlite import SqliteStore
-from tests.integration._store_support import (
-    FakeClock,
-    audit_actions,
-    clock,
-    store,
-    store_path,
-    worker_command,
-    worker_env,
-)
-
-__all__ = ["clock", "store", "store_path"]
+from tests.integration._store_support import FakeClock, audit_actions, worker_command, worker_env
 
 COUNT = 40
 

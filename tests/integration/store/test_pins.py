@@ -7,20 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from certstore.errors import NotFound, ValidationError
+from certstore.facade import RepositoryStore
 from certstore.model import PinDecision, PinMatch, TrustSource
-from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
-from tests.integration._store_support import (
-    ADMIN,
-    PKI,
-    FakeClock,
-    audit_actions,
-    clock,
-    store,
-    store_path,
-)
-
-__all__ = ["clock", "store", "store_path"]
+from tests.integration._store_support import ADMIN, PKI, FakeClock, audit_actions
 
 FP = "0123456789abcdef" * 4
 
@@ -36,7 +26,7 @@ def request(**changes: object) -> PinRequest:
 
 
 class TestAddPin:
-    def test_add_and_read_back(self, store: SqliteStore, clock: FakeClock) -> None:
+    def test_add_and_read_back(self, store: RepositoryStore, clock: FakeClock) -> None:
         """A pin is stored with who and when, listed, audited and part of the snapshot."""
         expires = clock.now + timedelta(days=7)
         pin = store.add_pin(
@@ -68,7 +58,9 @@ class TestAddPin:
             ("internal_host.lan", "internal_host.lan"),
         ],
     )
-    def test_scope_normal_forms(self, store: SqliteStore, scope: str | None, normal: str) -> None:
+    def test_scope_normal_forms(
+        self, store: RepositoryStore, scope: str | None, normal: str
+    ) -> None:
         """Scopes are stored lowercased, IPv6 compressed in brackets, like Peer.destination."""
         assert store.add_pin(request(scope=scope), actor=ADMIN).scope == normal
 
@@ -92,7 +84,7 @@ class TestAddPin:
             "..",
         ],
     )
-    def test_bad_scope_is_refused(self, store: SqliteStore, scope: str) -> None:
+    def test_bad_scope_is_refused(self, store: RepositoryStore, scope: str) -> None:
         """A scope that is not host or host:port raises ValidationError naming scope."""
         with pytest.raises(ValidationError) as info:
             store.add_pin(request(scope=scope), actor=ADMIN)
@@ -115,7 +107,7 @@ class TestAddPin:
         ],
     )
     def test_bad_fields_are_refused(
-        self, store: SqliteStore, changes: dict[str, object], field: str
+        self, store: RepositoryStore, changes: dict[str, object], field: str
     ) -> None:
         """Each invalid field raises ValidationError naming it, and nothing is stored."""
         with pytest.raises(ValidationError) as info:
@@ -124,13 +116,13 @@ class TestAddPin:
         assert store.list_pins() == ()
         assert audit_actions(store) == ["store.create"]
 
-    def test_note_of_1000_characters_is_accepted(self, store: SqliteStore) -> None:
+    def test_note_of_1000_characters_is_accepted(self, store: RepositoryStore) -> None:
         """The longest allowed note (1,000 characters, newlines allowed) is kept whole."""
         note = ("line\n" * 200)[:1000]
         assert store.add_pin(request(note=note), actor=ADMIN).note == note
 
     def test_expiry_in_other_zone_is_stored_in_utc(
-        self, store: SqliteStore, clock: FakeClock
+        self, store: RepositoryStore, clock: FakeClock
     ) -> None:
         """An aware expiry in another time zone is stored as the same instant in UTC."""
         zone = timezone(timedelta(hours=2))
@@ -140,7 +132,7 @@ class TestAddPin:
         assert pin.expires_at is not None
         assert pin.expires_at.utcoffset() == timedelta(0)
 
-    def test_identical_pin_is_returned_not_duplicated(self, store: SqliteStore) -> None:
+    def test_identical_pin_is_returned_not_duplicated(self, store: RepositoryStore) -> None:
         """Adding the same pin twice returns the first one: one row, one audit event."""
         first = store.add_pin(request(scope="example.com"), actor=ADMIN)
         second = store.add_pin(request(scope="EXAMPLE.com"), actor=ADMIN)
@@ -148,13 +140,13 @@ class TestAddPin:
         assert len(store.list_pins()) == 1
         assert audit_actions(store).count("pin.add") == 1
 
-    def test_different_decision_is_a_second_pin(self, store: SqliteStore) -> None:
+    def test_different_decision_is_a_second_pin(self, store: RepositoryStore) -> None:
         """An accept and a reject of the same certificate are two pins (reject wins later)."""
         store.add_pin(request(), actor=ADMIN)
         store.add_pin(request(decision=PinDecision.REJECT), actor=ADMIN)
         assert len(store.list_pins()) == 2
 
-    def test_certificate_is_kept_beside_the_pin(self, store: SqliteStore) -> None:
+    def test_certificate_is_kept_beside_the_pin(self, store: RepositoryStore) -> None:
         """A pin made from a certificate (or of a trusted one) remembers the certificate."""
         cert = PKI.leaf(None, cn="pinned.example").model
         pin = store.add_pin(
@@ -169,7 +161,7 @@ class TestAddPin:
         unknown = store.add_pin(request(), actor=ADMIN)
         assert store.pin_certificate(unknown.id) is None
 
-    def test_certificate_must_match_fingerprint(self, store: SqliteStore) -> None:
+    def test_certificate_must_match_fingerprint(self, store: RepositoryStore) -> None:
         """A certificate whose fingerprint is not the pin's is refused."""
         cert = PKI.leaf(None, cn="mismatch.example").model
         with pytest.raises(ValidationError) as info:
@@ -178,7 +170,7 @@ class TestAddPin:
 
 
 class TestRemovePin:
-    def test_remove(self, store: SqliteStore) -> None:
+    def test_remove(self, store: RepositoryStore) -> None:
         """remove_pin returns the pin, drops it from the snapshot and audits it."""
         pin = store.add_pin(request(), actor=ADMIN)
         assert store.remove_pin(pin.id, actor=ADMIN) == pin
@@ -187,7 +179,7 @@ class TestRemovePin:
         assert audit_actions(store)[-1] == "pin.remove"
 
     @pytest.mark.parametrize("pin_id", [999, 0, -1, "1", True])
-    def test_unknown_pin_is_not_found(self, store: SqliteStore, pin_id: object) -> None:
+    def test_unknown_pin_is_not_found(self, store: RepositoryStore, pin_id: object) -> None:
         """get_pin and remove_pin of an unknown or malformed id raise NotFound."""
         with pytest.raises(NotFound):
             store.get_pin(pin_id)  # type: ignore[arg-type]
