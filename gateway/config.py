@@ -66,7 +66,7 @@ class Workers(str):
             raise ValueError(f"{count} workers is outside 1..{MAX_WORKERS}")
         return cls(str(count))
 
-    def count(self, cpus: int) -> int:
+    def resolve(self, cpus: int) -> int:
         """How many workers to run when the process may use ``cpus`` cores."""
         if self == self.AUTO:
             return max(1, min(cpus, MAX_WORKERS))

@@ -135,21 +135,21 @@ class TestWorkers:
     """sip.workers: a count or "auto", from the file or the environment."""
 
     def test_default_is_one_worker(self) -> None:
-        assert Config().sip.workers.count(cpus=8) == 1
+        assert Config().sip.workers.resolve(cpus=8) == 1
 
     def test_file_number_and_auto(self, tmp_path: Path) -> None:
         assert (
-            load_config(write(tmp_path, "[sip]\nworkers = 3\n"), env={}).sip.workers.count(8) == 3
+            load_config(write(tmp_path, "[sip]\nworkers = 3\n"), env={}).sip.workers.resolve(8) == 3
         )
         auto = load_config(write(tmp_path, '[sip]\nworkers = "auto"\n'), env={}).sip.workers
         assert auto == "auto"
-        assert auto.count(cpus=6) == 6
-        assert auto.count(cpus=500) == MAX_WORKERS
+        assert auto.resolve(cpus=6) == 6
+        assert auto.resolve(cpus=500) == MAX_WORKERS
 
     def test_environment_override(self, tmp_path: Path) -> None:
         path = write(tmp_path, "[sip]\nworkers = 3\n")
         assert load_config(path, env={"SIPSGATE_SIP_WORKERS": "auto"}).sip.workers == "auto"
-        assert load_config(path, env={"SIPSGATE_SIP_WORKERS": "2"}).sip.workers.count(8) == 2
+        assert load_config(path, env={"SIPSGATE_SIP_WORKERS": "2"}).sip.workers.resolve(8) == 2
 
     @pytest.mark.parametrize("value", ["0", "-1", '"many"', "true", "2.5", f"{MAX_WORKERS + 1}"])
     def test_bad_value_names_the_key(self, tmp_path: Path, value: str) -> None:
