@@ -1,0 +1,171 @@
+"""``sip.workers = 2`` end to end: a real ``sipsgate run`` with two relay worker
+processes, SIPp base stations on UDP and TCP, kamailio as the upstream registrar.
+
+Which worker owns a base station's flow is read from the relay's own log lines
+(every worker's lines carry ``worker``). SO_REUSEPORT hashes UDP by source address,
+so a base station that keeps its port keeps its worker while the workers stay the
+same; the tests pick ports until both workers own some.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_gateway_sip import sipsgate
+from tests.gateway_process import GatewayProcess, start_gateway, write_config
+from tests.pki import CertFactory, Issued
+from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp, SippResult
+
+pytestmark = pytest.mark.slow
+
+WAIT = 30.0
+
+
+@pytest.fixture(scope="module")
+def provider() -> tuple[Issued, Issued]:
+    factory = CertFactory()
+    root = factory.ca("Provider Root CA (workers e2e)")
+    return root, factory.leaf(root, cn=DOMAIN, dns=(DOMAIN,))
+
+
+@pytest.fixture
+def kamailio(provider: tuple[Issued, Issued]) -> Iterator[KamailioRegistrar]:
+    with KamailioRegistrar(provider[1]) as server:
+        yield server
+
+
+def udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def events(gateway: GatewayProcess, name: str) -> list[dict[str, Any]]:
+    """The gateway's JSON log events called ``name`` (workers' lines included)."""
+    found = []
+    for line in gateway.stderr_lines:
+        if f'"{name}"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == name:
+            found.append(event)
+    return found
+
+
+def assert_ok(result: SippResult, what: str) -> None:
+    assert result.ok, f"{what} failed: {result!r}"
+
+
+async def start(
+    tmp_path: Path, kamailio: KamailioRegistrar, root: Issued, *, workers: str = "2"
+) -> GatewayProcess:
+    write_config(tmp_path / "sipsgate.toml", tmp_path / "var", ["127.0.0.1:0"])
+    (tmp_path / "provider-root.pem").write_bytes(root.pem)
+    sipsgate(tmp_path, "certs", "add", "provider-root.pem")
+    gateway = await start_gateway(
+        tmp_path,
+        extra_env={
+            "SIPSGATE_SIP_UPSTREAM": f"sips:{DOMAIN}",
+            "SIPSGATE_SIP_UPSTREAM_ADDRESS": f"127.0.0.1:{kamailio.port}",
+            "SIPSGATE_SIP_WORKERS": workers,
+        },
+    )
+    line = await gateway.wait_for_stdout("SIP relay: ")
+    assert line.endswith(f"({workers} workers)"), line
+    return gateway
+
+
+async def worker_of(gateway: GatewayProcess, call_id: str, method: str = "REGISTER") -> int:
+    """The worker that relayed ``method`` of ``call_id`` from a base station."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            for event in events(gateway, "sip.request.relayed"):
+                if (
+                    event.get("call_id") == call_id
+                    and event.get("method") == method
+                    and event.get("direction") == "outbound"
+                    and event.get("status") == 200
+                ):
+                    return int(event["worker"])
+            await gateway.wait_for_log(call_id, nth=1)
+            await asyncio.sleep(0.1)
+
+
+async def register_until_both(
+    gateway: GatewayProcess, udp: tuple[str, int], tag: str
+) -> dict[int, list[int]]:
+    """Register UDP base stations from new ports until each worker owns at least one:
+    {worker: [ports]}."""
+    owned: dict[int, list[int]] = {0: [], 1: []}
+    for n in range(24):
+        if all(owned.values()):
+            return owned
+        port = udp_port()
+        call_id = f"{tag}-{n}"
+        result = await Sipp("register.xml", udp, service=f"bs{n}", port=port, call_id=call_id).run()
+        assert_ok(result, f"REGISTER of bs{n} over UDP")
+        owned[await worker_of(gateway, call_id)].append(port)
+    raise AssertionError(f"24 base stations, and one worker owns none: {owned}")
+
+
+async def metric(gateway: GatewayProcess, series: str) -> float:
+    async with gateway.session() as http:
+        response = await http.get("/metrics")
+        assert response.status == 200
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def settled_metric(gateway: GatewayProcess, series: str, expected: float) -> float:
+    """The value of ``series`` once it reached ``expected`` (workers report each
+    second), or the last value seen after WAIT."""
+    value = await metric(gateway, series)
+    for _ in range(int(WAIT / 0.25)):
+        if value >= expected:
+            break
+        await asyncio.sleep(0.25)
+        value = await metric(gateway, series)
+    return value
+
+
+async def test_two_workers_register_over_udp_and_tcp_and_metrics_add_up(
+    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+) -> None:
+    gateway = await start(tmp_path, kamailio, provider[0])
+    try:
+        listeners = await gateway.relay_listeners()
+        owned = await register_until_both(gateway, listeners["udp"], "reg-udp")
+        tcp_workers = set()
+        for n in range(8):
+            result = await Sipp(
+                "register.xml", listeners["tcp"], transport="tcp", service=f"tcp{n}",
+                call_id=f"reg-tcp-{n}",
+            ).run()  # fmt: skip
+            assert_ok(result, f"REGISTER of tcp{n} over TCP")
+            tcp_workers.add(await worker_of(gateway, f"reg-tcp-{n}"))
+        assert tcp_workers <= {0, 1} and tcp_workers, tcp_workers
+        registered = sum(len(ports) for ports in owned.values()) + 8
+        # /metrics (served by the gateway process) adds up both workers' counters.
+        series = (
+            'sipsgate_sip_transactions_total{direction="outbound",method="REGISTER",status="200"}'
+        )
+        assert await settled_metric(gateway, series, registered) == registered
+        assert await settled_metric(gateway, "sipsgate_sip_upstream_flows", 2) == 2
+        flows = {e["worker"] for e in events(gateway, "sip.upstream.connected")}
+        assert flows == {0, 1}, "each worker opens its own upstream flow"
+    finally:
+        assert await gateway.stop() == 0
