@@ -188,6 +188,11 @@ class RelayService:
         )
         return replace(config, sip=sip)
 
+    def keep_bound(self) -> None:
+        """From now on the configuration names the addresses bound (a port 0 resolved):
+        a relay worker's reload with the same listen addresses then rebinds nothing."""
+        self._config = self._as_bound(self._config)
+
     async def _start_with(self, config: Config) -> None:
         running, self._config = self._config, config
         try:

@@ -90,6 +90,7 @@ async def serve_worker(control_fd: int) -> int:
         def started() -> None:
             running = relay.relay
             assert running is not None
+            relay.keep_bound()
             send(channel.READY, list(running.udp_addresses), list(running.tcp_addresses))
 
         async with asyncio.TaskGroup() as group:

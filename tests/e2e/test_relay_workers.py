@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,20 +88,41 @@ async def start(
     return gateway
 
 
-async def worker_of(gateway: GatewayProcess, call_id: str, method: str = "REGISTER") -> int:
-    """The worker that relayed ``method`` of ``call_id`` from a base station."""
+async def wait_event(
+    gateway: GatewayProcess, name: str, match: Callable[[dict[str, Any]], bool], count: int = 1
+) -> dict[str, Any]:
+    """The ``count``-th log event ``name`` that ``match`` accepts (waits for it)."""
     async with asyncio.timeout(WAIT):
         while True:
-            for event in events(gateway, "sip.request.relayed"):
-                if (
-                    event.get("call_id") == call_id
-                    and event.get("method") == method
-                    and event.get("direction") == "outbound"
-                    and event.get("status") == 200
-                ):
-                    return int(event["worker"])
-            await gateway.wait_for_log(call_id, nth=1)
-            await asyncio.sleep(0.1)
+            found = [e for e in events(gateway, name) if match(e)]
+            if len(found) >= count:
+                return found[count - 1]
+            seen = sum(1 for line in gateway.stderr_lines if f'"{name}"' in line)
+            await gateway.wait_for_log(f'"{name}"', nth=seen + 1)
+
+
+async def relayed_by(gateway: GatewayProcess, call_id: str, method: str, direction: str) -> int:
+    """The worker that relayed ``method`` of ``call_id`` (``direction``) to its final answer."""
+    event = await wait_event(
+        gateway,
+        "sip.request.relayed",
+        lambda e: (
+            (e.get("call_id"), e.get("method"), e.get("direction")) == (call_id, method, direction)
+        ),
+    )
+    return int(event["worker"])
+
+
+async def worker_of(gateway: GatewayProcess, call_id: str) -> int:
+    """The worker that owns the base station whose REGISTER was ``call_id``."""
+    event = await wait_event(
+        gateway,
+        "sip.request.relayed",
+        lambda e: (
+            (e.get("call_id"), e.get("method"), e.get("status")) == (call_id, "REGISTER", 200)
+        ),
+    )
+    return int(event["worker"])
 
 
 async def register_until_both(
@@ -167,5 +190,88 @@ async def test_two_workers_register_over_udp_and_tcp_and_metrics_add_up(
         assert await settled_metric(gateway, "sipsgate_sip_upstream_flows", 2) == 2
         flows = {e["worker"] for e in events(gateway, "sip.upstream.connected")}
         assert flows == {0, 1}, "each worker opens its own upstream flow"
+    finally:
+        assert await gateway.stop() == 0
+
+
+async def worker_pids(gateway: GatewayProcess) -> list[int]:
+    line = await gateway.wait_for_log('"sip.workers.started"')
+    return [int(pid) for pid in json.loads(line)["pids"]]
+
+
+async def call_across(
+    gateway: GatewayProcess, udp: tuple[str, int], owned: dict[int, list[int]], tag: str
+) -> None:
+    """bs on worker 0 calls bs on worker 1: INVITE/180/200/ACK/BYE through kamailio."""
+    callee = await Sipp(
+        "register_answer.xml", udp, service=f"{tag}-b", port=owned[1][0], call_id=tag
+    ).start()
+    assert await worker_of(gateway, tag) == 1
+    caller = await Sipp(
+        "call.xml", udp, service=f"{tag}-a", port=owned[0][0], call_id=tag, auth=False,
+        keys={"callee": f"{tag}-b"},
+    ).run()  # fmt: skip
+    assert_ok(caller, f"the caller on worker 0 ({tag})")
+    assert_ok(await callee.wait(), f"the callee on worker 1 ({tag})")
+    assert await relayed_by(gateway, tag, "INVITE", "outbound") == 0
+    assert await relayed_by(gateway, tag, "INVITE", "inbound") == 1
+
+
+async def incoming_call(
+    gateway: GatewayProcess, kamailio: KamailioRegistrar, udp: tuple[str, int], port: int, tag: str
+) -> int:
+    """A call from outside (kamailio's UDP side) to a base station; the worker it took."""
+    callee = await Sipp(
+        "register_answer.xml", udp, service=f"{tag}-b", port=port, call_id=tag
+    ).start()
+    await worker_of(gateway, tag)
+    outside = await Sipp(
+        "call.xml", ("127.0.0.1", kamailio.udp_port), service="provider-user",
+        call_id=tag, auth=False, keys={"callee": f"{tag}-b"},
+    ).run()  # fmt: skip
+    assert_ok(outside, f"the outside caller ({tag})")
+    assert_ok(await callee.wait(), f"the called base station ({tag})")
+    return await relayed_by(gateway, tag, "INVITE", "inbound")
+
+
+async def test_calls_across_workers_cancel_and_a_killed_worker(
+    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+) -> None:
+    gateway = await start(tmp_path, kamailio, provider[0])
+    try:
+        udp = (await gateway.relay_listeners())["udp"]
+        pids = await worker_pids(gateway)
+        owned = await register_until_both(gateway, udp, "before")
+        await call_across(gateway, udp, owned, "cross-1")
+        assert await incoming_call(gateway, kamailio, udp, owned[0][0], "in-0") == 0
+        assert await incoming_call(gateway, kamailio, udp, owned[1][0], "in-1") == 1
+
+        # CANCEL while ringing, the caller on worker 0, the callee on worker 1.
+        callee = await Sipp(
+            "register_cancelled.xml", udp, service="cancel-b", port=owned[1][0],
+            call_id="cancel-1",
+        ).start()  # fmt: skip
+        assert await worker_of(gateway, "cancel-1") == 1
+        caller = await Sipp(
+            "call_cancel.xml", udp, service="cancel-a", port=owned[0][0], call_id="cancel-1",
+            auth=False, keys={"callee": "cancel-b"},
+        ).run()  # fmt: skip
+        assert_ok(caller, "the cancelling caller")
+        assert_ok(await callee.wait(), "the cancelled callee")
+
+        # Worker 1 dies (SIGKILL): the supervisor says so and starts it again.
+        os.kill(pids[1], signal.SIGKILL)
+        exited = json.loads(await gateway.wait_for_log('"sip.worker.exited"'))
+        assert (exited["worker"], exited["pid"]) == (1, pids[1])
+        assert exited["reason"] == "killed by SIGKILL"
+        restarted = json.loads(await gateway.wait_for_log('"sip.worker.restarted"'))
+        assert restarted["worker"] == 1 and restarted["pid"] not in pids
+        os.kill(pids[0], 0)  # worker 0 lives on, undisturbed
+        await wait_event(gateway, "sip.upstream.connected", lambda e: e["worker"] == 1, count=2)
+
+        # Base stations register again (their next refresh); calls work as before.
+        owned = await register_until_both(gateway, udp, "after")
+        await call_across(gateway, udp, owned, "cross-2")
+        assert await incoming_call(gateway, kamailio, udp, owned[1][-1], "in-after") == 1
     finally:
         assert await gateway.stop() == 0
