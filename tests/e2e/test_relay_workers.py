@@ -10,6 +10,7 @@ same; the tests pick ports until both workers own some.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -20,14 +21,19 @@ from typing import Any
 
 import pytest
 
+from certstore.revocation import RevocationSource, SourceKind
+from certstore.sqlite import SqliteStore
 from tests.e2e.test_gateway_sip import sipsgate
 from tests.gateway_process import GatewayProcess, start_gateway, write_config
+from tests.integration.trust_env import ADMIN
 from tests.pki import CertFactory, Issued
+from tests.revocation_support import make_crl
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp, SippResult
 
 pytestmark = pytest.mark.slow
 
 WAIT = 30.0
+REGISTERED = 'sipsgate_sip_transactions_total{direction="outbound",method="REGISTER",status="200"}'
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +159,14 @@ async def metric(gateway: GatewayProcess, series: str) -> float:
     return 0.0
 
 
-async def settled_metric(gateway: GatewayProcess, series: str, expected: float) -> float:
-    """The value of ``series`` once it reached ``expected`` (workers report each
-    second), or the last value seen after WAIT."""
+async def settled_metric(
+    gateway: GatewayProcess, series: str, expected: float, *, below: bool = False
+) -> float:
+    """The value of ``series`` once it reached ``expected`` (from below, or with
+    ``below`` from above: workers report each second), or the last value after WAIT."""
     value = await metric(gateway, series)
     for _ in range(int(WAIT / 0.25)):
-        if value >= expected:
+        if (value <= expected) if below else (value >= expected):
             break
         await asyncio.sleep(0.25)
         value = await metric(gateway, series)
@@ -260,6 +268,7 @@ async def test_calls_across_workers_cancel_and_a_killed_worker(
         assert_ok(await callee.wait(), "the cancelled callee")
 
         # Worker 1 dies (SIGKILL): the supervisor says so and starts it again.
+        before = await metric(gateway, REGISTERED)
         os.kill(pids[1], signal.SIGKILL)
         exited = json.loads(await gateway.wait_for_log('"sip.worker.exited"'))
         assert (exited["worker"], exited["pid"]) == (1, pids[1])
@@ -268,10 +277,60 @@ async def test_calls_across_workers_cancel_and_a_killed_worker(
         assert restarted["worker"] == 1 and restarted["pid"] not in pids
         os.kill(pids[0], 0)  # worker 0 lives on, undisturbed
         await wait_event(gateway, "sip.upstream.connected", lambda e: e["worker"] == 1, count=2)
+        # the dead worker's counters stay in the sum: a counter never goes back
+        assert await metric(gateway, REGISTERED) == before
 
         # Base stations register again (their next refresh); calls work as before.
         owned = await register_until_both(gateway, udp, "after")
         await call_across(gateway, udp, owned, "cross-2")
         assert await incoming_call(gateway, kamailio, udp, owned[1][-1], "in-after") == 1
+    finally:
+        assert await gateway.stop() == 0
+
+
+async def test_reload_and_revocation_reach_every_worker(
+    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+) -> None:
+    gateway = await start(tmp_path, kamailio, provider[0])
+    try:
+        udp = (await gateway.relay_listeners())["udp"]
+        await register_until_both(gateway, udp, "reg")
+        for worker in (0, 1):
+            await wait_event(
+                gateway, "sip.upstream.connected", lambda e, w=worker: e["worker"] == w
+            )
+
+        # SIGHUP to the gateway: a changed [sip] key reaches both workers' relays.
+        config = gateway.config_path.read_text()
+        gateway.config_path.write_text(config.replace("[sip]\n", '[sip]\nkeepalive = "20s"\n'))
+        gateway.process.send_signal(signal.SIGHUP)
+        for worker in (0, 1):
+            await wait_event(gateway, "sip.relay.restarting", lambda e, w=worker: e["worker"] == w)
+            await wait_event(
+                gateway, "sip.upstream.connected", lambda e, w=worker: e["worker"] == w, count=2
+            )
+        owned = await register_until_both(gateway, udp, "reloaded")
+        assert all(owned.values())
+
+        # A CRL revoking kamailio's certificate: every worker closes its own flow.
+        store = SqliteStore(gateway.data_dir / "sipsgate.db")
+        try:
+            store.put_revocation(
+                make_crl(provider[0], [provider[1]], now=dt.datetime.now(dt.UTC)),
+                kind=SourceKind.CRL,
+                source=RevocationSource.UPLOADED,
+                url=None,
+                actor=ADMIN,
+            )
+        finally:
+            store.close()
+        for worker in (0, 1):
+            revoked = await wait_event(
+                gateway, "sip.upstream.revoked", lambda e, w=worker: e["worker"] == w
+            )
+            assert revoked["rule"]
+        assert await settled_metric(gateway, "sipsgate_sip_upstream_flows", 0, below=True) == 0
+        refused = await Sipp("register_503_revoked.xml", udp, service="bs-revoked").run()
+        assert_ok(refused, "the REGISTER refused with 503 naming revoked")
     finally:
         assert await gateway.stop() == 0
