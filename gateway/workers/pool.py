@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from gateway.metrics import MetricSnapshot, MetricsRegistry, merge_snapshots
 from gateway.relay.handoff import socket_pair
 from gateway.relay.status import RelayStatus
 from gateway.workers import channel
-from gateway.workers.status import STATUS_CALLS
+from gateway.workers.status import apply_facts
 
 START_SECONDS = 15.0  # a worker must report ready (listening) within this
 RELOAD_SECONDS = 15.0  # every worker must have applied a reload within this
@@ -66,7 +66,7 @@ def _host_port(address: Sequence[Any]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _exit_text(code: int | None) -> str:
+def exit_text(code: int | None) -> str:
     if code is None:
         return "running"
     if code < 0:
@@ -184,7 +184,7 @@ class WorkerPool:
                 if kind == channel.METRICS:
                     worker.metrics = message[1]
                 elif kind == channel.STATUS:
-                    self._apply_status(message[1])
+                    apply_facts(self.status, message[1])
                 elif kind == channel.READY and worker.ready and not worker.ready.done():
                     worker.ready.set_result((message[1], message[2]))
                 elif kind == channel.FAILED and worker.ready and not worker.ready.done():
@@ -199,11 +199,6 @@ class WorkerPool:
             for waiting in (worker.ready, worker.reloaded):
                 if waiting is not None and not waiting.done():
                     waiting.set_exception(GatewayError(f"SIP relay worker {worker.index} exited."))
-
-    def _apply_status(self, calls: Iterable[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
-        for name, args, kwargs in calls:
-            if name in STATUS_CALLS:
-                getattr(self.status, name)(*args, **kwargs)
 
     def _metrics(self) -> list[MetricSnapshot]:
         return merge_snapshots([self._retired, *(w.metrics for w in self._workers)])
@@ -235,7 +230,7 @@ class WorkerPool:
                 "sip.worker.exited",
                 worker=worker.index,
                 pid=process.pid,
-                reason=_exit_text(code),
+                reason=exit_text(code),
                 retry_in=delay,
             )
             while True:

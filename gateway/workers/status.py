@@ -8,6 +8,7 @@ admin endpoint and ``/readyz`` read.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from gateway.relay.status import RelayStatus
@@ -18,12 +19,15 @@ STATUS_BACKLOG = 20000
 #: The RelayStatus calls a worker passes on (the gateway process applies only these).
 STATUS_CALLS = frozenset(["configured", "up", "failed", "lost", "answered", "registered"])
 
+#: One queued call: the method's name, its positional and its keyword arguments.
+Fact = tuple[str, tuple[Any, ...], dict[str, Any]]
+
 
 class ForwardedStatus(RelayStatus):
     """A worker's status view that also queues each fact for the gateway's view."""
 
     def __init__(self, *, upstream: str = "") -> None:
-        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.calls: list[Fact] = []
         super().__init__(upstream=upstream)
 
     def _queue(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -55,6 +59,14 @@ class ForwardedStatus(RelayStatus):
         super().registered(now, **kwargs)
         self._queue("registered", (now,), kwargs)
 
-    def take(self) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    def take(self) -> list[Fact]:
         calls, self.calls = self.calls, []
         return calls
+
+
+def apply_facts(view: RelayStatus, facts: Iterable[Fact]) -> None:
+    """What a worker's :class:`ForwardedStatus` queued, applied to the gateway's view
+    (only the :data:`STATUS_CALLS`)."""
+    for name, args, kwargs in facts:
+        if name in STATUS_CALLS:
+            getattr(view, name)(*args, **kwargs)
