@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -80,7 +81,13 @@ async def serve_worker(control_fd: int) -> int:
             handoff=handoff,
         )
         services: list[Service] = [relay, RevocationService(connector)]
-        supervisor = Supervisor(services, config, Notifier({}), status_line=status.status_line)
+        supervisor = Supervisor(
+            services,
+            config,
+            Notifier({}),
+            status_line=status.status_line,
+            announce_process=False,
+        )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, supervisor.request_stop)
         # Ctrl-C and SIGHUP reach the gateway process, which stops or reloads workers.
@@ -91,6 +98,7 @@ async def serve_worker(control_fd: int) -> int:
             running = relay.relay
             assert running is not None
             relay.keep_bound()
+            _log.info("sip.worker.started", workers=start.workers, pid=os.getpid())
             send(channel.READY, list(running.udp_addresses), list(running.tcp_addresses))
 
         async with asyncio.TaskGroup() as group:
@@ -111,6 +119,7 @@ async def serve_worker(control_fd: int) -> int:
                     task.cancel()
     finally:
         handoff.close()
+        _log.info("sip.worker.stopped", pid=os.getpid())
         with contextlib.suppress(Exception):
             await writer.drain()
         writer.close()
