@@ -78,6 +78,7 @@ def assert_ok(result: SippResult, what: str) -> None:
 async def start(
     tmp_path: Path, kamailio: KamailioRegistrar, root: Issued, *, workers: str = "2"
 ) -> GatewayProcess:
+    os.makedirs(tmp_path, exist_ok=True)
     write_config(tmp_path / "sipsgate.toml", tmp_path / "var", ["127.0.0.1:0"])
     (tmp_path / "provider-root.pem").write_bytes(root.pem)
     sipsgate(tmp_path, "certs", "add", "provider-root.pem")
@@ -180,16 +181,19 @@ async def test_two_workers_register_over_udp_and_tcp_and_metrics_add_up(
     try:
         listeners = await gateway.relay_listeners()
         owned = await register_until_both(gateway, listeners["udp"], "reg-udp")
-        tcp_workers = set()
-        for n in range(8):
+        # TCP connections are spread by the kernel too (by connection).
+        tcp_workers: list[int] = []
+        for n in range(24):
+            if set(tcp_workers) == {0, 1}:
+                break
             result = await Sipp(
                 "register.xml", listeners["tcp"], transport="tcp", service=f"tcp{n}",
                 call_id=f"reg-tcp-{n}",
             ).run()  # fmt: skip
             assert_ok(result, f"REGISTER of tcp{n} over TCP")
-            tcp_workers.add(await worker_of(gateway, f"reg-tcp-{n}"))
-        assert tcp_workers <= {0, 1} and tcp_workers, tcp_workers
-        registered = sum(len(ports) for ports in owned.values()) + 8
+            tcp_workers.append(await worker_of(gateway, f"reg-tcp-{n}"))
+        assert set(tcp_workers) == {0, 1}, tcp_workers
+        registered = sum(len(ports) for ports in owned.values()) + len(tcp_workers)
         # /metrics (served by the gateway process) adds up both workers' counters.
         series = (
             'sipsgate_sip_transactions_total{direction="outbound",method="REGISTER",status="200"}'
@@ -198,6 +202,19 @@ async def test_two_workers_register_over_udp_and_tcp_and_metrics_add_up(
         assert await settled_metric(gateway, "sipsgate_sip_upstream_flows", 2) == 2
         flows = {e["worker"] for e in events(gateway, "sip.upstream.connected")}
         assert flows == {0, 1}, "each worker opens its own upstream flow"
+        # An incoming call to a base station on TCP.
+        callee = await Sipp(
+            "register_answer.xml", listeners["tcp"], transport="tcp", service="tcp-in-b",
+            call_id="tcp-in",
+        ).start()  # fmt: skip
+        owner = await worker_of(gateway, "tcp-in")
+        outside = await Sipp(
+            "call.xml", ("127.0.0.1", kamailio.udp_port), service="provider-user",
+            call_id="tcp-in", auth=False, keys={"callee": "tcp-in-b"},
+        ).run()  # fmt: skip
+        assert_ok(outside, "the outside caller")
+        assert_ok(await callee.wait(), "the called base station on TCP")
+        assert await relayed_by(gateway, "tcp-in", "INVITE", "inbound") == owner
     finally:
         assert await gateway.stop() == 0
 
@@ -334,3 +351,33 @@ async def test_reload_and_revocation_reach_every_worker(
         assert_ok(refused, "the REGISTER refused with 503 naming revoked")
     finally:
         assert await gateway.stop() == 0
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_workers_stop_with_the_gateway_even_when_it_is_killed(
+    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+) -> None:
+    """SIGTERM stops the workers with the gateway; after a SIGKILL of the gateway the
+    workers notice their control channel closing and stop by themselves."""
+    gateway = await start(tmp_path, kamailio, provider[0])
+    pids = await worker_pids(gateway)
+    assert all(alive(pid) for pid in pids)
+    await gateway.stop(signal.SIGKILL)
+    for _ in range(int(WAIT / 0.1)):
+        if not any(alive(pid) for pid in pids):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(alive(pid) for pid in pids), "a worker outlived its gateway"
+
+    gateway = await start(tmp_path / "again", kamailio, provider[0])
+    pids = await worker_pids(gateway)
+    assert await gateway.stop() == 0
+    assert not any(alive(pid) for pid in pids)
