@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +20,10 @@ from gateway.relay.handoff import HandOffLink, socket_pair
 from gateway.relay.outputs import TransactionDone
 from gateway.relay.service import RelaySettings, SipRelay
 from gateway.sip import NEED_DATA, Request, Response, StreamFramer, parse_datagram
-from tests.e2e.conftest import relay_section
+from tests.e2e.conftest import Pki, relay_section
 from tests.e2e.test_hostile_upstream import message_to, recv, udp_socket
-from tests.integration.trust_env import Env, make_env
-from tests.pki import CertFactory, Issued
+from tests.integration.trust_env import Env
+from tests.pki import Issued
 from tests.sip_peers import DOMAIN
 from tests.tls_servers import server_context
 
@@ -75,23 +74,6 @@ class Upstream:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-
-
-@pytest.fixture(scope="module")
-def pki() -> tuple[Issued, Issued]:
-    factory = CertFactory()
-    root = factory.ca("Hand-off Test Root")
-    return root, factory.leaf(root, cn=DOMAIN, dns=(DOMAIN,))
-
-
-@pytest.fixture
-def env(tmp_path: Path, pki: tuple[Issued, Issued]) -> Iterator[Env]:
-    environment = make_env(tmp_path / "store.db")
-    environment.trust(pki[0])
-    try:
-        yield environment
-    finally:
-        environment.store.close()
 
 
 @asynccontextmanager
@@ -155,9 +137,9 @@ def flow_of(relay: SipRelay, upstream: Upstream) -> Flow:
 
 
 async def test_a_request_on_the_other_workers_flow_reaches_the_base_station(
-    env: Env, pki: tuple[Issued, Issued]
+    env: Env, pki: Pki
 ) -> None:
-    upstream = Upstream(pki[1])
+    upstream = Upstream(pki.leaf)
     await upstream.start()
     station = udp_socket()
     try:

@@ -23,10 +23,11 @@ import pytest
 
 from certstore.revocation import RevocationSource, SourceKind
 from certstore.sqlite import SqliteStore
+from tests.e2e.conftest import Pki
 from tests.e2e.test_gateway_sip import sipsgate
 from tests.gateway_process import GatewayProcess, start_gateway, write_config
 from tests.integration.trust_env import ADMIN
-from tests.pki import CertFactory, Issued
+from tests.pki import Issued
 from tests.revocation_support import make_crl
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp, SippResult
 
@@ -36,16 +37,9 @@ WAIT = 30.0
 REGISTERED = 'sipsgate_sip_transactions_total{direction="outbound",method="REGISTER",status="200"}'
 
 
-@pytest.fixture(scope="module")
-def provider() -> tuple[Issued, Issued]:
-    factory = CertFactory()
-    root = factory.ca("Provider Root CA (workers e2e)")
-    return root, factory.leaf(root, cn=DOMAIN, dns=(DOMAIN,))
-
-
 @pytest.fixture
-def kamailio(provider: tuple[Issued, Issued]) -> Iterator[KamailioRegistrar]:
-    with KamailioRegistrar(provider[1]) as server:
+def kamailio(pki: Pki) -> Iterator[KamailioRegistrar]:
+    with KamailioRegistrar(pki.leaf) as server:
         yield server
 
 
@@ -175,9 +169,9 @@ async def settled_metric(
 
 
 async def test_two_workers_register_over_udp_and_tcp_and_metrics_add_up(
-    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+    tmp_path: Path, kamailio: KamailioRegistrar, pki: Pki
 ) -> None:
-    gateway = await start(tmp_path, kamailio, provider[0])
+    gateway = await start(tmp_path, kamailio, pki.root)
     try:
         listeners = await gateway.relay_listeners()
         owned = await register_until_both(gateway, listeners["udp"], "reg-udp")
@@ -260,9 +254,9 @@ async def incoming_call(
 
 
 async def test_calls_across_workers_cancel_and_a_killed_worker(
-    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+    tmp_path: Path, kamailio: KamailioRegistrar, pki: Pki
 ) -> None:
-    gateway = await start(tmp_path, kamailio, provider[0])
+    gateway = await start(tmp_path, kamailio, pki.root)
     try:
         udp = (await gateway.relay_listeners())["udp"]
         pids = await worker_pids(gateway)
@@ -306,9 +300,9 @@ async def test_calls_across_workers_cancel_and_a_killed_worker(
 
 
 async def test_reload_and_revocation_reach_every_worker(
-    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+    tmp_path: Path, kamailio: KamailioRegistrar, pki: Pki
 ) -> None:
-    gateway = await start(tmp_path, kamailio, provider[0])
+    gateway = await start(tmp_path, kamailio, pki.root)
     try:
         udp = (await gateway.relay_listeners())["udp"]
         await register_until_both(gateway, udp, "reg")
@@ -333,7 +327,7 @@ async def test_reload_and_revocation_reach_every_worker(
         store = SqliteStore(gateway.data_dir / "sipsgate.db")
         try:
             store.put_revocation(
-                make_crl(provider[0], [provider[1]], now=dt.datetime.now(dt.UTC)),
+                make_crl(pki.root, [pki.leaf], now=dt.datetime.now(dt.UTC)),
                 kind=SourceKind.CRL,
                 source=RevocationSource.UPLOADED,
                 url=None,
@@ -363,11 +357,11 @@ def alive(pid: int) -> bool:
 
 
 async def test_workers_stop_with_the_gateway_even_when_it_is_killed(
-    tmp_path: Path, kamailio: KamailioRegistrar, provider: tuple[Issued, Issued]
+    tmp_path: Path, kamailio: KamailioRegistrar, pki: Pki
 ) -> None:
     """SIGTERM stops the workers with the gateway; after a SIGKILL of the gateway the
     workers notice their control channel closing and stop by themselves."""
-    gateway = await start(tmp_path, kamailio, provider[0])
+    gateway = await start(tmp_path, kamailio, pki.root)
     pids = await worker_pids(gateway)
     assert all(alive(pid) for pid in pids)
     await gateway.stop(signal.SIGKILL)
@@ -377,7 +371,7 @@ async def test_workers_stop_with_the_gateway_even_when_it_is_killed(
         await asyncio.sleep(0.1)
     assert not any(alive(pid) for pid in pids), "a worker outlived its gateway"
 
-    gateway = await start(tmp_path / "again", kamailio, provider[0])
+    gateway = await start(tmp_path / "again", kamailio, pki.root)
     pids = await worker_pids(gateway)
     assert await gateway.stop() == 0
     assert not any(alive(pid) for pid in pids)
