@@ -110,7 +110,7 @@ async def serve_worker(control_fd: int) -> int:
             try:
                 await supervisor.serve(lambda: config, lambda line: None, started)
             except Exception as exc:  # the start failed (an address in use, ...): say why
-                send(channel.FAILED, str(exc) if isinstance(exc, GatewayError) else repr(exc))
+                send(channel.FAILED, _why(exc))
                 code = 1
             finally:
                 _status(status, send)
@@ -125,6 +125,14 @@ async def serve_worker(control_fd: int) -> int:
         writer.close()
         store.close()
     return code
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, GatewayError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc}; check sip.listen_udp and sip.listen_tcp"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _metrics(registry: MetricsRegistry, send: Callable[..., None]) -> None:
@@ -164,6 +172,6 @@ async def _control(
                 try:
                     await service.reload(config)
                 except Exception as exc:
-                    errors.append(str(exc) if isinstance(exc, GatewayError) else repr(exc))
+                    errors.append(_why(exc))
             supervisor.config = config
             send(channel.RELOADED, "; ".join(errors) or None)

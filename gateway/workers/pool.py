@@ -100,7 +100,6 @@ class WorkerPool:
         self._bound: Config | None = None  # the config with worker 0's bound addresses
         self._stopping = False
         self._retired: list[MetricSnapshot] = []  # counters of workers that exited
-        self.restarted = asyncio.Event()  # set after each restart (tests wait on it)
         registry.add_source(self._metrics)
 
     @property
@@ -189,7 +188,9 @@ class WorkerPool:
                     worker.ready.set_result((message[1], message[2]))
                 elif kind == channel.FAILED and worker.ready and not worker.ready.done():
                     worker.ready.set_exception(
-                        GatewayError(f"SIP relay worker {worker.index}: {message[1]}")
+                        GatewayError(
+                            f"SIP relay worker {worker.index} could not start: {message[1]}"
+                        )
                     )
                 elif kind == channel.RELOADED and worker.reloaded and not worker.reloaded.done():
                     worker.reloaded.set_result(message[1])
@@ -256,7 +257,6 @@ class WorkerPool:
                 detail="its base stations come back with their next REGISTER refresh, "
                 "or at once by RFC 5626 outbound",
             )
-            self.restarted.set()
 
     async def _forget(self, worker: _Worker) -> None:
         """After a worker's exit: keep its counters, drop its channel, and empty its

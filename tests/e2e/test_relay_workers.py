@@ -375,3 +375,21 @@ async def test_workers_stop_with_the_gateway_even_when_it_is_killed(
     pids = await worker_pids(gateway)
     assert await gateway.stop() == 0
     assert not any(alive(pid) for pid in pids)
+
+
+async def test_an_address_no_worker_can_bind_stops_the_start_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """192.0.2.1 (TEST-NET-1) is no address of this machine: worker 0 cannot bind it,
+    and the gateway stops with what went wrong and which keys to check."""
+    gateway = await start_gateway(
+        tmp_path,
+        extra_env={"SIPSGATE_SIP_WORKERS": "2", "SIPSGATE_SIP_LISTEN_UDP": "192.0.2.1:5060"},
+    )
+    async with asyncio.timeout(WAIT):
+        code = await gateway.process.wait()
+    assert code != 0
+    await gateway.stop()
+    said = "\n".join(gateway.stderr_lines)
+    assert "SIP relay worker 0 could not start: [Errno 99]" in said, said[-2000:]
+    assert "check sip.listen_udp and sip.listen_tcp" in said
