@@ -24,12 +24,13 @@ import structlog
 from certstore.sqlite import SqliteStore
 from gateway.config import Config
 from gateway.errors import GatewayError
+from gateway.heap import settle_heap
 from gateway.limits import raise_open_file_limit
 from gateway.log import configure_logging, get_logger
 from gateway.metrics import MetricsRegistry
 from gateway.relay.handoff import HandOffLink
 from gateway.relay.service import RelaySettings
-from gateway.runtime import RelayService, RevocationService
+from gateway.runtime import STOP_THREADS_SECONDS, RelayService, RevocationService
 from gateway.supervisor import Service, Supervisor
 from gateway.systemd import Notifier
 from gateway.tls.factory import build_connector
@@ -40,6 +41,8 @@ from gateway.workers.status import ForwardedStatus
 METRICS_SECONDS = 1.0
 #: How often it sends what its status view learnt.
 STATUS_SECONDS = 0.25
+#: Octets of reports waiting for the gateway process beyond which reports are skipped.
+SEND_BACKLOG = 4 * 1024 * 1024
 
 _log = get_logger(area="sip")
 
@@ -57,8 +60,13 @@ async def serve_worker(control_fd: int) -> int:
     raise_open_file_limit()
 
     def send(kind: str, *values: Any) -> None:
-        if not writer.is_closing():
-            writer.write(channel.encode(kind, *values))
+        if writer.is_closing():
+            return
+        if kind in (channel.METRICS, channel.STATUS) and (
+            writer.transport.get_write_buffer_size() > SEND_BACKLOG
+        ):
+            return  # the gateway process is not reading: bounded, the next report follows
+        writer.write(channel.encode(kind, *values))
 
     code = 0
     store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
@@ -108,7 +116,7 @@ async def serve_worker(control_fd: int) -> int:
                 group.create_task(_every(STATUS_SECONDS, lambda: _status(status, send))),
             ]
             try:
-                await supervisor.serve(lambda: config, lambda line: None, started)
+                await supervisor.serve(lambda: config, lambda line: None, started, _settle)
             except Exception as exc:  # the start failed (an address in use, ...): say why
                 send(channel.FAILED, _why(exc))
                 code = 1
@@ -118,6 +126,10 @@ async def serve_worker(control_fd: int) -> int:
                 for task in chores:
                     task.cancel()
     finally:
+        # Store calls still running in threads end before the store is closed.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_THREADS_SECONDS):
+                await asyncio.get_running_loop().shutdown_default_executor()
         handoff.close()
         _log.info("sip.worker.stopped", pid=os.getpid())
         with contextlib.suppress(Exception):
@@ -125,6 +137,11 @@ async def serve_worker(control_fd: int) -> int:
         writer.close()
         store.close()
     return code
+
+
+def _settle() -> None:
+    """Every part runs: the garbage-collection policy of the gateway (gateway.heap)."""
+    settle_heap()
 
 
 def _why(exc: Exception) -> str:
@@ -174,4 +191,5 @@ async def _control(
                 except Exception as exc:
                     errors.append(_why(exc))
             supervisor.config = config
+            settle_heap()
             send(channel.RELOADED, "; ".join(errors) or None)
