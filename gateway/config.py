@@ -38,6 +38,50 @@ class Duration(float):
         return cls(float(match.group(1)) * _DURATION_UNITS[match.group(2)])
 
 
+#: The most relay workers: a flow token names its worker in one octet.
+MAX_WORKERS = 64
+
+
+class Workers(str):
+    """``sip.workers``: ``"auto"`` (one per core this process may use) or a count.
+
+    Written in the file as an integer or the string ``"auto"``; kept as text so the
+    value shown (``config show``, the docs) is what was written.
+    """
+
+    AUTO = "auto"
+
+    @classmethod
+    def parse(cls, value: object) -> Workers:
+        if isinstance(value, str) and value.strip().lower() == cls.AUTO:
+            return cls(cls.AUTO)
+        text = value.strip() if isinstance(value, str) else value
+        if isinstance(text, bool) or not isinstance(text, int | str):
+            raise ValueError(f'{value!r} is not "auto" or a number of workers')
+        try:
+            count = int(text)
+        except ValueError:
+            raise ValueError(f'{value!r} is not "auto" or a number of workers') from None
+        if not 1 <= count <= MAX_WORKERS:
+            raise ValueError(f"{count} workers is outside 1..{MAX_WORKERS}")
+        return cls(str(count))
+
+    def resolve(self, cpus: int) -> int:
+        """How many workers to run when the process may use ``cpus`` cores."""
+        if self == self.AUTO:
+            return max(1, min(cpus, MAX_WORKERS))
+        return int(self)
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask, as taskset or a cgroup
+    cpuset leaves it), not every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewaySection:
     name: str = "sipsgate"  # device name: CN of the standard identity
@@ -68,6 +112,9 @@ class SipSection:
     max_connections: int = 1024  # LAN TCP connections of all sources together
     idle_timeout: Duration = Duration(3600.0)  # a LAN TCP connection silent this long is closed
     header_timeout: Duration = Duration(10.0)  # a message begun on LAN TCP must end within
+    # Relay worker processes. 1: the relay runs inside the gateway process, as it always
+    # did, with one upstream flow; more are opt-in (each opens its own upstream flow).
+    workers: Workers = Workers("1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,6 +256,8 @@ def _build_section(
 def _type_name(tp: Any) -> str:
     if tp is Duration:
         return 'a duration string like "30s"'
+    if tp is Workers:
+        return f'"auto" or a number of workers from 1 to {MAX_WORKERS}'
     origin = get_origin(tp)
     if origin is tuple:
         return f"a list of {_type_name(get_args(tp)[0])}"
@@ -228,6 +277,11 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
             except ValueError as exc:
                 raise ConfigError(f"Config key {path}: {exc}.") from exc
         raise ConfigError(f"Config key {path} must be {_type_name(tp)}, not {value!r}.")
+    if tp is Workers:
+        try:
+            return Workers.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"Config key {path} must be {_type_name(tp)}: {exc}.") from exc
     if origin is tuple:
         (item_tp, _) = (*get_args(tp), None)[:2]
         if not isinstance(value, list):
@@ -258,6 +312,8 @@ def _from_text(path: str, text: str, tp: Any) -> Any:
         return int(text)
     if tp is Duration:
         return Duration.parse(text)
+    if tp is Workers:
+        return Workers.parse(text)
     return text
 
 
@@ -318,8 +374,13 @@ def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name in _SECTIONS:
         section = getattr(config, name)
-        out[name] = {
-            f.name: list(v) if isinstance(v := getattr(section, f.name), tuple) else v
-            for f in dataclasses.fields(section)
-        }
+        out[name] = {f.name: _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
     return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Workers):
+        return int(value) if value.isdigit() else str(value)
+    return value

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from gateway.config import Config, Duration
+from gateway.config import Config, Duration, Workers
 
 # One line per key: what it does. The default comes from the schema itself.
 KEY_DOCS: dict[str, str] = {
@@ -43,6 +43,9 @@ KEY_DOCS: dict[str, str] = {
     "sip.max_connections": "TCP connections all LAN sources together may hold open",
     "sip.idle_timeout": "a LAN TCP connection that sends nothing this long is closed",
     "sip.header_timeout": "a message begun on a LAN TCP connection must be complete within",
+    "sip.workers": 'relay worker processes: a number, or "auto" for one per core the '
+    "process may use; each opens its own upstream TLS flow; read at start "
+    "(see deployment.md, Sizing workers)",
     "tls.min_version": 'lowest TLS version offered upstream: "1.2" or "1.3"',
     "tls.handshake_timeout": "time allowed for one TLS handshake",
     "provisioning.url": "HTTPS URL of the provisioning document ({name} and {mac} expand)",
@@ -73,6 +76,8 @@ def format_duration(seconds: float) -> str:
 def toml_value(value: Any, tp: Any) -> str:
     if tp is Duration:
         return json.dumps(format_duration(float(value)))
+    if tp is Workers:
+        return str(value) if value.isdigit() else json.dumps(str(value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -124,6 +129,8 @@ def example_toml() -> str:
 def _type_label(tp: Any) -> str:
     if tp is Duration:
         return 'duration ("30s", "5m", "1h")'
+    if tp is Workers:
+        return 'integer or "auto"'
     if getattr(tp, "__origin__", None) is tuple:
         return f"list of {_type_label(tp.__args__[0])}s"
     return {str: "string", int: "integer", bool: "boolean"}.get(tp, str(tp))

@@ -147,7 +147,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        # One write per line: relay workers share the gateway's standard error, and a
+        # line written in two parts (message, then newline) can be split by another's.
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     _bridge_stdlib_logging()

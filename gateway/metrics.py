@@ -7,8 +7,8 @@ Counters and gauges with labels; nothing global: whoever needs metrics is handed
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, TypeVar
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -107,11 +107,47 @@ class Gauge(_Metric):
 _M = TypeVar("_M", bound=_Metric)
 
 
+class MetricSnapshot(NamedTuple):
+    """One metric's values at a moment, as plain data (passed between processes)."""
+
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...]
+    samples: tuple[tuple[LabelValues, float], ...]
+
+
+def merge_snapshots(groups: Iterable[Iterable[MetricSnapshot]]) -> list[MetricSnapshot]:
+    """Several processes' metrics as one: the values of a series are summed (counters
+    add up; so do the gauges here, which count open things). A name known with another
+    kind or other labels keeps its first form; the others' values are left out."""
+    merged: dict[str, tuple[MetricSnapshot, dict[LabelValues, float]]] = {}
+    for group in groups:
+        for snap in group:
+            entry = merged.get(snap.name)
+            if entry is None:
+                merged[snap.name] = (snap, dict(snap.samples))
+                continue
+            first, values = entry
+            if first.kind != snap.kind or first.labels != snap.labels:
+                continue
+            for key, value in snap.samples:
+                values[key] = values.get(key, 0.0) + value
+    return [
+        first._replace(samples=tuple(sorted(values.items()))) for first, values in merged.values()
+    ]
+
+
 class MetricsRegistry:
-    """Owns metrics by name and renders them all in the Prometheus text format."""
+    """Owns metrics by name and renders them all in the Prometheus text format.
+
+    Other processes' metrics (relay workers) join the rendering through
+    :meth:`add_source`: each source gives snapshots, summed with the own series.
+    """
 
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
+        self._sources: list[Callable[[], Iterable[MetricSnapshot]]] = []
 
     def counter(self, name: str, help_text: str, labels: Iterable[str] = ()) -> Counter:
         return self._get_or_add(Counter, name, help_text, labels)
@@ -132,6 +168,25 @@ class MetricsRegistry:
         self._metrics[name] = metric
         return metric
 
+    def snapshot(self) -> list[MetricSnapshot]:
+        return [
+            MetricSnapshot(m.name, m.kind, m.help, m.labels, tuple(m.samples()))
+            for m in self._metrics.values()
+        ]
+
+    def add_source(self, source: Callable[[], Iterable[MetricSnapshot]]) -> None:
+        """Render the snapshots ``source`` returns with this registry's own metrics."""
+        self._sources.append(source)
+
     def render(self) -> str:
         """Every metric, sorted by name, as Prometheus text exposition (version 0.0.4)."""
-        return "".join(self._metrics[name].render() + "\n" for name in sorted(self._metrics))
+        if not self._sources:
+            return "".join(self._metrics[name].render() + "\n" for name in sorted(self._metrics))
+        groups = [self.snapshot(), *(source() for source in self._sources)]
+        out: list[str] = []
+        for snap in sorted(merge_snapshots(groups)):
+            metric = _Metric(snap.name, snap.help, snap.labels)
+            metric.kind = snap.kind
+            metric._values = dict(snap.samples)
+            out.append(metric.render() + "\n")
+        return "".join(out)

@@ -27,19 +27,21 @@ from gateway.admin.app import create_app
 from gateway.admin.auth import ADMIN_USER, AdminAuth, credentials_path, ensure_password
 from gateway.admin.server import AdminServer, ListenAddress, parse_listen_all
 from gateway.admin.tls import DeviceTls
-from gateway.config import Config, load_config
+from gateway.config import Config, load_config, usable_cpus
 from gateway.errors import GatewayError
 from gateway.expiry import ExpiryWatch
 from gateway.health import ServiceHealth
 from gateway.log import get_logger
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.service import ProvisioningService, build_client
-from gateway.relay.service import SipRelay
+from gateway.relay.handoff import HandOffLink
+from gateway.relay.service import RelaySettings, SipRelay
 from gateway.relay.status import RelayStatus
 from gateway.supervisor import Service, Supervisor
 from gateway.systemd import Notifier
 from gateway.tls.connector import TlsConnector
 from gateway.tls.factory import build_connector
+from gateway.workers.pool import WorkerPool
 
 GATEWAY_ACTOR = Actor(name="gateway", interface="gateway")
 RELAY_START_SECONDS = 10.0
@@ -109,8 +111,13 @@ class RelayService:
         connector: TlsConnector,
         registry: MetricsRegistry,
         status: RelayStatus | None = None,
+        *,
+        settings: RelaySettings | None = None,
+        handoff: HandOffLink | None = None,
     ) -> None:
         self._config = config
+        self._settings = settings  # a worker's index, key, SO_REUSEPORT
+        self._handoff = handoff
         # One status for the life of the gateway: a reload's new relay goes on writing it.
         self.status = status if status is not None else RelayStatus(upstream=config.sip.upstream)
         self._connector = connector
@@ -121,7 +128,12 @@ class RelayService:
 
     async def start(self) -> list[str]:
         relay = SipRelay.from_config(
-            self._config, self._connector, metrics=self._registry, status=self.status
+            self._config,
+            self._connector,
+            metrics=self._registry,
+            status=self.status,
+            settings=self._settings,
+            handoff=self._handoff,
         )
         task = asyncio.create_task(relay.serve(), name="sip-relay")
         self._relay, self._task = relay, task
@@ -159,6 +171,11 @@ class RelayService:
                 if (current is not None and current.cancelling()) or self._task is task:
                     raise  # the gateway stops (a reload would have replaced the task)
 
+    @property
+    def relay(self) -> SipRelay | None:
+        """The relay running now (a reload replaces it)."""
+        return self._relay
+
     def _as_bound(self, config: Config) -> Config:
         """``config`` with the addresses the running relay bound (port 0 resolved)."""
         relay = self._relay
@@ -170,6 +187,11 @@ class RelayService:
             listen_tcp=tuple(_host_port(a) for a in relay.tcp_addresses),
         )
         return replace(config, sip=sip)
+
+    def keep_bound(self) -> None:
+        """From now on the configuration names the addresses bound (a port 0 resolved):
+        a relay worker's reload with the same listen addresses then rebinds nothing."""
+        self._config = self._as_bound(self._config)
 
     async def _start_with(self, config: Config) -> None:
         running, self._config = self._config, config
@@ -243,6 +265,12 @@ def build_services(
         interval=float(config.provisioning.interval),
     )
     relay_status = RelayStatus(upstream=config.sip.upstream)
+    workers = config.sip.workers.resolve(usable_cpus())
+    relay: Service
+    if workers > 1:
+        relay = WorkerPool(config, workers, registry, relay_status)
+    else:
+        relay = RelayService(config, connector, registry, relay_status)
     app = create_app(
         store,
         config,
@@ -259,7 +287,7 @@ def build_services(
     watch = ExpiryWatch(store, metrics=registry, clock=lambda: datetime.now(UTC))
     return [
         AdminServer(app, device_tls, config),
-        RelayService(config, connector, registry, relay_status),
+        relay,
         provisioning,
         RevocationService(connector),
         ExpiryService(watch),
@@ -324,7 +352,7 @@ async def run_gateway(
         health = ServiceHealth(metrics=registry)
         services = build_services(config, store, AsyncDeviceService(service), registry, health)
         notifier = Notifier(env)
-        relay_status = next(s.status for s in services if isinstance(s, RelayService))
+        relay_status = next(s.status for s in services if isinstance(s, RelayService | WorkerPool))
         supervisor = Supervisor(
             services, config, notifier, health=health, status_line=relay_status.status_line
         )

@@ -75,8 +75,12 @@ class Supervisor:
         restart_min: float = RESTART_MIN,
         restart_max: float = RESTART_MAX,
         status_line: Callable[[], str] | None = None,
+        announce_process: bool = True,
     ) -> None:
         self.services = tuple(services)
+        # gateway.process.started/stopped speak for the gateway; a relay worker's own
+        # supervisor logs sip.worker.* instead (watchers read the first as "ready").
+        self.announce_process = announce_process
         # The STATUS= line sent with READY=1 (the relay's "running" / "degraded: ...").
         self.status_line = status_line or (lambda: "running")
         self.config = config
@@ -117,7 +121,8 @@ class Supervisor:
                 for line in await service.start():
                     announce(line)
                 self.health.running(service.name)
-            _log.info("gateway.process.started", services=[s.name for s in self.services])
+            if self.announce_process:
+                _log.info("gateway.process.started", services=[s.name for s in self.services])
             if on_started is not None:
                 on_started()
             if on_settled is not None:
@@ -227,7 +232,8 @@ class Supervisor:
                     await service.stop()
         except TimeoutError:
             _log.error("gateway.stop.timeout", deadline=STOP_DEADLINE)
-        _log.info("gateway.process.stopped")
+        if self.announce_process:
+            _log.info("gateway.process.stopped")
 
 
 async def _recover(service: Service) -> None:

@@ -8,6 +8,10 @@ that comes back from upstream names the flow it must leave on. Tokens are
 authenticated with a per-process key (HMAC-SHA256, 64 bits kept): a token the relay
 did not write decodes to nothing, so a peer cannot steer requests to arbitrary
 addresses.
+
+With several relay workers (``sip.workers``) every token also names the worker that
+owns the flow; the workers share the key, so any of them can read any token and hand
+a request to the worker that can deliver it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ LanTransport = Literal["udp", "tcp"]
 _MAC_SIZE = 8
 _KIND_FLOW = 0x46  # "F": a flow
 _KIND_CONTACT = 0x43  # "C": a flow and the Contact URI it stands for
-_HEAD = struct.Struct("!BBBIH")  # kind, transport, listener, conn_id, port
+_HEAD = struct.Struct("!BBBBIH")  # kind, transport, listener, worker, conn_id, port
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +57,20 @@ class LanFlow:
 class DecodedToken:
     flow: LanFlow
     contact: str | None  # the base station's own Contact URI (Contact rewriting only)
+    worker: int = 0  # the relay worker that owns the flow
 
 
 class FlowTokens:
-    """Encodes flows into URI user parts and back; ``key`` is a secret of this process."""
+    """Encodes flows into URI user parts and back; ``key`` is a secret of this gateway
+    (shared by its workers), ``worker`` the index of the worker that writes tokens."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, worker: int = 0) -> None:
         if len(key) < 16:
             raise ValueError("A flow token key needs at least 16 random octets.")
+        if not 0 <= worker <= 255:
+            raise ValueError(f"A worker index fits one octet, not {worker}.")
         self._key = key
+        self._worker = worker
         self._cache: dict[LanFlow, str] = {}
 
     def _mac(self, payload: bytes) -> bytes:
@@ -70,7 +79,8 @@ class FlowTokens:
     def _payload(self, kind: int, flow: LanFlow) -> bytes:
         address = ipaddress.ip_address(flow.host).packed
         transport = 0 if flow.transport == "udp" else 1
-        return _HEAD.pack(kind, transport, flow.listener, flow.conn_id, flow.port) + address
+        head = _HEAD.pack(kind, transport, flow.listener, self._worker, flow.conn_id, flow.port)
+        return head + address
 
     def flow_token(self, flow: LanFlow) -> str:
         """The token for ``flow`` alone (Path, Record-Route)."""
@@ -100,7 +110,7 @@ class FlowTokens:
         mac, payload = raw[:_MAC_SIZE], raw[_MAC_SIZE:]
         if len(payload) < _HEAD.size + 4 or not hmac.compare_digest(mac, self._mac(payload)):
             return None
-        kind, transport, listener, conn_id, port = _HEAD.unpack_from(payload)
+        kind, transport, listener, worker, conn_id, port = _HEAD.unpack_from(payload)
         rest = payload[_HEAD.size :]
         contact: str | None = None
         if kind == _KIND_CONTACT:
@@ -126,7 +136,7 @@ class FlowTokens:
             listener=listener,
             conn_id=conn_id,
         )
-        return DecodedToken(flow=flow, contact=contact)
+        return DecodedToken(flow=flow, contact=contact, worker=worker)
 
 
 def _b64(data: bytes) -> str:

@@ -35,6 +35,14 @@ class CloseUpstream(NamedTuple):
     reason: str
 
 
+class HandOff(NamedTuple):
+    """A request from upstream for a flow another relay worker owns: pass ``data`` (the
+    message as it arrived) to worker ``worker``, which relays it as its own."""
+
+    worker: int
+    data: bytes
+
+
 class TransactionDone(NamedTuple):
     """A transaction got its final answer (for the per-transaction log and metrics)."""
 
@@ -84,6 +92,7 @@ Output = (
     | SendUpstream
     | ConnectUpstream
     | CloseUpstream
+    | HandOff
     | TransactionDone
     | Dropped
     | PathSupport

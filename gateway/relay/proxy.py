@@ -49,6 +49,7 @@ from gateway.relay.outputs import (
     CONNECT,
     CloseUpstream,
     Dropped,
+    HandOff,
     Output,
     PathSupport,
     PongSupport,
@@ -78,6 +79,7 @@ from gateway.relay.routing import (
     server_key,
     stamp_via,
     stateless_key,
+    token_owner,
     uri_ip_address,
 )
 from gateway.relay.settings import ProxySettings
@@ -536,18 +538,34 @@ class ProxyCore(FastPath):
     def receive_upstream(self, message: Request | Response | Wire, now: float) -> list[Output]:
         """One message that arrived over the upstream TLS flow."""
         out: list[Output] = []
+        raw = b""
         if isinstance(message, Wire):
             if message.status and self._fast_response(message, None, now, out):
                 return out
+            raw = message.raw
             message = message.to_message()
         try:
             if isinstance(message, Response):
                 self._response(message, None, now, out)
+            elif self.settings.workers > 1 and self._hand_off(message, raw, out):
+                return out
             else:
                 self._upstream_request(message, now, out)
         except RemoteProtocolError as exc:
             self._malformed(message, None, exc, out)
         return out
+
+    def _hand_off(self, request: Request, raw: bytes, out: list[Output]) -> bool:
+        """A request naming another worker's flow goes to that worker, whole: its
+        transactions (CANCEL and ACK too, which carry the same Route) live there."""
+        owner = token_owner(request, self.tokens)
+        if owner is None or owner == self.settings.worker:
+            return False
+        if owner >= self.settings.workers:
+            out.append(Dropped("unknown-worker", f"a flow token names worker {owner}", "upstream"))
+            return True
+        out.append(HandOff(owner, raw or serialise(request)))
+        return True
 
     def _upstream_request(self, request: Request, now: float, out: list[Output]) -> None:
         method = request.method

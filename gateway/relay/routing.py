@@ -205,6 +205,23 @@ def pop_token_routes(request: Request, tokens: FlowTokens) -> tuple[Request, Lan
     return request, None
 
 
+def token_owner(request: Request, tokens: FlowTokens) -> int | None:
+    """The worker whose flow a request from upstream names (the token of our first
+    Route entry, else of a rewritten Contact in the Request-URI); None: no token."""
+    value = request.headers.get("Route")
+    if value:
+        user = uri_user(parse_name_addr_list(value, header="Route")[0].uri)
+        decoded = tokens.decode(user) if user else None
+        if decoded is not None:
+            return decoded.worker
+    user = uri_user(request.uri)
+    if user is not None and len(user) > 40:
+        decoded = tokens.decode(user)
+        if decoded is not None and decoded.contact is not None:
+            return decoded.worker
+    return None
+
+
 class OwnRoutes:
     """What names sipsgate in a Route or Request-URI (RFC 3261 §16.4): listen addresses
     with their ports, host names with any of those ports, and URIs carrying a flow

@@ -22,7 +22,7 @@ import random
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -33,11 +33,13 @@ from gateway.config import Config, SipSection
 from gateway.errors import ClientCertificateRefused, TlsError, TlsTimeout, TrustRejected
 from gateway.metrics import MetricsRegistry
 from gateway.relay.flows import LanFlow
+from gateway.relay.handoff import HandOffLink
 from gateway.relay.limits import SourceLimiter
 from gateway.relay.outputs import (
     CloseUpstream,
     ConnectUpstream,
     Dropped,
+    HandOff,
     Output,
     PathSupport,
     PongSupport,
@@ -60,7 +62,8 @@ from gateway.sip import (
     StreamFramer,
 )
 from gateway.sip.framing import NEED_DATA
-from gateway.sip.wire import Wire
+from gateway.sip.parser import parse_datagram
+from gateway.sip.wire import Wire, scan_datagram
 from gateway.tls.connector import TlsConnector
 from gateway.tls.engine import TlsTransport
 from gateway.tls.policy import TlsTarget, same_state
@@ -112,6 +115,12 @@ class RelaySettings:
     # rejected, or it refused ours): base stations need not ask every second. The relay
     # itself retries at once when the trust state changes.
     person_retry_after: int = 300
+    # One of several relay workers (sip.workers): its index, how many there are, the
+    # flow token key they share, and LAN sockets bound with SO_REUSEPORT.
+    worker: int = 0
+    workers: int = 1
+    token_key: bytes | None = field(default=None, repr=False)
+    reuse_port: bool = False
 
 
 def _sip_text(text: str) -> str:
@@ -372,8 +381,10 @@ class SipRelay:
         agent: str = "sipsgate",
         host_names: tuple[str, ...] = (),
         status: RelayStatus | None = None,
+        handoff: HandOffLink | None = None,
     ) -> None:
         self.sip = sip
+        self.handoff = handoff
         self.host_names = host_names
         self.connector = connector
         self.metrics = RelayMetrics(metrics or MetricsRegistry())
@@ -431,13 +442,16 @@ class SipRelay:
         *,
         metrics: MetricsRegistry | None = None,
         status: RelayStatus | None = None,
+        settings: RelaySettings | None = None,
+        handoff: HandOffLink | None = None,
     ) -> SipRelay:
         """The relay ``sipsgate run`` starts: the [sip] section, the shared connector."""
         return cls(
             config.sip,
             connector,
             metrics=metrics,
-            settings=RelaySettings(),
+            settings=settings or RelaySettings(),
+            handoff=handoff,
             agent=config.gateway.name,
             # Names a base station may give sipsgate as its outbound proxy (Route).
             host_names=(*config.gateway.host_names, socket.gethostname()),
@@ -456,9 +470,13 @@ class SipRelay:
         self._loop = asyncio.get_running_loop()
         try:
             listeners = await self._open_listeners()
+            tuning = self.settings
             self._core = ProxyCore(
                 ProxySettings(
                     listeners=listeners,
+                    worker=tuning.worker,
+                    workers=tuning.workers,
+                    **({"key": tuning.token_key} if tuning.token_key is not None else {}),
                     timers=self.settings.timers,
                     max_pending=self.settings.max_pending,
                     source_inflight=self.sip.source_inflight,
@@ -476,6 +494,8 @@ class SipRelay:
                 upstream=self.sip.upstream or None,
                 upstream_address=self.sip.upstream_address or None,
             )
+            if self.handoff is not None:
+                self._loop.add_reader(self.handoff.inbox.fileno(), self._on_handoff)
             self.ready.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._keep_upstream(), name="sip-upstream")
@@ -495,6 +515,8 @@ class SipRelay:
                     socket.SOL_SOCKET, socket.SO_RCVBUF, self.settings.udp_receive_buffer
                 )
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self.settings.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.bind((host, port))
                 sock.setblocking(False)
             except OSError:
@@ -512,10 +534,11 @@ class SipRelay:
         for host, port in self._tcp_binds:
             index = len(listeners)
             server = await loop.create_server(
-                lambda index=index: _TcpLan(self, index),  # type: ignore[misc]
+                lambda index=index: _TcpLan(self, index),
                 host,
                 port,
                 reuse_address=True,
+                reuse_port=self.settings.reuse_port or None,
             )
             self._servers.append(server)
             bound = server.sockets[0].getsockname()[:2]
@@ -524,6 +547,8 @@ class SipRelay:
         return tuple(listeners)
 
     async def _close(self) -> None:
+        if self.handoff is not None and self._loop is not None:
+            self._loop.remove_reader(self.handoff.inbox.fileno())
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -946,6 +971,8 @@ class SipRelay:
                 self._done(out)  # type: ignore[arg-type]
             elif kind is Dropped:
                 self._dropped(out)  # type: ignore[arg-type]
+            elif kind is HandOff:
+                self._hand_off(out)  # type: ignore[arg-type]
             elif kind is ConnectUpstream:
                 self._demand()
             elif kind is CloseUpstream:
@@ -970,6 +997,32 @@ class SipRelay:
                     detail=out.detail,  # type: ignore[union-attr]
                 )
         self._arm()
+
+    def _hand_off(self, out: HandOff) -> None:
+        """A request from upstream for another worker's base station goes to it."""
+        failed = None if self.handoff is None else self.handoff.send(out.worker, out.data)
+        if self.handoff is None or failed is not None:
+            self._dropped(
+                Dropped(
+                    failed or "handoff-failed",
+                    f"a request for worker {out.worker} could not be passed to it",
+                    "upstream",
+                )
+            )
+
+    def _on_handoff(self) -> None:
+        """Requests another worker received from upstream for this worker's flows: they
+        are relayed as if they had arrived on this worker's upstream flow."""
+        assert self.handoff is not None
+        for data in self.handoff.receive():
+            if self._core is None:
+                return
+            try:
+                message = scan_datagram(data) or parse_datagram(data)
+            except RemoteProtocolError as exc:
+                self._dropped(Dropped("malformed-handoff", str(exc), "upstream"))
+                continue
+            self._execute(self._core.receive_upstream(message, self._loop.time()))
 
     def _flush_batch(self) -> None:
         """One TLS write for everything the last batch of datagrams sends upstream."""

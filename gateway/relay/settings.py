@@ -39,3 +39,7 @@ class ProxySettings:
     #: Host names base stations may use for sipsgate (outbound proxy, Route); its
     #: listen addresses are recognised without being listed.
     host_names: tuple[str, ...] = ()
+    #: This relay's index among ``workers`` relay workers (``sip.workers``): its tokens
+    #: name it, and a request from upstream for another worker's flow is handed over.
+    worker: int = 0
+    workers: int = 1

@@ -164,7 +164,7 @@ class ProxyState:
             raise ValueError("The relay needs at least one LAN listener.")
         self.settings = settings
         self.timers = settings.timers
-        self.tokens = FlowTokens(settings.key)
+        self.tokens = FlowTokens(settings.key, worker=settings.worker)
         self.branches = Branches(settings.key)
         self.own = OwnRoutes(settings.listeners, settings.host_names, self.tokens)
         self._rng = rng or random.Random().random

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, config_as_dict, load_config
+from gateway.config import (
+    MAX_WORKERS,
+    Config,
+    SipSection,
+    Workers,
+    config_as_dict,
+    load_config,
+    usable_cpus,
+)
 from gateway.errors import ConfigError
 
 
@@ -120,3 +129,41 @@ class TestLoadConfig:
         data = config_as_dict(config)
         assert data["gateway"]["host_names"] == ["gw.lan"]
         assert data["tls"]["min_version"] == "1.2"
+
+
+class TestWorkers:
+    """sip.workers: a count or "auto", from the file or the environment."""
+
+    def test_default_is_one_worker(self) -> None:
+        assert Config().sip.workers.resolve(cpus=8) == 1
+
+    def test_file_number_and_auto(self, tmp_path: Path) -> None:
+        assert (
+            load_config(write(tmp_path, "[sip]\nworkers = 3\n"), env={}).sip.workers.resolve(8) == 3
+        )
+        auto = load_config(write(tmp_path, '[sip]\nworkers = "auto"\n'), env={}).sip.workers
+        assert auto == "auto"
+        assert auto.resolve(cpus=6) == 6
+        assert auto.resolve(cpus=500) == MAX_WORKERS
+
+    def test_environment_override(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "[sip]\nworkers = 3\n")
+        assert load_config(path, env={"SIPSGATE_SIP_WORKERS": "auto"}).sip.workers == "auto"
+        assert load_config(path, env={"SIPSGATE_SIP_WORKERS": "2"}).sip.workers.resolve(8) == 2
+
+    @pytest.mark.parametrize("value", ["0", "-1", '"many"', "true", "2.5", f"{MAX_WORKERS + 1}"])
+    def test_bad_value_names_the_key(self, tmp_path: Path, value: str) -> None:
+        with pytest.raises(ConfigError, match=r"sip\.workers must be \"auto\" or a number"):
+            load_config(write(tmp_path, f"[sip]\nworkers = {value}\n"), env={})
+
+    def test_bad_environment_names_the_variable(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="SIPSGATE_SIP_WORKERS"):
+            load_config(None, env={"SIPSGATE_SIP_WORKERS": "lots"})
+
+    def test_shown_as_written(self) -> None:
+        assert config_as_dict(Config())["sip"]["workers"] == 1
+        auto = Config(sip=SipSection(workers=Workers.parse("auto")))
+        assert config_as_dict(auto)["sip"]["workers"] == "auto"
+
+    def test_usable_cpus_is_the_affinity_mask(self) -> None:
+        assert usable_cpus() == len(os.sched_getaffinity(0))

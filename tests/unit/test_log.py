@@ -31,6 +31,29 @@ def test_json_lines_when_not_a_terminal() -> None:
     assert event["conn_id"] == "c1" and event["level"] == "info" and "timestamp" in event
 
 
+class _Writes(io.StringIO):
+    """A stream that keeps each write() on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_line_is_one_write() -> None:
+    """Relay workers share the gateway's standard error (unbuffered on a pipe): a line
+    written as message and newline apart can get another process's line in between."""
+    out = _Writes()
+    configure_logging("info", "json", stream=out)
+    get_logger().info("sip.worker.started", pid=1)
+    get_logger().info("sip.worker.stopped", pid=1)
+    assert [w.count("\n") for w in out.writes] == [1, 1]
+    assert all(w.endswith("\n") for w in out.writes)
+
+
 def test_secrets_are_redacted() -> None:
     """Values of keys that name secrets never reach the output."""
     out = io.StringIO()

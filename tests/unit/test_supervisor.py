@@ -140,3 +140,19 @@ class TestReadiness:
         health.failed("sip", "RuntimeError: boom", retry_in=1.0)
         ready, view = health.readiness()
         assert not ready and view["status"] == "not-ready"
+
+
+@pytest.mark.parametrize("announce", [True, False])
+async def test_only_the_gateway_announces_the_process(announce: bool) -> None:
+    """A relay worker's own supervisor does not log gateway.process.started/stopped:
+    watchers take the first for "the gateway is up"."""
+    part = Part("sip")
+    supervisor = Supervisor([part], config(), announce_process=announce)
+    with capture_logs() as logs:
+        task = await serve(supervisor)
+        async with asyncio.timeout(WAIT):
+            await part.running.wait()
+        supervisor.request_stop()
+        await task
+    names = [e["event"] for e in logs if e["event"].startswith("gateway.process.")]
+    assert names == (["gateway.process.started", "gateway.process.stopped"] if announce else [])
