@@ -108,6 +108,9 @@ class SipSection:
     source_rate: int = 500  # messages per second one base station (source address) may send
     source_burst: int = 1000  # messages it may send at once above that rate
     source_inflight: int = 500  # its transactions without a final answer
+    # 503 answers per second a source over source_rate may get; its excess beyond them
+    # is dropped (counted): answering must not become an amplifier. 0: never answered.
+    source_answers: int = 50
     source_connections: int = 16  # its TCP connections
     max_connections: int = 1024  # LAN TCP connections of all sources together
     idle_timeout: Duration = Duration(3600.0)  # a LAN TCP connection silent this long is closed
@@ -206,7 +209,18 @@ def build_config(raw: Mapping[str, Any], *, env: Mapping[str, str], source: str 
 
 
 def _check_upstream(sip: SipSection) -> None:
-    """Refuse a malformed upstream at start: the relay would otherwise retry it forever."""
+    """Refuse a malformed upstream at start: the relay would otherwise retry it forever;
+    and limits that cannot be applied."""
+    if sip.source_rate <= 0 or sip.source_burst < 1:
+        raise ConfigError(
+            "Config keys sip.source_rate and sip.source_burst must be at least 1 "
+            f"(source_rate {sip.source_rate}, source_burst {sip.source_burst})."
+        )
+    if sip.source_answers < 0:
+        raise ConfigError(
+            f"Config key sip.source_answers must be 0 (never answer) or more, "
+            f"not {sip.source_answers}."
+        )
     if sip.upstream:
         if not sip.upstream.strip().lower().startswith("sips:"):
             raise ConfigError(

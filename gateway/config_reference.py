@@ -39,6 +39,8 @@ KEY_DOCS: dict[str, str] = {
     "sip.source_rate": "messages per second one LAN source address may send",
     "sip.source_burst": "messages one source may send at once above that rate",
     "sip.source_inflight": "transactions of one source that may await a final answer",
+    "sip.source_answers": "503 answers per second a source above source_rate may get; "
+    "its excess beyond them is dropped (0: never answered)",
     "sip.source_connections": "TCP connections one source may hold open",
     "sip.max_connections": "TCP connections all LAN sources together may hold open",
     "sip.idle_timeout": "a LAN TCP connection that sends nothing this long is closed",

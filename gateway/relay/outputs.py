@@ -64,6 +64,14 @@ class Dropped(NamedTuple):
     peer: str
 
 
+class Refused(NamedTuple):
+    """A request was answered 503 by sipsgate before any work (over a limit)."""
+
+    reason: str
+    detail: str
+    peer: str
+
+
 class Registered(NamedTuple):
     """The registrar accepted a base station's REGISTER (for the status view)."""
 
@@ -95,6 +103,7 @@ Output = (
     | HandOff
     | TransactionDone
     | Dropped
+    | Refused
     | PathSupport
     | PongSupport
     | Registered

@@ -53,6 +53,7 @@ from gateway.relay.outputs import (
     Output,
     PathSupport,
     PongSupport,
+    Refused,
     SendUpstream,
 )
 from gateway.relay.registrar import (
@@ -356,6 +357,41 @@ class ProxyCore(FastPath):
                 self._lan_request(message, flow, now, out)
         except RemoteProtocolError as exc:
             self._malformed(message, flow, exc, out)
+        return out
+
+    def refuse_lan(
+        self, message: bytes | Request | Response | Wire, flow: LanFlow, now: float, retry: int
+    ) -> list[Output]:
+        """A request from a source over ``sip.source_rate`` that may be answered
+        (:class:`~gateway.relay.limits.Admission` ``ANSWER``): a ``503`` with
+        ``Retry-After``, stateless, before any upstream work. A retransmission of a
+        transaction already held is absorbed as usual instead (its answer is not changed
+        under the base station's feet)."""
+        out: list[Output] = []
+        try:
+            if isinstance(message, bytes):
+                message = parse_datagram(message)
+            elif isinstance(message, Wire):
+                message = message.to_message()
+            if isinstance(message, Response):
+                out.append(
+                    Dropped("source-rate", "message rate above sip.source_rate", flow.source)
+                )
+                return out
+            via = message.top_via
+            if via is None:
+                raise RemoteProtocolError("The request has no Via header.")
+            key = server_key(message, via, message.method)
+            if key in self.table:  # live or retired: a retransmission
+                return self.receive_lan(message, flow, now)
+            warning = f"Message rate from {flow.host} above the limit; try again later."
+            extra = self._notice(503, warning, "Source rate limit reached", retry)
+            data = self._local_response(message, 503, tag_seed=key, extra=extra)
+        except RemoteProtocolError as exc:
+            out.append(Dropped("malformed", str(exc), flow.source))
+            return out
+        out.append(Refused("source-rate", "message rate above sip.source_rate", flow.source))
+        self._send(reply_flow(flow, via), data, out)
         return out
 
     def lan_stream_broken(self, exc: RemoteProtocolError, flow: LanFlow) -> list[Output]:

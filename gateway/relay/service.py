@@ -34,7 +34,7 @@ from gateway.errors import ClientCertificateRefused, TlsError, TlsTimeout, Trust
 from gateway.metrics import MetricsRegistry
 from gateway.relay.flows import LanFlow
 from gateway.relay.handoff import HandOffLink
-from gateway.relay.limits import SourceLimiter
+from gateway.relay.limits import Admission, SourceLimiter, datagram_method
 from gateway.relay.outputs import (
     CloseUpstream,
     ConnectUpstream,
@@ -43,6 +43,7 @@ from gateway.relay.outputs import (
     Output,
     PathSupport,
     PongSupport,
+    Refused,
     Registered,
     SendLan,
     SendUpstream,
@@ -168,6 +169,11 @@ class RelayMetrics:
         self.dropped = registry.counter(
             "sipsgate_sip_messages_dropped_total",
             "SIP messages dropped, by reason.",
+            ("reason",),
+        )
+        self.refused = registry.counter(
+            "sipsgate_sip_requests_refused_total",
+            "SIP requests answered 503 by sipsgate before any work (over a limit), by reason.",
             ("reason",),
         )
         self.flows = registry.gauge(
@@ -302,9 +308,10 @@ class _TcpLan(asyncio.Protocol):
                 return
             self.partial_since = now  # one message complete: the clock restarts
             if isinstance(event, Wire | Request | Response):
-                if not relay._allow(flow.host):
-                    continue
-                relay._execute(relay.core.receive_lan(event, flow, relay._loop.time()))
+                method = event.method if isinstance(event, Request) else None
+                if isinstance(event, Wire):
+                    method = None if event.status else event.method
+                relay._receive(event, flow, method)
             elif isinstance(event, KeepAlivePing):
                 assert self.transport is not None
                 self.transport.write(b"\r\n")
@@ -401,7 +408,7 @@ class SipRelay:
         self._series: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self._udp_binds = [parse_listen(a, "sip.listen_udp") for a in sip.listen_udp]
         self._tcp_binds = [parse_listen(a, "sip.listen_tcp") for a in sip.listen_tcp]
-        self._limiter = SourceLimiter(sip.source_rate, sip.source_burst)
+        self._limiter = SourceLimiter(sip.source_rate, sip.source_burst, sip.source_answers)
         self._core: ProxyCore | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._udp: dict[int, asyncio.DatagramTransport] = {}
@@ -424,7 +431,7 @@ class SipRelay:
         self._failed_snapshot: object | None = None  # the state a rejection was decided under
         self._stale_retries = 0  # stale rejections retried in a row (_STALE_RETRIES)
         self._needs_person = False  # the last failure was a rejection only a person can fix
-        self._drop_logged: dict[tuple[str, str], float] = {}
+        self._drop_logged: dict[tuple[str, str, str], float] = {}
         self._rng = random.Random()
         #: What the status view reads (shared across reloads when the caller passes one).
         self.status = status if status is not None else RelayStatus()
@@ -866,23 +873,35 @@ class SipRelay:
 
     # --- LAN side ---------------------------------------------------------------------------
 
-    def _allow(self, host: str) -> bool:
-        if self._limiter.allow(host, self._loop.time()):
-            return True
-        self._dropped(Dropped("source-rate", "message rate above sip.source_rate", host))
-        return False
+    def _receive(
+        self, message: bytes | Wire | Request | Response, flow: LanFlow, method: str | None
+    ) -> None:
+        """One message from a base station, under sip.source_rate (the rule is
+        :class:`~gateway.relay.limits.Admission`'s): relayed, answered 503, or dropped."""
+        now = self._loop.time()
+        host = flow.host
+        verdict = self._limiter.admit(host, now, method)
+        core = self.core
+        if verdict is Admission.RELAY:
+            if isinstance(message, bytes):
+                self._execute(core.receive_lan_datagram(message, flow, now))
+            else:
+                self._execute(core.receive_lan(message, flow, now))
+        elif verdict is Admission.ANSWER:
+            retry = self._limiter.retry_after(host)
+            self._execute(core.refuse_lan(message, flow, now, retry))
+        else:
+            self._dropped(Dropped("source-rate", "message rate above sip.source_rate", host))
 
     def _on_datagram(self, data: bytes, addr: Any, index: int) -> None:
         host = addr[0]
-        if not self._allow(host):
-            return
         key = (host, addr[1], index)
         flow = self._udp_flows.get(key)
         if flow is None:
             if len(self._udp_flows) >= _UDP_FLOWS_KEPT:
                 self._udp_flows.clear()
             flow = self._udp_flows[key] = LanFlow("udp", host, addr[1], index)
-        self._execute(self.core.receive_lan_datagram(data, flow, self._loop.time()))
+        self._receive(data, flow, datagram_method(data))
 
     def _tcp_opened(self, conn: _TcpLan, host: str, port: int) -> None:
         count = self._tcp_per_host.get(host, 0)
@@ -971,6 +990,8 @@ class SipRelay:
                 self._done(out)  # type: ignore[arg-type]
             elif kind is Dropped:
                 self._dropped(out)  # type: ignore[arg-type]
+            elif kind is Refused:
+                self._refused(out)  # type: ignore[arg-type]
             elif kind is HandOff:
                 self._hand_off(out)  # type: ignore[arg-type]
             elif kind is ConnectUpstream:
@@ -1096,16 +1117,23 @@ class SipRelay:
 
     def _dropped(self, dropped: Dropped) -> None:
         self.metrics.dropped.inc(reason=dropped.reason)
-        key = (dropped.reason, dropped.peer)
+        self._note_limited("sip.message.dropped", dropped)
+
+    def _refused(self, refused: Refused) -> None:
+        self.metrics.refused.inc(reason=refused.reason)
+        self._note_limited("sip.request.refused", refused)
+
+    def _note_limited(self, event: str, note: Dropped | Refused) -> None:
+        """Log ``note`` at most once a second per event, source and reason (a flood
+        must not become a flood of log lines)."""
+        key = (event, note.reason, note.peer)
         now = time.monotonic()
         if now - self._drop_logged.get(key, -math.inf) < 1.0:
-            return  # at most one line per second per source and reason
+            return
         if len(self._drop_logged) > 10000:
             self._drop_logged.clear()
         self._drop_logged[key] = now
-        self._log.warning(
-            "sip.message.dropped", reason=dropped.reason, peer=dropped.peer, detail=dropped.detail
-        )
+        self._log.warning(event, reason=note.reason, peer=note.peer, detail=note.detail)
 
     def _arm(self) -> None:
         core = self._core

@@ -217,6 +217,14 @@ class ProxyState:
     ) -> None:
         request = stx.request
         assert request is not None
+        extra = self._notice(status, warning, reason_text, retry_after)
+        data = self._local_response(request, status, tag_seed=stx.key, extra=extra)
+        self._pass_response(stx, data, status, now, out, local=True)
+
+    def _notice(
+        self, status: int, warning: str | None, reason_text: str | None, retry_after: int | None
+    ) -> list[tuple[str, str]]:
+        """The Warning, Reason and Retry-After of an answer sipsgate makes itself."""
         extra: list[tuple[str, str]] = []
         if warning is not None:
             extra.append(("Warning", f"399 {self.settings.agent} {quote(warning)}"))
@@ -224,8 +232,7 @@ class ProxyState:
             extra.append(("Reason", f"SIP;cause={status};text={quote(reason_text)}"))
         if retry_after is not None:
             extra.append(("Retry-After", str(retry_after)))
-        data = self._local_response(request, status, tag_seed=stx.key, extra=extra)
-        self._pass_response(stx, data, status, now, out, local=True)
+        return extra
 
     def _answer_stateless(
         self, request: Request, status: int, out: list[Output], flow: LanFlow | None
