@@ -112,6 +112,9 @@ class SipSection:
     # is dropped (counted): answering must not become an amplifier. 0: never answered.
     source_answers: int = 50
     source_connections: int = 16  # its TCP connections
+    # Transactions in progress, all sources together; past it new INVITE and REGISTER
+    # are answered 503 with Retry-After at once (overload), the rest still relayed.
+    max_transactions: int = 10000
     max_connections: int = 1024  # LAN TCP connections of all sources together
     idle_timeout: Duration = Duration(3600.0)  # a LAN TCP connection silent this long is closed
     header_timeout: Duration = Duration(10.0)  # a message begun on LAN TCP must end within
@@ -215,6 +218,10 @@ def _check_upstream(sip: SipSection) -> None:
         raise ConfigError(
             "Config keys sip.source_rate and sip.source_burst must be at least 1 "
             f"(source_rate {sip.source_rate}, source_burst {sip.source_burst})."
+        )
+    if sip.max_transactions < 1:
+        raise ConfigError(
+            f"Config key sip.max_transactions must be at least 1, not {sip.max_transactions}."
         )
     if sip.source_answers < 0:
         raise ConfigError(

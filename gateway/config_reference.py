@@ -42,6 +42,8 @@ KEY_DOCS: dict[str, str] = {
     "sip.source_answers": "503 answers per second a source above source_rate may get; "
     "its excess beyond them is dropped (0: never answered)",
     "sip.source_connections": "TCP connections one source may hold open",
+    "sip.max_transactions": "transactions in progress, all sources together; past it new "
+    "INVITE and REGISTER are answered 503 with Retry-After at once",
     "sip.max_connections": "TCP connections all LAN sources together may hold open",
     "sip.idle_timeout": "a LAN TCP connection that sends nothing this long is closed",
     "sip.header_timeout": "a message begun on a LAN TCP connection must be complete within",

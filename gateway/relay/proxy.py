@@ -100,6 +100,11 @@ from gateway.sip import (
 )
 from gateway.sip.wire import Wire, scan_datagram
 
+#: Requests shed past max_transactions: what starts a call or a registration.
+_SHED = frozenset({"INVITE", "REGISTER"})
+#: A shed request's Retry-After is 1 to this many seconds, at random.
+_SHED_RETRY = 5
+
 
 class ProxyCore(FastPath):
     """The whole relay's SIP behaviour; no I/O, time passed in."""
@@ -343,6 +348,8 @@ class ProxyCore(FastPath):
     ) -> list[Output]:
         """One parsed (or scanned) message from a base station."""
         out: list[Output] = []
+        if self.table.live >= self.settings.max_transactions and self._shed(message, flow, out):
+            return out
         if isinstance(message, Wire):
             if message.status:
                 if self._fast_response(message, flow, now, out):
@@ -384,15 +391,60 @@ class ProxyCore(FastPath):
             key = server_key(message, via, message.method)
             if key in self.table:  # live or retired: a retransmission
                 return self.receive_lan(message, flow, now)
-            warning = f"Message rate from {flow.host} above the limit; try again later."
-            extra = self._notice(503, warning, "Source rate limit reached", retry)
-            data = self._local_response(message, 503, tag_seed=key, extra=extra)
+            self._refuse(
+                message, via, key, flow, out,
+                Refused("source-rate", "message rate above sip.source_rate", flow.source),
+                f"Message rate from {flow.host} above the limit; try again later.",
+                "Source rate limit reached", retry,
+            )  # fmt: skip
         except RemoteProtocolError as exc:
             out.append(Dropped("malformed", str(exc), flow.source))
-            return out
-        out.append(Refused("source-rate", "message rate above sip.source_rate", flow.source))
-        self._send(reply_flow(flow, via), data, out)
         return out
+
+    def _refuse(
+        self, request: Request, via: Via, key: str, flow: LanFlow, out: list[Output],
+        note: Refused, warning: str, reason_text: str, retry: int,
+    ) -> None:  # fmt: skip
+        """Answer ``request`` 503 with Retry-After, holding nothing. Its To tag is
+        derived from ``key``: the ACK that answers a refused INVITE is recognised by it
+        (:meth:`_refused_ack`) and absorbed, not sent upstream."""
+        extra = self._notice(503, warning, reason_text, retry)
+        data = self._local_response(request, 503, tag_seed=key, extra=extra)
+        out.append(note)
+        self._send(reply_flow(flow, via), data, out)
+
+    def _shed(self, message: Request | Response | Wire, flow: LanFlow, out: list[Output]) -> bool:
+        """Past ``max_transactions`` in progress: a new INVITE or REGISTER (the work
+        that grows the load: a call, a registration) is answered 503 at once, before
+        any upstream work; in-dialog requests, retransmissions and the rest go on, so
+        calls in progress can end. True when it was answered."""
+        try:
+            if isinstance(message, Wire):
+                if message.status or message.method not in _SHED:
+                    return False
+                message = message.to_message()
+            if isinstance(message, Response) or message.method not in _SHED:
+                return False
+            via = message.top_via
+            if via is None or has_to_tag(message):
+                return False
+            key = server_key(message, via, message.method)
+        except RemoteProtocolError:
+            return False  # the full path reports it
+        if key in self.table:
+            return False
+        retry = 1 + int(self._rng() * _SHED_RETRY)  # spread: not all back at once
+        self._refuse(
+            message, via, key, flow, out,
+            Refused("overload", "sip.max_transactions transactions in progress", flow.source),
+            "sipsgate is overloaded; try again shortly.", "Overloaded", retry,
+        )  # fmt: skip
+        return True
+
+    def _refused_ack(self, request: Request, key: str) -> bool:
+        """An ACK for a 503 that :meth:`_refuse` made (its To tag says so)."""
+        to = request.to
+        return to is not None and to.tag == self.branches.tag(key)
 
     def lan_stream_broken(self, exc: RemoteProtocolError, flow: LanFlow) -> list[Output]:
         """A base station's TCP stream cannot be framed any more (the caller closes it).
@@ -445,6 +497,8 @@ class ProxyCore(FastPath):
             if isinstance(stx, ServerTx) and stx.invite and stx.state is not State.ACCEPTED:
                 stx.on_ack(now)
                 self.table.schedule(key, stx)
+                return
+            if stx is None and self._refused_ack(request, key):
                 return
             self._stateless_upstream(stamp_via(request, via, flow), now, out, flow)
             return

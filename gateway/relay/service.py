@@ -487,6 +487,7 @@ class SipRelay:
                     timers=self.settings.timers,
                     max_pending=self.settings.max_pending,
                     source_inflight=self.sip.source_inflight,
+                    max_transactions=self.sip.max_transactions,
                     keepalive=float(self.sip.keepalive),
                     pong_timeout=self.settings.pong_timeout,
                     agent=self.agent,

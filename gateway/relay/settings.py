@@ -29,6 +29,9 @@ class ProxySettings:
     timers: TimerSettings = DEFAULT_TIMERS
     max_pending: int = 2000  # requests held while the upstream flow is being opened
     source_inflight: int = 1000  # transactions without a final answer, per base station host
+    #: Transactions held in progress, all sources together; past it new INVITE and
+    #: REGISTER are answered 503 at once (overload: answering is cheaper than the work).
+    max_transactions: int = 10_000
     keepalive: float = 30.0  # RFC 5626 CRLF ping interval on the upstream flow; 0 = off
     #: RFC 5626 §4.4.1: no pong within this → the flow is dead, once the upstream has
     #: shown it answers pings (before that, only a TCP/TLS error ends a flow).

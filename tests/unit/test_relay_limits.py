@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.relay.limits import Admission, SourceLimiter, answerable, datagram_method
-from gateway.relay.outputs import Dropped, Refused, SendLan, SendUpstream
-from gateway.sip import Response, parse_datagram
+from gateway.relay.outputs import Dropped, Output, Refused, SendLan, SendUpstream
+from gateway.relay.proxy import ProxyCore
+from gateway.sip import Response, parse_datagram, serialise
 from tests.unit.test_relay_proxy import BS, core, request, up
 
 METHODS = st.sampled_from([None, "INVITE", "REGISTER", "OPTIONS", "ACK", "CANCEL", "BYE"])
@@ -156,3 +157,73 @@ class TestRefuse:
         response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.168.1.1;branch=z9hG4bK-x\r\n\r\n"
         assert [type(o) for o in c.refuse_lan(response, BS, 0.0, 1)] == [Dropped]
         assert [type(o) for o in c.refuse_lan(b"GARBAGE 1\r\n\r\n", BS, 0.0, 1)] == [Dropped]
+
+
+def ack_for(answer: bytes, *, branch: str = "z9hG4bK-1") -> bytes:
+    """The ACK a UAC sends for a non-2xx answer to request(): same branch, its To."""
+    response = parse_datagram(answer)
+    assert isinstance(response, Response)
+    to = response.headers.get("To") or ""
+    return request("ACK", branch=branch).replace(b"To: <sip:bob@example.net>", f"To: {to}".encode())
+
+
+def answers(out: list[Output]) -> list[Response]:
+    found = [parse_datagram(o.data) for o in out if isinstance(o, SendLan)]
+    return [r for r in found if isinstance(r, Response)]
+
+
+class TestShed:
+    """Past max_transactions in progress, a new INVITE or REGISTER is answered 503 at
+    once, before any upstream work; the rest goes on so calls in progress can end."""
+
+    def loaded(self) -> ProxyCore:
+        c = up(core(max_transactions=4))  # two INVITEs: a server and a client tx each
+        for n in (1, 2):
+            out = c.receive_lan_datagram(request("INVITE", branch=f"z9hG4bK-{n}"), BS, 0.0)
+            assert any(isinstance(o, SendUpstream) for o in out)
+        assert c.table.live >= 4
+        return c
+
+    @pytest.mark.parametrize("method", ["INVITE", "REGISTER"])
+    def test_new_call_or_registration_gets_503_with_retry_after(self, method: str) -> None:
+        c = self.loaded()
+        live = c.table.live
+        out = c.receive_lan_datagram(request(method, branch="z9hG4bK-new"), BS, 0.1)
+        assert not any(isinstance(o, SendUpstream) for o in out)
+        assert [o for o in out if isinstance(o, Refused)] == [
+            Refused("overload", "sip.max_transactions transactions in progress", BS.source)
+        ]
+        (answer,) = answers(out)
+        assert answer.status == 503
+        assert 1 <= int(answer.headers.get("Retry-After") or 0) <= 5
+        assert 'text="Overloaded"' in (answer.headers.get("Reason") or "")
+        assert c.table.live == live  # nothing held for it
+
+    def test_other_requests_retransmissions_and_dialogs_go_on(self) -> None:
+        c = self.loaded()
+        options = c.receive_lan_datagram(request("OPTIONS", branch="z9hG4bK-o"), BS, 0.1)
+        assert any(isinstance(o, SendUpstream) for o in options)
+        in_dialog = request("INVITE", branch="z9hG4bK-re", to_tag=";tag=b2")
+        assert any(isinstance(o, SendUpstream) for o in c.receive_lan_datagram(in_dialog, BS, 0.1))
+        again = c.receive_lan_datagram(request("INVITE", branch="z9hG4bK-1"), BS, 0.2)
+        assert not any(isinstance(o, Refused | SendUpstream) for o in again)
+        assert [r.status for r in answers(again)] == [100]  # the held answer, again
+
+    def test_below_the_cap_nothing_is_shed(self) -> None:
+        c = up(core(max_transactions=100))
+        for n in range(5):
+            out = c.receive_lan_datagram(request("INVITE", branch=f"z9hG4bK-{n}"), BS, 0.0)
+            assert not any(isinstance(o, Refused) for o in out)
+
+    def test_ack_for_a_refused_invite_is_absorbed(self) -> None:
+        c = self.loaded()
+        (answer,) = answers(c.receive_lan_datagram(request("INVITE", branch="z9hG4bK-n"), BS, 0))
+        assert c.receive_lan_datagram(ack_for(serialise(answer), branch="z9hG4bK-n"), BS, 0) == []
+        # An ACK with another To tag (for a 2xx, end to end) still goes upstream.
+        stray = request("ACK", branch="z9hG4bK-n", to_tag=";tag=elsewhere")
+        assert any(isinstance(o, SendUpstream) for o in c.receive_lan_datagram(stray, BS, 0))
+
+    def test_ack_for_a_source_rate_503_is_absorbed(self) -> None:
+        c = up(core())
+        (send,) = [o for o in c.refuse_lan(request("INVITE"), BS, 0.0, 3) if isinstance(o, SendLan)]
+        assert c.receive_lan_datagram(ack_for(send.data), BS, 0.1) == []
