@@ -1,28 +1,35 @@
 """Overload from one base station, on the wire: SIPp above ``sip.source_rate``.
 
-The rule (docs/deployment.md, "Limits"): past its rate, a source's new requests are
+The rule (docs/deployment.md, section 5): past its rate, a source's new requests are
 answered ``503`` with ``Retry-After`` while its answer budget (``sip.source_answers``)
 lasts; beyond it they are dropped and counted. Nothing is lost without trace: every
 request SIPp sent is relayed (200 from kamailio), answered 503, or counted as dropped.
+And past ``sip.max_transactions`` in progress, a new call is answered 503 at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
 
 from tests.e2e.conftest import Pki, relay_section, serving_relay
 from tests.integration.trust_env import Env
-from tests.sip_peers import KamailioRegistrar, Sipp
+from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
+from tests.tls_servers import server_context
 
 pytestmark = pytest.mark.slow
 
 RATE = 100  # sip.source_rate (and source_burst)
 ANSWERS = 50  # sip.source_answers
 SENT = 1500
+WAIT = 30.0
 OFFERED = 500  # requests/s SIPp offers: five times the source's rate
 
 
@@ -30,6 +37,20 @@ OFFERED = 500  # requests/s SIPp offers: five times the source's rate
 def kamailio(pki: Pki) -> Iterator[KamailioRegistrar]:
     with KamailioRegistrar(pki.leaf) as server:
         yield server
+
+
+def register_request(n: int, port: int) -> bytes:
+    return (
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-held-{n}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:bs{n}@{DOMAIN}>;tag=t{n}\r\n"
+        f"To: <sip:bs{n}@{DOMAIN}>\r\n"
+        f"Call-ID: held-{n}@127.0.0.1\r\n"
+        "CSeq: 1 REGISTER\r\n"
+        f"Contact: <sip:bs{n}@127.0.0.1:{port}>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def screen_counts(output: str) -> dict[str, int]:
@@ -69,3 +90,54 @@ async def test_source_over_its_rate_gets_503_with_retry_after_then_counted_drops
     assert RATE <= relayed <= RATE + RATE * seconds
     assert ANSWERS <= answered <= ANSWERS + ANSWERS * seconds
     assert dropped > 0
+
+
+@asynccontextmanager
+async def silent_upstream(pki: Pki) -> AsyncIterator[tuple[int, bytearray, asyncio.Event]]:
+    """A TLS upstream that completes handshakes, reads everything and answers nothing:
+    what the relay sends it stays in progress. Yields its port, what it received and
+    an event set whenever more arrived."""
+    received = bytearray()
+    arrived = asyncio.Event()
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                received.extend(data)
+                arrived.set()
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0, ssl=server_context(pki.leaf))
+    try:
+        yield server.sockets[0].getsockname()[1], received, arrived
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_past_max_transactions_a_new_call_gets_503_at_once(env: Env, pki: Pki) -> None:
+    """Two REGISTERs the upstream never answers fill max_transactions (a server and a
+    client transaction each); the next INVITE is answered 503 with Retry-After before
+    any upstream work, and its ACK is absorbed, not sent upstream as a stray."""
+    async with silent_upstream(pki) as (port, received, arrived):
+        sip = replace(relay_section(f"127.0.0.1:{port}"), max_transactions=4)
+        async with serving_relay(env, sip, wait_for_flow=True) as relay:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bs:
+                bs.bind(("127.0.0.1", 0))
+                for n in (1, 2):
+                    bs.sendto(register_request(n, bs.getsockname()[1]), relay.udp_addresses[0])
+                async with asyncio.timeout(WAIT):
+                    while received.count(b"REGISTER sip:") < 2:
+                        arrived.clear()
+                        await arrived.wait()
+            assert relay.core.table.live >= 4
+            before = bytes(received)
+            result = await Sipp(
+                "invite_overloaded.xml", relay.udp_addresses[0], auth=False,
+                keys={"callee": "bs2"},
+            ).run()  # fmt: skip
+            assert result.ok, result
+            refused = relay.metrics.refused.value(reason="overload")
+            await asyncio.sleep(0.5)  # an ACK sent upstream would have arrived by now
+        assert refused == 1
+        assert bytes(received) == before  # neither the INVITE nor its ACK went upstream
