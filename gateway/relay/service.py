@@ -18,6 +18,7 @@ import ipaddress
 import itertools
 import logging
 import math
+import os
 import random
 import socket
 import time
@@ -96,6 +97,8 @@ _STALE_RETRIES = 3
 #: How often LAN TCP connections are checked against sip.idle_timeout and
 #: sip.header_timeout (a connection is closed at most this late).
 _TCP_SWEEP_SECONDS = 1.0
+#: How often the kernel's drops on the LAN UDP sockets are counted.
+_QUEUE_DROPS_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +196,31 @@ class RelayMetrics:
             "sipsgate_sip_lan_connections",
             "TCP connections from base stations open now.",
         )
+
+
+def udp_drops(table: str, inodes: set[int]) -> int:
+    """The datagrams dropped on the sockets ``inodes`` (their receive queue was full),
+    summed from a ``/proc/net/udp`` table: its ``inode`` and ``drops`` columns."""
+    total = 0
+    lines = table.splitlines()
+    if not lines:
+        return 0
+    names = lines[0].split()
+    # The header names "tx_queue rx_queue" and "tr tm->when" as one column each.
+    try:
+        inode_at = names.index("inode") - 2
+        drops_at = names.index("drops") - 2
+    except ValueError:
+        return 0
+    for line in lines[1:]:
+        fields = line.split()
+        if (
+            len(fields) > drops_at
+            and fields[inode_at].isdigit()
+            and int(fields[inode_at]) in inodes
+        ):
+            total += int(fields[drops_at])
+    return total
 
 
 def parse_listen(address: str, what: str) -> tuple[str, int]:
@@ -412,6 +440,8 @@ class SipRelay:
         self._core: ProxyCore | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._udp: dict[int, asyncio.DatagramTransport] = {}
+        self._udp_inodes: set[int] = set()  # of the LAN UDP sockets, as /proc/net/udp names them
+        self._queue_drops = 0  # datagrams the kernel dropped on them, counted so far
         self._servers: list[asyncio.Server] = []
         self._tcp: dict[int, _TcpLan] = {}
         #: One LanFlow per UDP source, shared by its transactions (see _UDP_FLOWS_KEPT).
@@ -509,6 +539,8 @@ class SipRelay:
                 tg.create_task(self._keep_upstream(), name="sip-upstream")
                 if self._tcp_binds:
                     tg.create_task(self._sweep_tcp(), name="sip-tcp-timeouts")
+                if self._udp_inodes:
+                    tg.create_task(self._count_queue_drops(), name="sip-udp-drops")
         finally:
             await self._close()
 
@@ -536,6 +568,7 @@ class SipRelay:
                 sock=sock,
             )
             self._udp[index] = transport
+            self._udp_inodes.add(os.fstat(sock.fileno()).st_ino)
             bound = sock.getsockname()[:2]
             self.udp_addresses.append((bound[0], bound[1]))
             listeners.append(Listener(transport="udp", host=_advertised(host), port=bound[1]))
@@ -938,6 +971,29 @@ class SipRelay:
         if self._core is not None:
             self._core.lan_connection_closed(flow)
         self.metrics.lan_connections.dec()
+
+    async def _count_queue_drops(self) -> None:
+        """Count what the kernel dropped before the relay could read it (a full receive
+        queue: the relay is past its capacity), so that no request is lost unseen."""
+        while True:
+            await asyncio.sleep(_QUEUE_DROPS_SECONDS)
+            drops = self._kernel_drops()
+            if drops > self._queue_drops:
+                new, self._queue_drops = drops - self._queue_drops, drops
+                self.metrics.dropped.inc(new, reason="receive-queue")
+                note = Dropped("receive-queue", f"{new} datagrams not read in time", "lan")
+                self._note_limited("sip.message.dropped", note)
+
+    def _kernel_drops(self) -> int:
+        """Datagrams dropped on the LAN UDP sockets so far (/proc is memory: no wait)."""
+        drops = 0
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                with open(table, encoding="ascii") as file:
+                    drops += udp_drops(file.read(), self._udp_inodes)
+            except OSError:
+                continue  # not Linux, or no IPv6: nothing to count
+        return drops
 
     async def _sweep_tcp(self) -> None:
         """Close LAN TCP connections that stay silent (sip.idle_timeout) or leave a message

@@ -14,10 +14,10 @@ SIPps share one address); ``sip.max_transactions`` stays at its default.
 
 Every request of the 2 x R run is accounted for: answered 200 (relayed), answered 503
 by sipsgate (counted in ``sipsgate_sip_requests_refused_total``), dropped and counted
-by sipsgate (``sipsgate_sip_messages_dropped_total``), or left in no count of
-sipsgate's (lost in the kernel's receive queue before sipsgate read it, or answered
-after SIPp gave up); the last is printed beside the kernel's UDP receive-buffer errors
-over the run (system-wide).
+by sipsgate (``sipsgate_sip_messages_dropped_total``, whose ``receive-queue`` reason
+counts what the kernel dropped on the relay's socket before it could be read), or
+left in no count of sipsgate's (answered after SIPp gave up, or lost on SIPp's side);
+the kernel's UDP receive-buffer errors over the run (system-wide) are printed beside.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def _print_counts(relay: object) -> None:
     metrics = relay.metrics  # type: ignore[attr-defined]
     refused = sum(metrics.refused.value(reason=r) for r in ("overload", "source-rate"))
     dropped = sum(
-        metrics.dropped.value(reason=r) for r in ("source-rate", "no-upstream", "malformed")
+        metrics.dropped.value(reason=r)
+        for r in ("source-rate", "no-upstream", "malformed", "receive-queue")
     )
     print(f"RELAY-COUNTS {int(refused)} {int(dropped)}", flush=True)
 

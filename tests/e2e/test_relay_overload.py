@@ -16,9 +16,11 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from gateway.relay.service import udp_drops
 from tests.e2e.conftest import Pki, relay_section, serving_relay
 from tests.integration.trust_env import Env
 from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
@@ -30,6 +32,7 @@ RATE = 100  # sip.source_rate (and source_burst)
 ANSWERS = 50  # sip.source_answers
 SENT = 1500
 WAIT = 30.0
+FLOOD = 50_000  # CRLF keep-alives sent while the relay cannot read
 OFFERED = 500  # requests/s SIPp offers: five times the source's rate
 
 
@@ -141,3 +144,29 @@ async def test_past_max_transactions_a_new_call_gets_503_at_once(env: Env, pki: 
             await asyncio.sleep(0.5)  # an ACK sent upstream would have arrived by now
         assert refused == 1
         assert bytes(received) == before  # neither the INVITE nor its ACK went upstream
+
+
+async def test_datagrams_the_kernel_drops_before_the_relay_reads_them_are_counted(
+    env: Env, pki: Pki
+) -> None:
+    """Past capacity the LAN socket's receive queue overflows: those requests never
+    reach the relay, and are counted all the same (reason receive-queue)."""
+    async with silent_upstream(pki) as (port, _, _):
+        sip = replace(
+            relay_section(f"127.0.0.1:{port}"), source_rate=1_000_000, source_burst=1_000_000
+        )
+        async with serving_relay(env, sip, wait_for_flow=True) as relay:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bs:
+                for _ in range(FLOOD):  # the relay's loop does not run meanwhile
+                    bs.sendto(b"\r\n\r\n", relay.udp_addresses[0])
+            await asyncio.sleep(5.0)  # the relay counts every 2 s
+            counted = relay.metrics.dropped.value(reason="receive-queue")
+            in_kernel = kernel_drops(relay._udp_inodes)
+        assert 0 < counted == in_kernel < FLOOD
+
+
+def kernel_drops(inodes: set[int]) -> int:
+    """What the kernel itself reports dropped on these sockets."""
+    return sum(
+        udp_drops(Path(table).read_text(), inodes) for table in ("/proc/net/udp", "/proc/net/udp6")
+    )

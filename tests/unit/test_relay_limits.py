@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from gateway.relay.limits import Admission, SourceLimiter, answerable, datagram_method
 from gateway.relay.outputs import Dropped, Output, Refused, SendLan, SendUpstream
 from gateway.relay.proxy import ProxyCore
+from gateway.relay.service import udp_drops
 from gateway.sip import Response, parse_datagram, serialise
 from tests.unit.test_relay_proxy import BS, core, request, up
 
@@ -227,3 +228,18 @@ class TestShed:
         c = up(core())
         (send,) = [o for o in c.refuse_lan(request("INVITE"), BS, 0.0, 3) if isinstance(o, SendLan)]
         assert c.receive_lan_datagram(ack_for(send.data), BS, 0.1) == []
+
+
+UDP_TABLE = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  616: 0100007F:CFFB 00000000:0000 07 00000000:0006EF00 00:00000000 00000000     0        0 1385307 2 0000000056dd6f31 110470
+ 1587: 0100007F:13C6 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1378052 2 0000000024a2403a 7
+ 1588: 0100007F:13C7 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 99 2 0000000024a2403b 5
+"""  # noqa: E501
+
+
+def test_udp_drops_sums_the_drops_column_of_our_sockets_only() -> None:
+    assert udp_drops(UDP_TABLE, {1385307, 99}) == 110470 + 5
+    assert udp_drops(UDP_TABLE, {1}) == 0
+    assert udp_drops("", {99}) == 0
+    assert udp_drops("sl local_address\n 1: x y\n", {99}) == 0  # no drops column: nothing
