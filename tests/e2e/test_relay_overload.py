@@ -22,8 +22,9 @@ import pytest
 
 from gateway.relay.service import udp_drops
 from tests.e2e.conftest import Pki, relay_section, serving_relay
+from tests.e2e.test_relay_client_certificate import register
 from tests.integration.trust_env import Env
-from tests.sip_peers import DOMAIN, KamailioRegistrar, Sipp
+from tests.sip_peers import KamailioRegistrar, Sipp
 from tests.tls_servers import server_context
 
 pytestmark = pytest.mark.slow
@@ -40,20 +41,6 @@ OFFERED = 500  # requests/s SIPp offers: five times the source's rate
 def kamailio(pki: Pki) -> Iterator[KamailioRegistrar]:
     with KamailioRegistrar(pki.leaf) as server:
         yield server
-
-
-def register_request(n: int, port: int) -> bytes:
-    return (
-        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-held-{n}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:bs{n}@{DOMAIN}>;tag=t{n}\r\n"
-        f"To: <sip:bs{n}@{DOMAIN}>\r\n"
-        f"Call-ID: held-{n}@127.0.0.1\r\n"
-        "CSeq: 1 REGISTER\r\n"
-        f"Contact: <sip:bs{n}@127.0.0.1:{port}>\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
 
 
 def screen_counts(output: str) -> dict[str, int]:
@@ -128,7 +115,7 @@ async def test_past_max_transactions_a_new_call_gets_503_at_once(env: Env, pki: 
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bs:
                 bs.bind(("127.0.0.1", 0))
                 for n in (1, 2):
-                    bs.sendto(register_request(n, bs.getsockname()[1]), relay.udp_addresses[0])
+                    bs.sendto(register(bs.getsockname()[1], f"held-{n}"), relay.udp_addresses[0])
                 async with asyncio.timeout(WAIT):
                     while received.count(b"REGISTER sip:") < 2:
                         arrived.clear()
