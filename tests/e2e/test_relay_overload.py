@@ -1,6 +1,6 @@
 """Overload from one base station, on the wire: SIPp above ``sip.source_rate``.
 
-The rule (docs/deployment.md, section 5): past its rate, a source's new requests are
+The rule (docs/deployment.md, section 4): past its rate, a source's new requests are
 answered ``503`` with ``Retry-After`` while its answer budget (``sip.source_answers``)
 lasts; beyond it they are dropped and counted. Nothing is lost without trace: every
 request SIPp sent is relayed (200 from kamailio), answered 503, or counted as dropped.
