@@ -106,6 +106,22 @@ class TestLoadConfig:
         with pytest.raises(ConfigError, match=message):
             load_config(write(tmp_path, ""), env={"SIPSGATE_SIP_UPSTREAM": upstream})
 
+    @pytest.mark.parametrize(
+        ("line", "message"),
+        [
+            ("source_rate = 0", r"sip\.source_rate and sip\.source_burst must be at least 1"),
+            ("source_burst = 0", r"sip\.source_rate and sip\.source_burst must be at least 1"),
+            ("source_answers = -1", r"sip\.source_answers must be 0 \(never answer\) or more"),
+            ("max_transactions = 0", r"sip\.max_transactions must be at least 1, not 0"),
+        ],
+    )
+    def test_limits_that_cannot_apply_are_refused(
+        self, tmp_path: Path, line: str, message: str
+    ) -> None:
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, f"[sip]\n{line}\n"), env={})
+        assert load_config(write(tmp_path, "[sip]\nsource_answers = 0\n"), env={}).sip
+
     def test_upstream_address_must_be_host_port(self, tmp_path: Path) -> None:
         path = write(tmp_path, '[sip]\nupstream = "sips:p.example"\nupstream_address = "a b:1"\n')
         with pytest.raises(ConfigError, match=r"sip\.upstream_address must be HOST:PORT"):
