@@ -104,6 +104,22 @@ async def serving_relay(
             await task
 
 
+def register_request(port: int, call_id: str, *, expires: int = 60, tag: str = "1") -> bytes:
+    """A REGISTER of bs1 from a base station's UDP socket on ``port``."""
+    return (
+        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{call_id};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:bs1@{DOMAIN}>;tag={tag}\r\n"
+        f"To: <sip:bs1@{DOMAIN}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 REGISTER\r\n"
+        f"Contact: <sip:bs1@127.0.0.1:{port}>\r\n"
+        f"Expires: {expires}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
 async def register(relay: SipRelay, n: int) -> str:
     """One REGISTER from a raw UDP socket (``n`` makes it unique); the final answer as
     text."""
@@ -112,18 +128,7 @@ async def register(relay: SipRelay, n: int) -> str:
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
     local = sock.getsockname()[1]
-    request = (
-        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-retry-{n}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:bs1@{DOMAIN}>;tag=t{n}\r\n"
-        f"To: <sip:bs1@{DOMAIN}>\r\n"
-        f"Call-ID: retry-after-{n}@127.0.0.1\r\n"
-        "CSeq: 1 REGISTER\r\n"
-        f"Contact: <sip:bs1@127.0.0.1:{local}>\r\n"
-        "Expires: 3600\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
+    request = register_request(local, f"retry-after-{n}", expires=3600, tag=f"t{n}")
     loop = asyncio.get_running_loop()
     try:
         await loop.sock_sendto(sock, request, (host, port))

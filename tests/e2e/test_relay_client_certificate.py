@@ -21,7 +21,7 @@ import pytest
 from certstore.store import DeviceIdentity
 from certstore.x509 import parse_der
 from gateway.relay.service import SipRelay
-from tests.e2e.conftest import relay_section, serving_relay
+from tests.e2e.conftest import register_request, relay_section, serving_relay
 from tests.integration.trust_env import Env, make_env
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN
@@ -53,28 +53,13 @@ def standard_identity(factory: CertFactory) -> DeviceIdentity:
     )
 
 
-def register(port: int, call_id: str) -> bytes:
-    return (
-        f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{call_id};rport\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:bs1@{DOMAIN}>;tag=1\r\n"
-        f"To: <sip:bs1@{DOMAIN}>\r\n"
-        f"Call-ID: {call_id}\r\n"
-        "CSeq: 1 REGISTER\r\n"
-        f"Contact: <sip:bs1@127.0.0.1:{port}>\r\n"
-        "Expires: 60\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-
-
 async def final_response(relay: tuple[str, int], call_id: str) -> str:
     """Send one REGISTER from a base station's UDP socket; the first final answer."""
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
-        sock.sendto(register(sock.getsockname()[1], call_id), relay)
+        sock.sendto(register_request(sock.getsockname()[1], call_id), relay)
         async with asyncio.timeout(WAIT):
             while True:
                 text = (await loop.sock_recv(sock, 65535)).decode()

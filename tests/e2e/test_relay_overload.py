@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from gateway.relay.service import udp_drops
-from tests.e2e.conftest import Pki, relay_section, serving_relay
-from tests.e2e.test_relay_client_certificate import register
+from tests.e2e.conftest import Pki, register_request, relay_section, serving_relay
 from tests.integration.trust_env import Env
 from tests.sip_peers import KamailioRegistrar, Sipp
 from tests.tls_servers import server_context
@@ -115,7 +114,9 @@ async def test_past_max_transactions_a_new_call_gets_503_at_once(env: Env, pki: 
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bs:
                 bs.bind(("127.0.0.1", 0))
                 for n in (1, 2):
-                    bs.sendto(register(bs.getsockname()[1], f"held-{n}"), relay.udp_addresses[0])
+                    bs.sendto(
+                        register_request(bs.getsockname()[1], f"held-{n}"), relay.udp_addresses[0]
+                    )
                 async with asyncio.timeout(WAIT):
                     while received.count(b"REGISTER sip:") < 2:
                         arrived.clear()
