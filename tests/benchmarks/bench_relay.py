@@ -124,6 +124,10 @@ auto_aliases=no
 listen=udp:127.0.0.1:{udp_port}
 listen=tls:127.0.0.1:{tls_port}
 tcp_connection_lifetime=3605
+# Kamailio's advice for busy TLS links: the default 32 KB write queue of a connection
+# fills within milliseconds at 10,000 messages/s, and a full queue closes the connection.
+tcp_conn_wq_max=4194304
+tcp_wq_max=67108864
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "tls.so"
@@ -153,6 +157,10 @@ auto_aliases=no
 listen=udp:127.0.0.1:{udp_port}
 listen=tls:127.0.0.1:{tls_port}
 tcp_connection_lifetime=3605
+# Kamailio's advice for busy TLS links: the default 32 KB write queue of a connection
+# fills within milliseconds at 10,000 messages/s, and a full queue closes the connection.
+tcp_conn_wq_max=4194304
+tcp_wq_max=67108864
 loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
