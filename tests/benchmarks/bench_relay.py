@@ -124,8 +124,8 @@ auto_aliases=no
 listen=udp:127.0.0.1:{udp_port}
 listen=tls:127.0.0.1:{tls_port}
 tcp_connection_lifetime=3605
-# Kamailio's advice for busy TLS links: the default 32 KB write queue of a connection
-# fills within milliseconds at 10,000 messages/s, and a full queue closes the connection.
+# A busy TLS link needs more than the default 32 KB write queue per connection: at
+# 10,000 messages/s it fills within milliseconds, and Kamailio closes a full connection.
 tcp_conn_wq_max=4194304
 tcp_wq_max=67108864
 loadmodule "sl.so"
@@ -157,8 +157,8 @@ auto_aliases=no
 listen=udp:127.0.0.1:{udp_port}
 listen=tls:127.0.0.1:{tls_port}
 tcp_connection_lifetime=3605
-# Kamailio's advice for busy TLS links: the default 32 KB write queue of a connection
-# fills within milliseconds at 10,000 messages/s, and a full queue closes the connection.
+# A busy TLS link needs more than the default 32 KB write queue per connection: at
+# 10,000 messages/s it fills within milliseconds, and Kamailio closes a full connection.
 tcp_conn_wq_max=4194304
 tcp_wq_max=67108864
 loadmodule "tm.so"

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from tests.benchmarks.bench_relay import _interpolate, _spread
 from tests.gateway_process import REPO
 
 pytestmark = pytest.mark.slow
@@ -44,3 +45,16 @@ def test_relay_benchmark_runs_in_quick_mode() -> None:
     assert re.search(r"p99 at \d+/s minus kamailio's: ", out), out
     held = re.search(r"(\d+) of (\d+) registrations held", out)
     assert held is not None and held.group(1) == held.group(2), out
+
+
+def test_counts_between_sipp_rows_are_interpolated_and_held_flat_outside() -> None:
+    rows = [(100.0, 0), (101.0, 1000), (102.0, 3000)]
+    assert _interpolate(rows, 100.5) == 500
+    assert _interpolate(rows, 101.25) == 1500
+    assert _interpolate(rows, 99.0) == 0  # before the first row
+    assert _interpolate(rows, 105.0) == 3000  # after the last
+
+
+def test_spread_is_median_and_range() -> None:
+    assert _spread([3.0, 1.0, 2.0], ".1f") == "2.0 [1.0..3.0]"
+    assert _spread([], ".1f") == "-"
