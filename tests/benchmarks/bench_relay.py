@@ -114,8 +114,10 @@ BASELINE = "kamailio"
 OPEN_LOOP_LIMIT = 200_000  # SIPp's -l for open-loop runs: never the limit
 WAIT = 60.0
 
-RESPONDER_CFG = """#!KAMAILIO
-debug=1
+# Both Kamailios: `children` UDP and TLS processes, no per-message logging; each fills in
+# {modules} (loaded before the common ones) and {route} (the request route's body).
+KAMAILIO_CFG = """#!KAMAILIO
+debug={debug}
 log_stderror=yes
 children={children}
 tcp_children={children}
@@ -128,7 +130,7 @@ tcp_connection_lifetime=3605
 # 10,000 messages/s it fills within milliseconds, and Kamailio closes a full connection.
 tcp_conn_wq_max=4194304
 tcp_wq_max=67108864
-loadmodule "sl.so"
+{modules}loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "tls.so"
 loadmodule "xlog.so"
@@ -136,46 +138,23 @@ loadmodule "textops.so"
 modparam("tls", "config", "{tls_cfg}")
 
 event_route[core:worker-one-init] {{
-    xlog("L_ALERT", "sipsgate-bench: responder ready\\n");
+    xlog("L_ALERT", "sipsgate-bench: {name} ready\\n");
 }}
 
 request_route {{
-    if ($rU == "probe") {{
-        append_to_reply("X-Flow: $si:$sp\\r\\n");
-    }}
-    sl_send_reply("200", "OK");
-}}
+{route}}}
 """
 
-EDGE_CFG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-children={children}
-tcp_children={children}
-enable_tls=yes
-auto_aliases=no
-listen=udp:127.0.0.1:{udp_port}
-listen=tls:127.0.0.1:{tls_port}
-tcp_connection_lifetime=3605
-# A busy TLS link needs more than the default 32 KB write queue per connection: at
-# 10,000 messages/s it fills within milliseconds, and Kamailio closes a full connection.
-tcp_conn_wq_max=4194304
-tcp_wq_max=67108864
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "tls.so"
-loadmodule "xlog.so"
-loadmodule "textops.so"
-modparam("tls", "config", "{tls_cfg}")
+# The responder: stateless, every request answered 200.
+RESPONDER_ROUTE = """    if ($rU == "probe") {
+        append_to_reply("X-Flow: $si:$sp\\r\\n");
+    }
+    sl_send_reply("200", "OK");
+"""
 
-event_route[core:worker-one-init] {{
-    xlog("L_NOTICE", "sipsgate-bench: kamailio ready\\n");
-}}
-
-request_route {{
-    if (!mf_process_maxfwd_header("10")) {{
+# The baseline: a stateful relay from UDP to the responder over TLS.
+EDGE_MODULES = 'loadmodule "tm.so"\nloadmodule "maxfwd.so"\n'
+EDGE_ROUTE = """    if (!mf_process_maxfwd_header("10")) {{
         sl_send_reply("483", "Too Many Hops");
         exit;
     }}
@@ -186,7 +165,6 @@ request_route {{
     if (!t_relay()) {{
         sl_reply_error();
     }}
-}}
 """
 
 KAMAILIO_TLS_CFG = """[server:default]
@@ -286,11 +264,9 @@ class Responder(_Started):
         cert, key = self.identity.write(self.dir, "responder")
         (self.dir / "tls.cfg").write_text(KAMAILIO_TLS_CFG.format(key=key, cert=cert))
         self.port, self.tls_port = free_port(), free_port()
-        (self.dir / "kamailio.cfg").write_text(
-            RESPONDER_CFG.format(
-                children=self.children, udp_port=self.port, tls_port=self.tls_port,
-                tls_cfg=self.dir / "tls.cfg",
-            )
+        _write_kamailio_cfg(
+            self.dir, name="responder", debug=1, children=self.children, udp_port=self.port,
+            tls_port=self.tls_port, modules="", route=RESPONDER_ROUTE,
         )  # fmt: skip
         self._spawn(_kamailio_args(self.dir, 256), b"responder ready")
         return self
@@ -311,14 +287,17 @@ class KamailioEdge(_Started):
         cert, key = self.identity.write(self.dir, "edge")
         (self.dir / "tls.cfg").write_text(KAMAILIO_TLS_CFG.format(key=key, cert=cert))
         self.port = free_port()
-        (self.dir / "kamailio.cfg").write_text(
-            EDGE_CFG.format(
-                children=self.children, udp_port=self.port, tls_port=free_port(),
-                tls_cfg=self.dir / "tls.cfg", upstream_port=self.upstream_port,
-            )
+        _write_kamailio_cfg(
+            self.dir, name="kamailio", debug=2, children=self.children, udp_port=self.port,
+            tls_port=free_port(), modules=EDGE_MODULES,
+            route=EDGE_ROUTE.format(upstream_port=self.upstream_port),
         )  # fmt: skip
         self._spawn(_kamailio_args(self.dir, 1024), b"kamailio ready")
         return self
+
+
+def _write_kamailio_cfg(d: Path, **fields: object) -> None:
+    (d / "kamailio.cfg").write_text(KAMAILIO_CFG.format(tls_cfg=d / "tls.cfg", **fields))
 
 
 def _kamailio_args(d: Path, shm_mb: int) -> list[str]:
