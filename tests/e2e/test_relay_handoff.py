@@ -12,72 +12,25 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
 from gateway.relay.handoff import HandOffLink, socket_pair
 from gateway.relay.outputs import TransactionDone
 from gateway.relay.service import RelaySettings, SipRelay
-from gateway.sip import NEED_DATA, Request, Response, StreamFramer, parse_datagram
+from gateway.sip import Request, Response, parse_datagram
 from tests.e2e.conftest import Pki, relay_section
-from tests.e2e.test_hostile_upstream import message_to, recv, udp_socket
 from tests.integration.trust_env import Env
-from tests.pki import Issued
 from tests.sip_peers import DOMAIN
-from tests.tls_servers import server_context
+from tests.sip_upstream import TlsUpstream, UpstreamFlow, message_to, recv, udp_socket
 
 WAIT = 10.0
 KEY = os.urandom(32)
 
 
-@dataclass
-class Flow:
-    """One TLS connection the upstream accepted: what came over it, how to write on it."""
-
-    port: int  # the relay's end
-    writer: asyncio.StreamWriter
-    received: asyncio.Queue[Request | Response] = field(default_factory=asyncio.Queue)
-
-    async def next(self) -> Request | Response:
-        return await asyncio.wait_for(self.received.get(), WAIT)
-
-
-@dataclass
-class Upstream:
-    identity: Issued
-    flows: dict[int, Flow] = field(default_factory=dict)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    port: int = 0
-    _server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, ssl=server_context(self.identity)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        flow = Flow(writer.get_extra_info("peername")[1], writer)
-        self.flows[flow.port] = flow
-        self.changed.set()
-        framer = StreamFramer()
-        while data := await reader.read(65536):
-            framer.receive_data(data)
-            while (event := framer.next_event()) is not NEED_DATA:
-                if isinstance(event, Request | Response):
-                    flow.received.put_nowait(event)
-
-    async def close(self) -> None:
-        for flow in self.flows.values():
-            flow.writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
 @asynccontextmanager
-async def two_workers(env: Env, upstream: Upstream) -> AsyncIterator[list[SipRelay]]:
+async def two_workers(env: Env, upstream: TlsUpstream) -> AsyncIterator[list[SipRelay]]:
     pairs = [socket_pair(), socket_pair()]
     sip = relay_section(f"127.0.0.1:{upstream.port}", tcp=False)
     relays: list[SipRelay] = []
@@ -101,10 +54,7 @@ async def two_workers(env: Env, upstream: Upstream) -> AsyncIterator[list[SipRel
             host, port = relay.udp_addresses[0]
             sip = replace(sip, listen_udp=(f"{host}:{port}",))
             relays.append(relay)
-        async with asyncio.timeout(WAIT):
-            while len(upstream.flows) < 2:
-                upstream.changed.clear()
-                await upstream.changed.wait()
+        await upstream.wait_for_flows(2)
         yield relays
 
 
@@ -130,7 +80,7 @@ def register_from(sock: socket.socket, branch: str) -> bytes:
     ).encode()
 
 
-def flow_of(relay: SipRelay, upstream: Upstream) -> Flow:
+def flow_of(relay: SipRelay, upstream: TlsUpstream) -> UpstreamFlow:
     local = relay.core.upstream_local
     assert local is not None
     return upstream.flows[int(local.rsplit(":", 1)[1])]
@@ -139,7 +89,7 @@ def flow_of(relay: SipRelay, upstream: Upstream) -> Flow:
 async def test_a_request_on_the_other_workers_flow_reaches_the_base_station(
     env: Env, pki: Pki
 ) -> None:
-    upstream = Upstream(pki.leaf)
+    upstream = TlsUpstream(pki.leaf)
     await upstream.start()
     station = udp_socket()
     try:
