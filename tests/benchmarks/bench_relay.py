@@ -35,9 +35,11 @@ spreads UDP sources over SO_REUSEPORT sockets by a hash of the addresses, which 
 out over a site's many base stations but not over four. Which worker owns a port is seen
 from the responder's side: it names the TLS flow a probe arrived on.
 
-Last, 1,000 base stations register through ``sipsgate run`` (``workers = "auto"``; one
-UDP socket each, digest auth, upstream a Kamailio registrar), then stay idle with the
-RFC 5626 keep-alive running: total RSS and CPU of sipsgate's processes.
+Last, 1,000 base stations (``BENCH_REGISTRATIONS``) register through ``sipsgate run``
+(``workers = "auto"``; half over UDP, one socket each, half over TCP, one connection
+each; digest auth; upstream a Kamailio registrar), then stay registered, their TCP
+connections open, while the idle gateway is measured with the RFC 5626 keep-alive
+running: total RSS and PSS (shared pages counted once) and CPU of sipsgate's processes.
 
 ``BENCH_QUICK=1`` runs everything once, briefly, at low rates (a check that the harness
 works, not a measurement: targets are not judged). Other knobs: ``BENCH_ROUNDS``,
@@ -305,6 +307,7 @@ def _kamailio_args(d: Path, shm_mb: int) -> list[str]:
 
 
 _RELAY_LINE = re.compile(rb"udp (\S+):(\d+)")
+_TCP_LINE = re.compile(rb"tcp (\S+):(\d+)")
 _WORKERS = re.compile(rb"\((\d+) workers\)")
 
 
@@ -314,10 +317,19 @@ class Sipsgate(_Started):
     comes from many base stations, the benchmark's from a few), logging warnings only."""
 
     def __init__(
-        self, label: str, root: Issued, upstream_port: int, workers: str, *, keepalive: str = "30s"
+        self,
+        label: str,
+        root: Issued,
+        upstream_port: int,
+        workers: str,
+        *,
+        keepalive: str = "30s",
+        max_connections: int = 1024,
     ) -> None:
         super().__init__()
         self.label = label
+        self.max_connections = max_connections
+        self.tcp_port = 0
         self.root = root
         self.upstream_port = upstream_port
         self.workers_setting = workers
@@ -339,6 +351,9 @@ class Sipsgate(_Started):
             "SIPSGATE_SIP_SOURCE_RATE": "1000000",
             "SIPSGATE_SIP_SOURCE_BURST": "1000000",
             "SIPSGATE_SIP_SOURCE_INFLIGHT": "100000",
+            "SIPSGATE_SIP_MAX_CONNECTIONS": str(self.max_connections),
+            # every SIPp base station over TCP comes from 127.0.0.1
+            "SIPSGATE_SIP_SOURCE_CONNECTIONS": str(self.max_connections),
         }
         cli = [sys.executable, "-m", "gateway.cli"]
         subprocess.run(
@@ -349,6 +364,9 @@ class Sipsgate(_Started):
         found = _RELAY_LINE.search(line)
         assert found is not None, line
         self.port = int(found.group(2))
+        tcp = _TCP_LINE.search(line)
+        assert tcp is not None, line
+        self.tcp_port = int(tcp.group(2))
         workers = _WORKERS.search(line)
         self.workers = int(workers.group(1)) if workers else 1
         return self
@@ -569,6 +587,15 @@ def machine_busy_seconds() -> float:
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared between processes (the interpreter, the
+    libraries every worker maps) counted once in total, not once per process."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1])
     return 0
 
@@ -934,41 +961,70 @@ def summary(rounds: list[Round], names: Sequence[str]) -> bool:
 
 
 def registrations(root: Issued, leaf: Issued) -> bool:
-    """Base stations registered through ``sipsgate run`` (workers = auto), then idle
-    with the keep-alive running: RSS and CPU of all sipsgate's processes."""
+    """Base stations registered through ``sipsgate run`` (workers = auto), half over UDP
+    and half over TCP (one socket or connection each), then idle with the keep-alive
+    running: memory (RSS, and PSS, which counts shared pages once) and CPU of all
+    sipsgate's processes."""
+    over_tcp = REGISTRATIONS // 2
+    counts = {"udp": REGISTRATIONS - over_tcp, "tcp": over_tcp}
     with (
         KamailioRegistrar(leaf, shm_mb=512, children=CORES) as upstream,
-        Sipsgate("sipsgate", root, upstream.port, "auto", keepalive="5s") as relay,
-    ):
+        Sipsgate(
+            "sipsgate", root, upstream.port, "auto", keepalive="5s",
+            max_connections=over_tcp + 100,
+        ) as relay,
+    ):  # fmt: skip
         wait_answering(relay)
         pids = [pid for _, pid in relay.pids()]
         base_rss = sum(rss_kib(p) for p in pids)
+        base_pss = sum(pss_kib(p) for p in pids)
+        # Every base station registers at 200/s, then holds its call (over TCP: its
+        # connection) while the idle gateway is measured; SIPp counts it when it ends.
+        registering = max(counts.values()) / 200 + 5
+        hold_ms = int((registering + IDLE_SECONDS + 5) * 1000)
         with tempfile.TemporaryDirectory() as tmp:
-            args = [
-                "sipp", f"127.0.0.1:{relay.port}", "-sf", str(SCENARIOS / "register_many.xml"),
-                "-i", "127.0.0.1", "-t", "un", "-r", "200", "-m", str(REGISTRATIONS),
-                "-nostdin", "-key", "domain", DOMAIN, "-recv_timeout", "5000",
-                "-trace_stat", "-stf", "stat.csv", "-au", "bench", "-ap", PASSWORD,
-                "-max_socket", str(REGISTRATIONS + 50),
-            ]  # fmt: skip
-            subprocess.run(
-                args, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True,
-                timeout=REGISTRATIONS / 200 + WAIT, check=False,
-            )  # fmt: skip
-            rows = stat_rows(Path(tmp) / "stat.csv")
-        if not rows:
-            raise RuntimeError("SIPp registering the base stations reported nothing")
-        final = rows[-1]
-        held, failed = _count(final, "SuccessfulCall(C)"), _count(final, "FailedCall(C)")
-        before = sum(cpu_seconds(p) for p in pids)
-        time.sleep(IDLE_SECONDS)  # measuring idle CPU over a fixed window
-        idle = (sum(cpu_seconds(p) for p in pids) - before) / IDLE_SECONDS * 100
-        rss = sum(rss_kib(p) for p in pids)
+            runs = {}
+            for transport, count in counts.items():
+                port = relay.port if transport == "udp" else relay.tcp_port
+                (Path(tmp) / transport).mkdir()
+                args = [
+                    "sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIOS / "register_many.xml"),
+                    "-i", "127.0.0.1", "-t", "un" if transport == "udp" else "tn",
+                    "-r", "200", "-m", str(count), "-nostdin", "-key", "domain", DOMAIN,
+                    "-key", "station", f"{transport}-", "-recv_timeout", "5000",
+                    "-d", str(hold_ms), "-trace_stat", "-stf", "stat.csv",
+                    "-au", "bench", "-ap", PASSWORD, "-max_socket", str(count + 50),
+                ]  # fmt: skip
+                runs[transport] = subprocess.Popen(
+                    args, cwd=Path(tmp) / transport, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            time.sleep(registering)  # the registrations done, every call still held
+            before = sum(cpu_seconds(p) for p in pids)
+            time.sleep(IDLE_SECONDS)  # measuring idle CPU over a fixed window
+            idle = (sum(cpu_seconds(p) for p in pids) - before) / IDLE_SECONDS * 100
+            rss = sum(rss_kib(p) for p in pids)
+            pss = sum(pss_kib(p) for p in pids)
+            for process in runs.values():
+                try:
+                    process.wait(timeout=hold_ms / 1000 + registering + WAIT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            finals = {}
+            for transport in counts:
+                rows = stat_rows(Path(tmp) / transport / "stat.csv")
+                if not rows:
+                    raise RuntimeError(f"SIPp registering over {transport} reported nothing")
+                finals[transport] = rows[-1]
+        held = sum(_count(row, "SuccessfulCall(C)") for row in finals.values())
+        failed = sum(_count(row, "FailedCall(C)") for row in finals.values())
         print(
-            f"  {held} of {REGISTRATIONS} registrations held through {relay.workers} worker(s) "
-            f"({failed} failed); RSS of sipsgate's {len(pids)} processes "
-            f"{base_rss / 1024:.1f} → {rss / 1024:.1f} MiB; idle CPU {idle:.2f} % "
-            f"over {IDLE_SECONDS:g} s (keep-alive every 5 s)",
+            f"  {held} of {REGISTRATIONS} registrations ({counts['udp']} UDP, {counts['tcp']} "
+            f"TCP) held through {relay.workers} worker(s) ({failed} failed); sipsgate's "
+            f"{len(pids)} processes: RSS {base_rss / 1024:.1f} → {rss / 1024:.1f} MiB, PSS "
+            f"{base_pss / 1024:.1f} → {pss / 1024:.1f} MiB; idle CPU {idle:.2f} % over "
+            f"{IDLE_SECONDS:g} s with every registration held (keep-alive every 5 s)",
             flush=True,
         )
         return failed == 0 and held == REGISTRATIONS

@@ -43,8 +43,10 @@ def test_relay_benchmark_runs_in_quick_mode() -> None:
     assert "supervisor" in out and "worker" in out
     assert re.search(r"against kamailio, same rounds: throughput [\d.]+ \[", out), out
     assert re.search(r"p99 at \d+/s minus kamailio's: ", out), out
-    held = re.search(r"(\d+) of (\d+) registrations held", out)
+    held = re.search(r"(\d+) of (\d+) registrations \((\d+) UDP, (\d+) TCP\) held", out)
     assert held is not None and held.group(1) == held.group(2), out
+    assert int(held.group(3)) > 0 and int(held.group(4)) > 0, out
+    assert re.search(r"RSS [\d.]+ → [\d.]+ MiB, PSS [\d.]+ → [\d.]+ MiB", out), out
 
 
 def test_counts_between_sipp_rows_are_interpolated_and_held_flat_outside() -> None:
