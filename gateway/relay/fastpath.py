@@ -3,22 +3,38 @@
 A message the line scanner (:mod:`gateway.sip.wire`) recognised is forwarded here
 without being parsed into a :class:`Request` or :class:`Response`: the lines the
 full path would change (the base station's Via, Max-Forwards, our Via, Path) are
-rewritten and the rest is copied. It is taken only when the outcome is the one the
-full path would reach; anything else (no flow yet, a retransmission, Route, dialogs,
-INVITE, ACK, CANCEL, a loop, a header the plain recognisers do not know) returns
-False before any state changed, and the message goes the full way. The two are held
-equal by the equivalence tests of the relay.
+rewritten and the rest is copied. The registrar's answers to a REGISTER take it too:
+only their Contact and To values are parsed, for what the full path reads from them
+(the registration's lifetime, the Contacts restored under the Path fallback, the note
+for the status view). It is taken only when the outcome is the one the full path
+would reach; anything else (no flow yet, a retransmission, Route, dialogs, INVITE,
+ACK, CANCEL, a 420 to our Path, a loop, a header the plain recognisers do not know)
+returns False before any state changed, and the message goes the full way. The two
+are held equal by the generic equivalence harness (``tests/unit/test_fast_paths.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import NamedTuple
+
 from gateway.relay.flows import LanFlow
-from gateway.relay.outputs import Output, SendUpstream
-from gateway.relay.registrar import UDP_PEER_SECONDS, path_value, ua_supports_path
+from gateway.relay.outputs import Output, PongSupport, SendUpstream
+from gateway.relay.registrar import (
+    UDP_PEER_SECONDS,
+    names_outbound_in,
+    path_shown_by,
+    path_value,
+    registered_note_of,
+    registration_seconds_of,
+    restored_contacts,
+    ua_supports_path,
+)
 from gateway.relay.routing import DIALOG_METHODS, MAGIC, loop_hash_of, stamp_via
 from gateway.relay.state import ClientTx, ProxyState, ServerTx
 from gateway.relay.transaction import ResponseAction
 from gateway.sip import (
+    NameAddr,
     RemoteProtocolError,
     Request,
     parse_name_addr_list,
@@ -31,10 +47,13 @@ from gateway.sip.wire import SimpleVia, Wire, simple_name_addr, simple_via
 _FULL_PATH_METHODS = frozenset({"ACK", "CANCEL", *DIALOG_METHODS})
 _SINGLE = ("to", "from", "cseq", "call-id", "max-forwards")
 _ADDRESS_LISTS = frozenset({"contact", "record-route", "path"})
+_CHECKED = frozenset({"via", "to", "from", *_ADDRESS_LISTS})  # what _fast_valid reads
 
 
 class FastPath(ProxyState):
     """The fast path of :class:`ProxyCore` (which tries it first)."""
+
+    pongs_answered: bool  # set by ProxyCore
 
     def _fast_request(self, w: Wire, flow: LanFlow, now: float, out: list[Output]) -> bool:
         method = w.method
@@ -126,8 +145,11 @@ class FastPath(ProxyState):
             if keys.count(name) != 1:
                 return -1
         prefix = self.branches.prefix
+        checked = _CHECKED
         try:
             for i, (k, v) in enumerate(zip(keys, w.values, strict=True)):
+                if k not in checked:
+                    continue
                 if k == "via":
                     if prefix in v:
                         return -1  # maybe a loop: the full path looks closer
@@ -136,7 +158,7 @@ class FastPath(ProxyState):
                 elif k == "to" or k == "from":
                     if not simple_name_addr(v):
                         parse_name_addr(v)
-                elif k in _ADDRESS_LISTS and ("," in v or not simple_name_addr(v)):
+                elif "," in v or not simple_name_addr(v):
                     parse_name_addr_list(v, allow_wildcard=k == "contact")
             check_call_id(w.values[keys.index("call-id")])
             cseq = parse_cseq(w.values[keys.index("cseq")])
@@ -174,12 +196,19 @@ class FastPath(ProxyState):
         except RemoteProtocolError:
             return False
         ctx = self.table.by_key.get(f"c|{branch}|{cseq.method}")
-        if type(ctx) is not ClientTx or ctx.invite or ctx.path_added or ctx.cancel:
+        if type(ctx) is not ClientTx or ctx.invite or ctx.cancel:
             return False
         stx = ctx.server
-        if stx is None or stx.method == "REGISTER":
+        if stx is None:
             return False
         status = w.status
+        register: _RegisterAnswer | None = None
+        if stx.method == "REGISTER":
+            if flow is not None or (ctx.path_added and status == 420):
+                return False  # the full path retries a 420 Unsupported: path
+            register = _register_answer(w, status)
+            if register is None:
+                return False
         action = ctx.on_response(status, now)
         self.table.schedule(ctx.key, ctx)
         if action is ResponseAction.ABSORB:
@@ -189,8 +218,95 @@ class FastPath(ProxyState):
             del lines[vi]
         else:  # what pop_first_value leaves: the other values, joined by ", "
             lines[vi] = f"{lines[vi][: -len(w.values[vi]) - 2]}: {rest}"
+        if register is not None:
+            keys = keys.copy()
+            if rest is None:
+                del keys[vi]
+            lines = self._fast_registered(register, lines, keys, ctx, stx, status, now, out)
         self._pass_response(stx, w.render(lines), status, now, out)
         return True
+
+    def _outbound_negotiated(self, tags: Iterable[str], out: list[Output]) -> None:
+        """RFC 5626 §6: a registrar supporting outbound names it in its REGISTER 2xx
+        (``tags``: the Require and Supported values)."""
+        if self.pongs_answered:
+            return
+        if names_outbound_in(tags):
+            self.pongs_answered = True
+            out.append(PongSupport("the registrar's 2xx to REGISTER names 'outbound'"))
+
+    def _fast_registered(
+        self,
+        answer: _RegisterAnswer,
+        lines: list[str],
+        keys: list[str],
+        ctx: ClientTx,
+        stx: ServerTx,
+        status: int,
+        now: float,
+        out: list[Output],
+    ) -> list[str]:
+        """What the full path does to the registrar's answer to a REGISTER, on the lines
+        (``keys`` are theirs): Path support, Path removal, the peer's registration,
+        the Contacts restored, the note for the status view."""
+        ok = 200 <= status < 300
+        drop: set[str] = set()
+        if ok:
+            self._outbound_negotiated(answer.tags, out)
+        if ctx.path_added and ok:
+            shown = path_shown_by(answer.contacts is not None, "path" in keys, self.path_supported)
+            if shown is not None:
+                self.path_supported = shown.supported
+                out.append(shown)
+            if not stx.ua_path:
+                drop.add("path")
+        source = stx.source
+        contacts = answer.contacts
+        restored = None
+        if contacts is not None and stx.live:
+            if ok and source is not None:
+                self.peers.note(source, now + registration_seconds_of(contacts, answer.expires))
+            restored = restored_contacts(contacts, self.tokens)
+            if restored is not None:
+                drop.add("contact")
+        if drop:
+            lines = [line for line, key in zip(lines, keys, strict=True) if key not in drop]
+        if restored is not None:
+            lines += [f"Contact: {value}" for value in restored]
+        if ok and source is not None:
+            out.append(registered_note_of(source, answer.to, contacts or (), answer.expires))
+        return lines
+
+
+class _RegisterAnswer(NamedTuple):
+    """What the full path reads from an answer to a REGISTER, read before any state
+    changes (a value it cannot parse sends the answer the full way)."""
+
+    contacts: tuple[NameAddr, ...] | None  # None: no Contact header
+    to: NameAddr | None
+    expires: str | None
+    tags: tuple[str, ...]  # Require and Supported values
+
+
+def _register_answer(w: Wire, status: int) -> _RegisterAnswer | None:
+    keys, values = w.keys, w.values
+    try:
+        contacts = None
+        if "contact" in keys:
+            contacts = tuple(
+                na
+                for k, v in zip(keys, values, strict=True)
+                if k == "contact"
+                for na in parse_name_addr_list(v, allow_wildcard=True)
+            )
+        to = None
+        if 200 <= status < 300:
+            value = w.get("to")
+            to = None if value is None else parse_name_addr(value)
+    except RemoteProtocolError:
+        return None
+    tags = (*w.get_all("require"), *w.get_all("supported"))
+    return _RegisterAnswer(contacts, to, w.get("expires"), tags)
 
 
 def _stamp_simple(via: SimpleVia, flow: LanFlow) -> str | None:

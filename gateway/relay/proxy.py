@@ -58,7 +58,6 @@ from gateway.relay.outputs import (
 )
 from gateway.relay.registrar import (
     UDP_PEER_SECONDS,
-    names_outbound,
     path_refused,
     path_shown,
     path_value,
@@ -308,14 +307,6 @@ class ProxyCore(FastPath):
             return []
         self.pongs_answered = True
         return [PongSupport("the upstream answered a CRLF keep-alive")]
-
-    def _outbound_negotiated(self, response: Response, out: list[Output]) -> None:
-        """RFC 5626 §6: a registrar supporting outbound names it in its REGISTER 2xx."""
-        if self.pongs_answered:
-            return
-        if names_outbound(response):
-            self.pongs_answered = True
-            out.append(PongSupport("the registrar's 2xx to REGISTER names 'outbound'"))
 
     # --- LAN TCP connections ---------------------------------------------------------------
 
@@ -773,7 +764,10 @@ class ProxyCore(FastPath):
         if stx is None:
             return  # our own CANCEL's answer
         if flow is None and stx.method == "REGISTER" and 200 <= status < 300:
-            self._outbound_negotiated(response, out)
+            headers = response.headers
+            self._outbound_negotiated(
+                (*headers.get_all("Require"), *headers.get_all("Supported")), out
+            )
         if ctx.path_added and 200 <= status < 300:
             response = self._registered(ctx, stx, response, out)
         elif ctx.path_added and status == 420 and stx.live and path_refused(response):

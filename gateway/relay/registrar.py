@@ -76,9 +76,14 @@ def ua_supports_path(supported: Iterable[str]) -> bool:
 def path_shown(response: Response, known: bool | None) -> PathSupport | None:
     """What a 2xx to a REGISTER carrying our Path shows (RFC 3327 §5.3), when it is news
     against ``known``; None when it shows nothing new."""
-    if "Contact" not in response.headers:
+    headers = response.headers
+    return path_shown_by("Contact" in headers, "Path" in headers, known)
+
+
+def path_shown_by(has_contact: bool, supported: bool, known: bool | None) -> PathSupport | None:
+    """:func:`path_shown` from whether the 2xx has a Contact and a Path."""
+    if not has_contact:
         return None
-    supported = "Path" in response.headers
     if supported is known:
         return None
     return PathSupport(
@@ -121,16 +126,8 @@ def rewrite_contacts(
 
 def restore_contacts(response: Response, tokens: FlowTokens) -> Response:
     """The base stations' own Contacts back in the registrar's answer."""
-    values: list[str] = []
-    changed = False
-    for na in response.contacts:
-        user = uri_user(na.uri)
-        decoded = tokens.decode(user) if user and len(user) > 40 else None
-        if decoded is not None and decoded.contact is not None:
-            na = NameAddr(display_name=na.display_name, uri=decoded.contact, params=na.params)
-            changed = True
-        values.append(str(na))
-    if not changed:
+    values = restored_contacts(response.contacts, tokens)
+    if values is None:
         return response
     headers = response.headers.remove("Contact")
     for value in values:
@@ -138,20 +135,47 @@ def restore_contacts(response: Response, tokens: FlowTokens) -> Response:
     return response.replace_headers(headers)
 
 
+def restored_contacts(contacts: Iterable[NameAddr], tokens: FlowTokens) -> list[str] | None:
+    """The Contact values with ours decoded back to the base stations' own; None when
+    none of them was ours (the answer stays as it is)."""
+    values: list[str] = []
+    changed = False
+    for na in contacts:
+        user = uri_user(na.uri)
+        decoded = tokens.decode(user) if user and len(user) > 40 else None
+        if decoded is not None and decoded.contact is not None:
+            na = NameAddr(display_name=na.display_name, uri=decoded.contact, params=na.params)
+            changed = True
+        values.append(str(na))
+    return values if changed else None
+
+
 # --- registration tracking ---------------------------------------------------------------------
 
 
 def names_outbound(response: Response) -> bool:
     """RFC 5626 §6: a registrar supporting outbound names it in its REGISTER 2xx."""
-    tags = ",".join((*response.headers.get_all("Require"), *response.headers.get_all("Supported")))
+    return names_outbound_in(
+        (*response.headers.get_all("Require"), *response.headers.get_all("Supported"))
+    )
+
+
+def names_outbound_in(values: Iterable[str]) -> bool:
+    """Whether Require/Supported ``values`` name ``outbound``."""
+    tags = ",".join(values)
     return "outbound" in (t.strip().lower() for t in tags.split(","))
 
 
 def registration_seconds(response: Response) -> float:
     """How long a 2xx to REGISTER keeps the base station registered (RFC 3261 §10.3)."""
-    default = response.headers.get("Expires") or "3600"
+    return registration_seconds_of(response.contacts, response.headers.get("Expires"))
+
+
+def registration_seconds_of(contacts: Iterable[NameAddr], expires: str | None) -> float:
+    """:func:`registration_seconds` from the Contacts and the Expires value."""
+    default = expires or "3600"
     longest = 0.0
-    for contact in response.contacts:
+    for contact in contacts:
         text = contact.param("expires") or default
         try:
             longest = max(longest, float(int(text.strip())))
@@ -163,13 +187,20 @@ def registration_seconds(response: Response) -> float:
 def registered_note(source: LanFlow, response: Response) -> Registered:
     """What a 2xx to REGISTER says: the AOR (To) and the seconds granted (RFC 3261 §10.3:
     each Contact's expires, else the Expires header)."""
-    to = response.to
+    return registered_note_of(
+        source, response.to, response.contacts, response.headers.get("Expires")
+    )
+
+
+def registered_note_of(
+    source: LanFlow, to: NameAddr | None, contacts: Iterable[NameAddr], header: str | None
+) -> Registered:
+    """:func:`registered_note` from the To, the Contacts and the Expires value."""
     granted: list[int] = []
-    for contact in response.contacts:
+    for contact in contacts:
         for name, value in contact.params:
             if name.lower() == "expires" and value is not None and value.isdigit():
                 granted.append(int(value))
-    header = response.headers.get("Expires")
     if not granted and header is not None and header.strip().isdigit():
         granted.append(int(header.strip()))
     aor = to.uri if to is not None else ""

@@ -262,6 +262,11 @@ def _advertised(host: str) -> str:
 #: what they send upstream leaves in one TLS write.
 _UDP_BATCH = 64
 
+#: Deadlines of the core within one tick share one firing of the loop's timer: at
+#: thousands of transactions a second each one's Timer J would otherwise wake the loop
+#: on its own. RFC 3261's timers count in half seconds; a tick late is nothing to them.
+_TIMER_TICK = 0.01
+
 
 #: UDP sources whose LanFlow is kept for reuse. A finished server transaction waits
 #: out Timer J (32 s) with its LanFlow; sharing one per source keeps tens of thousands
@@ -1197,7 +1202,10 @@ class SipRelay:
         if core is None:
             return
         deadline = core.get_timer()
-        if deadline is None or deadline >= self._timer_at:
+        if deadline is None:
+            return
+        deadline = max(deadline, math.ceil(deadline / _TIMER_TICK) * _TIMER_TICK)
+        if deadline >= self._timer_at:
             return
         if self._timer is not None:
             self._timer.cancel()

@@ -8,6 +8,7 @@ verbatim, escapes included: only the element that owns a URI interprets it.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -370,8 +371,13 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_cseq(value: str) -> CSeq:
-    """Parse a CSeq value; the number must be below 2**31."""
+    """Parse a CSeq value; the number must be below 2**31.
+
+    Kept per value (a CSeq is frozen): every request and its answers carry the same
+    few values, read on each side of the relay.
+    """
     match = _CSEQ.fullmatch(value)
     if match is None:
         raise _error("CSeq", value, "expected '<number> <method>'")
@@ -381,8 +387,9 @@ def parse_cseq(value: str) -> CSeq:
     return CSeq(number=int(digits), method=method)
 
 
+@functools.lru_cache(maxsize=256)
 def parse_max_forwards(value: str) -> int:
-    """Parse a Max-Forwards value (0 to 255)."""
+    """Parse a Max-Forwards value (0 to 255); kept per value (there are few)."""
     match = _DIGITS.fullmatch(value)
     if match is None:
         raise _error("Max-Forwards", value, "expected a number")

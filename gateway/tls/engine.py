@@ -735,9 +735,12 @@ class TlsEngine(asyncio.Protocol):
         out: list[bytes] = []
         while True:
             try:
-                out.append(conn.bio_read(_BIO_CHUNK))
+                chunk = conn.bio_read(_BIO_CHUNK)
             except SSL.WantReadError:
                 break
+            out.append(chunk)
+            if len(chunk) < _BIO_CHUNK:
+                break  # a memory BIO gives all it holds: it is empty (no WantReadError to raise)
         if out and self._raw is not None and not self._raw.is_closing():
             self._raw.write(out[0] if len(out) == 1 else b"".join(out))
 

@@ -325,6 +325,8 @@ class Exchange(NamedTuple):
     statuses: tuple[int, ...]  # the upstream's answers, in order
     join_vias: bool
     timers: int  # how many timer deadlines to run afterwards
+    #: What the core knows of the registrar's Path support (False: Contacts rewritten).
+    path_supported: bool | None = None
 
 
 exchanges = st.builds(
@@ -335,9 +337,10 @@ exchanges = st.builds(
         st.just(LanFlow("tcp", "192.168.1.20", 40123, 1, 7)),
     ),
     st.booleans(),
-    st.lists(st.sampled_from([100, 180, 200, 404, 503]), max_size=3).map(tuple),
+    st.lists(st.sampled_from([100, 180, 200, 200, 401, 404, 420, 503]), max_size=3).map(tuple),
     st.booleans(),
     st.integers(0, 6),
+    st.sampled_from([None, None, True, False]),
 )
 
 
@@ -371,6 +374,7 @@ def run_exchange(x: Exchange, *, fast: bool) -> tuple[int, list[object]]:
     """The transcript of an exchange: every step's outputs, then the transactions left."""
     core = make_core(CountingCore)
     assert isinstance(core, CountingCore)
+    core.path_supported = x.path_supported
     if x.flow.transport == "tcp":
         core.lan_connection_opened(x.flow)
 
@@ -465,6 +469,24 @@ def test_path_of_a_register_from_another_port_names_the_reply_flow() -> None:
     taken, fast = run_exchange(x, fast=True)
     assert taken == 1
     assert fast == relay_full(x)
+
+
+def test_answers_to_register_take_the_fast_path() -> None:
+    """The registrar's 200 and 401 to a REGISTER are relayed from their lines, with Path
+    (RFC 3327) and with the Contact fallback, and equal the full path's."""
+    request = (
+        b"REGISTER sip:example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK7"
+        b"\r\nMax-Forwards: 70\r\nFrom: <sip:bs1@example.net>;tag=1\r\n"
+        b"To: <sip:bs1@example.net>\r\nCall-ID: r1\r\nCSeq: 1 REGISTER\r\n"
+        b"Contact: <sip:bs1@192.168.1.20>;expires=60\r\nContent-Length: 0\r\n\r\n"
+    )
+    flow = LanFlow("udp", "192.168.1.20", 5060, 0)
+    for path_supported, taken in ((None, 2), (True, 2), (False, 1)):
+        for status in (200, 401):
+            x = Exchange(request, flow, False, (status,), False, 0, path_supported)
+            fast = run_exchange(x, fast=True)
+            assert fast[0] == taken  # with the fallback, the REGISTER goes the full way
+            assert fast[1] == relay_full(x)
 
 
 def test_the_harness_catches_a_difference() -> None:
