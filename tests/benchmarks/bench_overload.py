@@ -22,7 +22,6 @@ the kernel's UDP receive-buffer errors over the run (system-wide) are printed be
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -37,6 +36,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.benchmarks.relay_child import child_arguments, relay_setup
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN, KamailioRegistrar
 from tests.tls_servers import read_line_matching, stop_process
@@ -62,34 +62,13 @@ SERVED = 0.95  # the sweep stops at the first rate that serves less than this sh
 
 def child_main(argv: list[str]) -> None:
     """Run sipsgate's relay until SIGTERM; print its UDP address, then its counts."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--upstream-port", type=int, required=True)
+    parser = child_arguments()
     args = parser.parse_args(argv)
 
-    from certstore.model import TrustSource
-    from certstore.x509 import parse_der
-    from gateway.config import SipSection
     from gateway.heap import settle_heap
-    from gateway.log import configure_logging
     from gateway.relay.service import RelaySettings, SipRelay
-    from tests.integration.trust_env import ADMIN, make_env
 
-    configure_logging("warning", "json")
-    env = make_env(Path(args.store))
-    env.store.add_trust(
-        [parse_der(Path(args.root).read_bytes())], source=TrustSource.UPLOADED, actor=ADMIN
-    )
-    sip = SipSection(
-        listen_udp=("127.0.0.1:0",),
-        listen_tcp=(),
-        upstream=f"sips:{DOMAIN}",
-        upstream_address=f"127.0.0.1:{args.upstream_port}",
-        source_rate=1_000_000,  # the SIPps share one address: the global limits are measured
-        source_burst=1_000_000,
-        source_inflight=1_000_000,
-    )
+    env, sip = relay_setup(args, source_inflight=1_000_000)
 
     async def main() -> None:
         relay = SipRelay(sip, env.connector, settings=RelaySettings())

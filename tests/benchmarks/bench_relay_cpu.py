@@ -15,7 +15,6 @@ rounds) and their ratio. Target: the fast path at most 0.8x the full path's CPU.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -27,6 +26,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from tests.benchmarks.relay_child import child_arguments, relay_setup
 from tests.pki import CertFactory, Issued
 from tests.sip_peers import DOMAIN
 from tests.tls_servers import KamailioServer, read_line_matching, stop_process
@@ -42,39 +42,18 @@ WAIT = 120.0
 
 def child_main(argv: list[str]) -> None:
     """Run the relay (trusting ``root``) until SIGTERM; print its UDP address."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--upstream-port", type=int, required=True)
+    parser = child_arguments()
     parser.add_argument("--full", action="store_true", help="turn the fast path off")
     args = parser.parse_args(argv)
 
-    from certstore.model import TrustSource
-    from certstore.x509 import parse_der
-    from gateway.config import SipSection
     from gateway.heap import settle_heap
-    from gateway.log import configure_logging
     from gateway.relay.fastpath import FastPath
     from gateway.relay.service import RelaySettings, SipRelay
-    from tests.integration.trust_env import ADMIN, make_env
 
     if args.full:
         FastPath._fast_request = lambda *a: False  # type: ignore[method-assign]
         FastPath._fast_response = lambda *a: False  # type: ignore[method-assign]
-    configure_logging("warning", "json")
-    env = make_env(Path(args.store))
-    env.store.add_trust(
-        [parse_der(Path(args.root).read_bytes())], source=TrustSource.UPLOADED, actor=ADMIN
-    )
-    sip = SipSection(
-        listen_udp=("127.0.0.1:0",),
-        listen_tcp=(),
-        upstream=f"sips:{DOMAIN}",
-        upstream_address=f"127.0.0.1:{args.upstream_port}",
-        source_rate=1_000_000,
-        source_burst=1_000_000,
-        source_inflight=100_000,
-    )
+    env, sip = relay_setup(args, source_inflight=100_000)
 
     async def main() -> None:
         relay = SipRelay(sip, env.connector, settings=RelaySettings(max_pending=100_000))
