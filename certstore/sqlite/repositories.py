@@ -1,13 +1,19 @@
 """The SQL of each part of the trust state: one repository per table, all on the
-connection of one transaction (see :mod:`certstore.repositories` for the contract)."""
+connection of one transaction (see :mod:`certstore.repositories` for the contract).
+
+The statements are written in the SQL both engines understand (``RETURNING`` rather
+than ``lastrowid``, ``ON CONFLICT``): the PostgreSQL backend reuses these classes over
+a connection that only changes the parameter marks, and overrides the few statements
+where the dialects differ (:mod:`certstore.postgres.repositories`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any, ClassVar, Protocol
 
 from certstore.errors import StorageError, ValidationError
 from certstore.model import (
@@ -58,8 +64,25 @@ _INSERT_TRUST = (
 _CHUNK = 500
 
 
+class SqlCursor(Protocol):
+    """What the repositories read from a statement's cursor (sqlite3's and psycopg's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class SqlConnection(Protocol):
+    """The connection of one transaction, with ``?`` parameter marks."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> SqlCursor: ...
+    def executemany(self, sql: str, parameters: Any, /) -> SqlCursor: ...
+
+
 class _Table:
-    def __init__(self, conn: sqlite3.Connection, codec: RowCodec) -> None:
+    def __init__(self, conn: SqlConnection, codec: RowCodec) -> None:
         self.conn = conn
         self.codec = codec
 
@@ -343,8 +366,10 @@ class SqliteRejected(_Table):
         )
 
     def insert(self, chain_key: str, entry: RejectedChain) -> int:
-        cursor = self.conn.execute(_INSERT_REJECTED, self._values(chain_key, entry))
-        return int(cursor.lastrowid or 0)
+        row = self.conn.execute(
+            _INSERT_REJECTED + " RETURNING id", self._values(chain_key, entry)
+        ).fetchone()
+        return int(row[0])
 
     def update(self, entry: RejectedChain) -> None:
         self.conn.execute(
@@ -492,12 +517,12 @@ class SqliteDevice(_Table):
 
 class SqliteAudit(_Table):
     def append(self, *, at: datetime, actor: Actor, action: str, target: str, details: str) -> int:
-        cursor = self.conn.execute(
+        row = self.conn.execute(
             "INSERT INTO audit (at, actor, interface, action, target, details) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (ts(at), actor.name, actor.interface, action, target, details),
-        )
-        return int(cursor.lastrowid or 0)
+        ).fetchone()
+        return int(row[0])
 
     def drop_through(self, event_id: int) -> None:
         self.conn.execute("DELETE FROM audit WHERE id <= ?", (event_id,))
@@ -611,6 +636,12 @@ class SqliteRevocation(_Table):
 
 
 class SqliteBackup(_Table):
+    tables: ClassVar[tuple[type[SqliteTrust], type[SqlitePins], type[SqliteRejected]]] = (
+        SqliteTrust,
+        SqlitePins,
+        SqliteRejected,
+    )
+
     def replace(
         self,
         *,
@@ -622,15 +653,16 @@ class SqliteBackup(_Table):
         self.conn.execute("DELETE FROM trust")
         self.conn.execute("DELETE FROM pins")
         self.conn.execute("DELETE FROM rejected")
-        SqliteTrust(self.conn, self.codec).insert_all(trust)
-        SqlitePins(self.conn, self.codec).insert_all(pins, pin_certificates)
-        SqliteRejected(self.conn, self.codec).insert_all(rejected)
+        trust_table, pin_table, rejected_table = self.tables
+        trust_table(self.conn, self.codec).insert_all(trust)
+        pin_table(self.conn, self.codec).insert_all(pins, pin_certificates)
+        rejected_table(self.conn, self.codec).insert_all(rejected)
 
 
 class SqliteRepositories:
     """The repositories of one transaction on ``conn``."""
 
-    def __init__(self, conn: sqlite3.Connection, codec: RowCodec) -> None:
+    def __init__(self, conn: SqlConnection, codec: RowCodec) -> None:
         self.conn = conn
         self.meta = SqliteMeta(conn, codec)
         self.settings = SqliteSettings(conn, codec)

@@ -1,0 +1,226 @@
+"""The PostgreSQL repositories: the portable SQL of :mod:`certstore.sqlite.repositories`
+over a psycopg connection, with the statements where the dialects differ overridden.
+
+Differences: ``INSERT OR IGNORE`` / ``OR REPLACE`` become ``ON CONFLICT``; ``IS ?``
+becomes ``IS NOT DISTINCT FROM``; ``json_extract`` is read in Python; ids restored with
+a backup move the identity sequences past them; and the device tables are keyed by the
+gateway's name, because one database serves a fleet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import psycopg
+
+from certstore.model import Certificate, Pin, RejectedChain, TrustKind, TrustSource
+from certstore.sqlite.codecs import PIN_COLUMNS, RowCodec, dt, pack_chain, ts
+from certstore.sqlite.repositories import (
+    SqlConnection,
+    SqlCursor,
+    SqliteAudit,
+    SqliteBackup,
+    SqliteDevice,
+    SqliteMeta,
+    SqlitePins,
+    SqliteRejected,
+    SqliteRevocation,
+    SqliteSettings,
+    SqliteTrust,
+)
+from certstore.store import DeviceIdentity, PendingCsr, PinRequest
+
+
+@lru_cache(maxsize=512)
+def _marks(sql: str) -> str:
+    # The shared statements use ``?`` marks and no literal ``?`` or ``%``.
+    return sql.replace("?", "%s")
+
+
+class PgConnection:
+    """A psycopg connection seen through :class:`SqlConnection` (``?`` marks)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, parameters: Any = None, /) -> SqlCursor:
+        return self.raw.execute(_marks(sql), parameters or None)
+
+    def executemany(self, sql: str, parameters: Any, /) -> SqlCursor:
+        cursor = self.raw.cursor()
+        rows = list(parameters)
+        if rows:
+            cursor.executemany(_marks(sql), rows)
+        return cursor
+
+
+def _advance_sequence(conn: SqlConnection, table: str) -> None:
+    """Move ``table``'s id sequence past the ids written explicitly (never backwards:
+    ids are never reused)."""
+    conn.execute(
+        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+        f"GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), "
+        f"(SELECT last_value FROM {table}_id_seq)), true)"
+    )
+
+
+class PgTrust(SqliteTrust):
+    def insert(
+        self, cert: Certificate, *, kind: TrustKind, source: TrustSource, at: datetime
+    ) -> bool:
+        cursor = self.conn.execute(
+            "INSERT INTO trust (fingerprint, der, spki_fingerprint, kind, source, added_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO NOTHING",
+            (cert.fingerprint, cert.der, cert.spki_fingerprint, kind.value, source.value, ts(at)),
+        )
+        return bool(cursor.rowcount)
+
+
+class PgPins(SqlitePins):
+    def identical(self, request: PinRequest) -> Pin | None:
+        row = self.conn.execute(
+            f"SELECT {PIN_COLUMNS} FROM pins WHERE decision = ? AND match = ? "  # noqa: S608
+            "AND fingerprint = ? AND scope IS NOT DISTINCT FROM ? "
+            "AND expires_at IS NOT DISTINCT FROM ? ORDER BY id LIMIT 1",
+            (
+                request.decision.value,
+                request.match.value,
+                request.fingerprint,
+                request.scope,
+                ts(request.expires_at) if request.expires_at else None,
+            ),
+        ).fetchone()
+        return None if row is None else self.codec.pin(row)
+
+    def insert_all(self, pins: Sequence[Pin], certificates: Mapping[int, Certificate]) -> None:
+        super().insert_all(pins, certificates)
+        _advance_sequence(self.conn, "pins")
+
+
+class PgRejected(SqliteRejected):
+    def insert_all(self, rejected: Sequence[RejectedChain]) -> None:
+        super().insert_all(rejected)
+        _advance_sequence(self.conn, "rejected")
+
+
+class PgDevice(SqliteDevice):
+    """The identity and signing request of one gateway (``gateway``)."""
+
+    def __init__(self, conn: SqlConnection, codec: RowCodec, gateway: str) -> None:
+        super().__init__(conn, codec)
+        self.gateway = gateway
+
+    def identity(self) -> DeviceIdentity | None:
+        row = self.conn.execute(
+            "SELECT kind, chain, private_key_pem, created_at FROM device_identity "
+            "WHERE gateway = ?",
+            (self.gateway,),
+        ).fetchone()
+        if row is None:
+            return None
+        kind, chain, key_pem, created_at = row
+        return DeviceIdentity(
+            kind=kind,
+            chain=self.codec.chain(chain),
+            private_key_pem=bytes(key_pem),
+            created_at=dt(created_at),
+        )
+
+    def put_identity(self, identity: DeviceIdentity) -> bool:
+        row = self.conn.execute(
+            "INSERT INTO device_identity (gateway, kind, chain, private_key_pem, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway) DO UPDATE SET kind = excluded.kind, "
+            "chain = excluded.chain, private_key_pem = excluded.private_key_pem, "
+            "created_at = excluded.created_at RETURNING (xmax <> 0)",
+            (
+                self.gateway,
+                identity.kind,
+                pack_chain(c.der for c in identity.chain),
+                identity.private_key_pem,
+                ts(identity.created_at),
+            ),
+        ).fetchone()
+        # xmax is set on a row version that replaced another: the upsert updated.
+        return bool(row[0])
+
+    def csr(self) -> PendingCsr | None:
+        row = self.conn.execute(
+            "SELECT csr_pem, private_key_pem, key_spec, created_at FROM pending_csr "
+            "WHERE gateway = ?",
+            (self.gateway,),
+        ).fetchone()
+        if row is None:
+            return None
+        csr_pem, key_pem, key_spec, created_at = row
+        return PendingCsr(
+            csr_pem=bytes(csr_pem),
+            private_key_pem=bytes(key_pem),
+            key_spec=key_spec,
+            created_at=dt(created_at),
+        )
+
+    def put_csr(self, csr: PendingCsr) -> bool:
+        row = self.conn.execute(
+            "INSERT INTO pending_csr (gateway, csr_pem, private_key_pem, key_spec, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway) DO UPDATE SET "
+            "csr_pem = excluded.csr_pem, private_key_pem = excluded.private_key_pem, "
+            "key_spec = excluded.key_spec, created_at = excluded.created_at "
+            "RETURNING (xmax <> 0)",
+            (self.gateway, csr.csr_pem, csr.private_key_pem, csr.key_spec, ts(csr.created_at)),
+        ).fetchone()
+        return bool(row[0])
+
+    def delete_csr(self) -> bool:
+        return bool(
+            self.conn.execute("DELETE FROM pending_csr WHERE gateway = ?", (self.gateway,)).rowcount
+        )
+
+
+class PgAudit(SqliteAudit):
+    def pin_interfaces(self) -> dict[int, str]:
+        interfaces: dict[int, str] = {}
+        for target, interface in self.conn.execute(
+            "SELECT target, interface FROM audit WHERE action = 'pin.add' ORDER BY id"
+        ):
+            if str(target).isdigit():
+                interfaces[int(target)] = str(interface)
+        for details, interface in self.conn.execute(
+            "SELECT details, interface FROM audit "
+            "WHERE action IN ('rejected.accept', 'rejected.reject') ORDER BY id"
+        ):
+            try:
+                pin_id = json.loads(details).get("pin")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(pin_id, int) and not isinstance(pin_id, bool):
+                interfaces[pin_id] = str(interface)
+        return interfaces
+
+
+class PgBackup(SqliteBackup):
+    tables: ClassVar[tuple[type[SqliteTrust], type[SqlitePins], type[SqliteRejected]]] = (
+        PgTrust,
+        PgPins,
+        PgRejected,
+    )
+
+
+class PostgresRepositories:
+    """The repositories of one transaction on ``conn`` for the gateway ``gateway``."""
+
+    def __init__(self, conn: psycopg.Connection[Any], codec: RowCodec, gateway: str) -> None:
+        sql = PgConnection(conn)
+        self.conn = sql
+        self.meta = SqliteMeta(sql, codec)
+        self.settings = SqliteSettings(sql, codec)
+        self.trust = PgTrust(sql, codec)
+        self.pins = PgPins(sql, codec)
+        self.rejected = PgRejected(sql, codec)
+        self.device = PgDevice(sql, codec, gateway)
+        self.audit = PgAudit(sql, codec)
+        self.revocation = SqliteRevocation(sql, codec)
+        self.backup = PgBackup(sql, codec)
