@@ -47,7 +47,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection or wait for one from the 
 ATTEMPTS = 5  # tries of a transaction the server aborted as a serialization conflict
 POOL_SIZE = 8
 # Any constant: the key of the advisory lock held while the schema is created or upgraded.
-_MIGRATION_LOCK = 0x5195_6A7E
+MIGRATION_LOCK = 0x5195_6A7E
 
 
 def redacted(url: str) -> str:
@@ -94,7 +94,7 @@ class PostgresBackend:
 
     # -- connections ------------------------------------------------------------------------
 
-    def _connect(self) -> None:
+    def connect(self) -> None:
         try:
             conninfo_to_dict(self.url)
         except psycopg.ProgrammingError as exc:
@@ -243,12 +243,12 @@ class PostgresBackend:
 
     def open(self, hooks: SchemaHooks, now: Callable[[], datetime]) -> None:
         """Connect, and create or upgrade the schema to :data:`schema.SCHEMA_VERSION`."""
-        self._connect()
+        self.connect()
         self.transaction(
             "preparing the store",
             lambda conn: self._migrate(conn, hooks, now),
             write=True,
-            lock=f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})",
+            lock=f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})",
         )
 
     @staticmethod

@@ -199,7 +199,7 @@ class SqliteTrust(_Table):
         if match is PinMatch.CERTIFICATE:
             query = "SELECT der FROM trust WHERE fingerprint = ?"
         else:
-            query = "SELECT der FROM trust WHERE spki_fingerprint = ? LIMIT 1"
+            query = "SELECT der FROM trust WHERE spki_fingerprint = ? ORDER BY id LIMIT 1"
         row = self.conn.execute(query, (fingerprint,)).fetchone()
         return None if row is None else bytes(row[0])
 
@@ -438,7 +438,7 @@ class SqliteRejected(_Table):
     def leaf_der(self, match: PinMatch, fingerprint: str) -> bytes | None:
         column = "leaf_fingerprint" if match is PinMatch.CERTIFICATE else "leaf_spki_fingerprint"
         row = self.conn.execute(
-            f"SELECT chain FROM rejected WHERE {column} = ? LIMIT 1",  # noqa: S608
+            f"SELECT chain FROM rejected WHERE {column} = ? ORDER BY id LIMIT 1",  # noqa: S608
             (fingerprint,),
         ).fetchone()
         if row is not None:
