@@ -80,7 +80,7 @@ class GatewayProcess:
     def store(self) -> RepositoryStore:
         """The store this gateway's config names (SQLite in its data directory, or the
         PostgreSQL database of ``store.url``)."""
-        return open_configured_store(load_config(self.config_path, env={}))
+        return open_configured_store(load_config(self.config_path, env={}), listen=False)
 
     def client_context(self) -> ssl.SSLContext:
         """Trusts the device certificate the gateway has in its store right now."""

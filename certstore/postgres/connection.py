@@ -16,6 +16,17 @@ Threads
     from worker threads; a :class:`psycopg_pool.ConnectionPool` gives each call its own
     connection, checked before use so a server restart costs one failed call at most.
 
+Change notification
+    Every write transaction sends ``NOTIFY sipsgate_store`` (delivered on commit). A
+    listener thread holds one more connection with ``LISTEN sipsgate_store`` and runs
+    the ``on_change`` callbacks on each notification: the store rebuilds its snapshot
+    there, so the next handshake finds it ready instead of rebuilding it itself. When
+    the listening connection drops it reconnects with a bounded backoff and runs the
+    callbacks once more, so a change made while it was away is not missed.
+    :meth:`PostgresBackend.generation` still reads the database on every call (one
+    single-row query): a change committed anywhere is seen by the very next
+    handshake, with or without a listener.
+
 Schema
     The version is in ``schema_version``; creating or upgrading runs in one transaction
     under an advisory lock, so gateways starting together migrate once.
@@ -24,6 +35,7 @@ Schema
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +43,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
+import structlog
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -45,7 +58,13 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection or wait for one from the pool
 ATTEMPTS = 5  # tries of a transaction the server aborted as a serialization conflict
-POOL_SIZE = 8
+# Connections each store holds open, all made when it opens (a fixed pool never
+# connects on a handshake's path); the listener holds one more.
+POOL_SIZE = 4
+CHANNEL = "sipsgate_store"  # the NOTIFY channel every write transaction signals
+LISTEN_POLL = 0.5  # seconds the listener waits for a notification before checking for close
+LISTEN_RETRY_MAX = 5.0  # ceiling of the listener's reconnect backoff, seconds
+_log = structlog.get_logger("certstore.postgres")
 # Any constant: the key of the advisory lock held while the schema is created or upgraded.
 MIGRATION_LOCK = 0x5195_6A7E
 
@@ -71,7 +90,8 @@ class PostgresBackend:
     """One PostgreSQL database; implements :class:`certstore.repositories.Backend`.
 
     ``gateway`` names this gateway: its device identity and signing request are its
-    own rows in the shared database."""
+    own rows in the shared database. ``listen`` starts the change listener (a
+    long-running gateway wants it; a one-shot command does not)."""
 
     def __init__(
         self,
@@ -80,13 +100,18 @@ class PostgresBackend:
         certificates: CertificateCache,
         gateway: str,
         pool_size: int = POOL_SIZE,
+        listen: bool = True,
     ) -> None:
         self.url = url
+        self._listen = listen
         self.gateway = gateway
         self.codec = RowCodec(certificates, self.where)
         self._pool_size = pool_size
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._closed = False
+        self._listening = False
+        self._listener: threading.Thread | None = None
+        self._callbacks: list[Callable[[], object]] = []
 
     @property
     def where(self) -> str:
@@ -114,7 +139,7 @@ class PostgresBackend:
             ) from exc
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.url,
-            min_size=1,
+            min_size=self._pool_size,
             max_size=self._pool_size,
             kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
             check=ConnectionPool.check_connection,
@@ -139,10 +164,67 @@ class PostgresBackend:
         return self._pool
 
     def close(self) -> None:
+        # The listener sees the flag within LISTEN_POLL and closes its own connection;
+        # it is not waited for, so closing a store stays immediate.
         self._closed = True
+        self._listener = None
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    # -- change notification --------------------------------------------------------------
+
+    def on_change(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (on the listener thread) after a change notification and
+        after the listener reconnected."""
+        self._callbacks.append(callback)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    def _start_listener(self) -> None:
+        self._listener = threading.Thread(
+            target=self._listen_forever, name="certstore-listen", daemon=True
+        )
+        self._listener.start()
+
+    def _listen_forever(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                with psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
+                ) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening = True
+                    _log.info("store.listener.started", store=redacted(self.url))
+                    delay = 0.1
+                    self._notify_callbacks()  # anything may have changed while away
+                    while not self._closed:
+                        if any(True for _ in conn.notifies(timeout=LISTEN_POLL)):
+                            self._notify_callbacks()
+            except psycopg.Error as exc:
+                if self._closed:
+                    break
+                _log.warning(
+                    "store.listener.lost", store=redacted(self.url), error=str(exc).strip()
+                )
+            finally:
+                self._listening = False
+            if not self._closed:
+                time.sleep(delay)
+                delay = min(delay * 2, LISTEN_RETRY_MAX)
+
+    def _notify_callbacks(self) -> None:
+        for callback in self._callbacks:
+            if self._closed:
+                return
+            try:
+                callback()
+            except Exception as exc:  # a refresh that failed is retried on the next change
+                if not self._closed:  # closing while a refresh ran is no failure
+                    _log.warning("store.refresh.failed", store=redacted(self.url), error=str(exc))
 
     def storage_error(self, exc: BaseException, what: str) -> StorageError:
         """A database error as a sentence the operator can act on."""
@@ -204,6 +286,9 @@ class PostgresBackend:
                         if write and lock:
                             conn.execute(lock)
                         result = body(conn)
+                        if write:
+                            # Delivered to every listener when (and only if) this commits.
+                            conn.execute(f"NOTIFY {CHANNEL}")
                         conn.execute("COMMIT")
                     except BaseException:
                         if not conn.closed and not conn.broken:
@@ -250,6 +335,8 @@ class PostgresBackend:
             write=True,
             lock=f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})",
         )
+        if self._listen:
+            self._start_listener()
 
     @staticmethod
     def version(conn: psycopg.Connection[Any]) -> int:

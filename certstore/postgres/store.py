@@ -26,7 +26,9 @@ from certstore.postgres.connection import PostgresBackend, redacted
 class PostgresStore(RepositoryStore):
     """The trust state in the PostgreSQL database at ``url``; implements
     :class:`certstore.store.CertStore`. A new database is given the schema and seeded
-    (builtin CA certificates, default settings) in one transaction."""
+    (builtin CA certificates, default settings) in one transaction. With ``listen``, a
+    change committed anywhere rebuilds this store's snapshot within moments (see
+    :mod:`certstore.postgres.connection`)."""
 
     def __init__(
         self,
@@ -36,11 +38,14 @@ class PostgresStore(RepositoryStore):
         rejected_limit: int = DEFAULT_REJECTED_LIMIT,
         clock: Callable[[], datetime] = utc_now,
         audit_limit: int = DEFAULT_AUDIT_LIMIT,
+        listen: bool = True,
     ) -> None:
         check_limits(rejected_limit=rejected_limit, audit_limit=audit_limit)
         self._url = url
         certificates = CertificateCache(f"The certificate store {redacted(url)}")
-        self._postgres = PostgresBackend(url, certificates=certificates, gateway=gateway)
+        self._postgres = PostgresBackend(
+            url, certificates=certificates, gateway=gateway, listen=listen
+        )
         super().__init__(
             self._postgres,
             certificates=certificates,
@@ -48,6 +53,10 @@ class PostgresStore(RepositoryStore):
             clock=clock,
             audit_limit=audit_limit,
         )
+
+        # A notification rebuilds the snapshot on the listener's thread: the next
+        # handshake finds it ready instead of rebuilding it itself.
+        self._postgres.on_change(self.snapshot)
 
     def __repr__(self) -> str:
         return f"PostgresStore({redacted(self._url)!r})"

@@ -36,7 +36,7 @@ def config_of(args: argparse.Namespace) -> Config:
 def store_for(config: Config) -> RepositoryStore:
     """The configured store: PostgreSQL at ``store.url``, else the embedded store of the
     data directory (created on first use)."""
-    return open_configured_store(config)
+    return open_configured_store(config, listen=False)
 
 
 @contextmanager
