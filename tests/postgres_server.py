@@ -61,8 +61,65 @@ class PostgresServer:
 
     root: Path
     port: int
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     version: str
+    bin_dir: Path
+
+    def start(self) -> None:
+        """Start the server on the cluster (again, after :meth:`kill`); wait until it
+        accepts connections. A restart after a kill retries while the killed server's
+        backends still hold its shared memory."""
+        deadline = time.monotonic() + START_WAIT
+        log = self.root / "server.log"
+        while True:
+            with open(log, "ab") as out:
+                process = subprocess.Popen(
+                    [
+                        str(self.bin_dir / "postgres"),
+                        "-D",
+                        str(self.root / "data"),
+                        "-p",
+                        str(self.port),
+                        "-h",
+                        "127.0.0.1",
+                        "-k",
+                        str(self.root),
+                        # Test clusters are thrown away: no fsync, a fast start and stop
+                        # (a killed server process loses nothing: the OS keeps its writes).
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "max_connections=200",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    **_as_user(),
+                )
+            self.process = process
+            while process.poll() is None:
+                with contextlib.suppress(psycopg.OperationalError):
+                    with self.admin() as conn:
+                        conn.execute("SELECT 1")
+                    return
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"PostgreSQL did not accept connections within {START_WAIT} s."
+                    )
+                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                text = log.read_text(errors="replace")
+                raise RuntimeError(f"PostgreSQL exited on start:\n{text[-4000:]}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """``kill -9`` of the server process (its backends notice and exit)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=START_WAIT)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
@@ -79,7 +136,7 @@ class PostgresServer:
     def stop(self) -> None:
         # SIGINT is PostgreSQL's fast shutdown: clients are disconnected, the cluster is
         # checkpointed and the postmaster exits.
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGINT)
             try:
                 self.process.wait(timeout=START_WAIT)
@@ -98,7 +155,6 @@ def start_postgres() -> PostgresServer:
     user = _as_user()
     if user:
         os.chown(root, user["user"], user["group"])
-    log = root / "server.log"
     try:
         subprocess.run(
             [
@@ -123,47 +179,15 @@ def start_postgres() -> PostgresServer:
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
-    port = free_port()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                str(bin_dir / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(port),
-                "-h",
-                "127.0.0.1",
-                "-k",
-                str(root),
-                # Test clusters are thrown away: no fsync, a fast start and stop.
-                "-c",
-                "fsync=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=200",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **user,
-        )
-    server = PostgresServer(root=root, port=port, process=process, version=bin_dir.parent.name)
-    deadline = time.monotonic() + START_WAIT
-    while True:
-        if process.poll() is not None:
-            text = log.read_text(errors="replace")
-            shutil.rmtree(root, ignore_errors=True)
-            raise RuntimeError(f"PostgreSQL exited on start:\n{text}")
-        with contextlib.suppress(psycopg.OperationalError):
-            with server.admin() as conn:
-                conn.execute("SELECT 1")
-            return server
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"PostgreSQL did not accept connections within {START_WAIT} s.")
-        time.sleep(0.1)
+    server = PostgresServer(
+        root=root, port=free_port(), process=None, version=bin_dir.parent.name, bin_dir=bin_dir
+    )
+    try:
+        server.start()
+    except RuntimeError:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return server
 
 
 @pytest.fixture(scope="session")

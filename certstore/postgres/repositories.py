@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import psycopg
 
 from certstore.model import Certificate, Pin, RejectedChain, TrustKind, TrustSource
-from certstore.sqlite.codecs import PIN_COLUMNS, RowCodec, dt, pack_chain, ts
+from certstore.sqlite.codecs import PIN_COLUMNS, RowCodec, ts
 from certstore.sqlite.repositories import (
     SqlConnection,
     SqlCursor,
@@ -32,7 +32,7 @@ from certstore.sqlite.repositories import (
     SqliteSettings,
     SqliteTrust,
 )
-from certstore.store import DeviceIdentity, PendingCsr, PinRequest
+from certstore.store import PinRequest
 
 
 @lru_cache(maxsize=512)
@@ -110,74 +110,11 @@ class PgRejected(SqliteRejected):
 class PgDevice(SqliteDevice):
     """The identity and signing request of one gateway (``gateway``)."""
 
+    KEY: ClassVar[str] = "gateway"
+
     def __init__(self, conn: SqlConnection, codec: RowCodec, gateway: str) -> None:
         super().__init__(conn, codec)
-        self.gateway = gateway
-
-    def identity(self) -> DeviceIdentity | None:
-        row = self.conn.execute(
-            "SELECT kind, chain, private_key_pem, created_at FROM device_identity "
-            "WHERE gateway = ?",
-            (self.gateway,),
-        ).fetchone()
-        if row is None:
-            return None
-        kind, chain, key_pem, created_at = row
-        return DeviceIdentity(
-            kind=kind,
-            chain=self.codec.chain(chain),
-            private_key_pem=bytes(key_pem),
-            created_at=dt(created_at),
-        )
-
-    def put_identity(self, identity: DeviceIdentity) -> bool:
-        row = self.conn.execute(
-            "INSERT INTO device_identity (gateway, kind, chain, private_key_pem, created_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway) DO UPDATE SET kind = excluded.kind, "
-            "chain = excluded.chain, private_key_pem = excluded.private_key_pem, "
-            "created_at = excluded.created_at RETURNING (xmax <> 0)",
-            (
-                self.gateway,
-                identity.kind,
-                pack_chain(c.der for c in identity.chain),
-                identity.private_key_pem,
-                ts(identity.created_at),
-            ),
-        ).fetchone()
-        # xmax is set on a row version that replaced another: the upsert updated.
-        return bool(row[0])
-
-    def csr(self) -> PendingCsr | None:
-        row = self.conn.execute(
-            "SELECT csr_pem, private_key_pem, key_spec, created_at FROM pending_csr "
-            "WHERE gateway = ?",
-            (self.gateway,),
-        ).fetchone()
-        if row is None:
-            return None
-        csr_pem, key_pem, key_spec, created_at = row
-        return PendingCsr(
-            csr_pem=bytes(csr_pem),
-            private_key_pem=bytes(key_pem),
-            key_spec=key_spec,
-            created_at=dt(created_at),
-        )
-
-    def put_csr(self, csr: PendingCsr) -> bool:
-        row = self.conn.execute(
-            "INSERT INTO pending_csr (gateway, csr_pem, private_key_pem, key_spec, created_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway) DO UPDATE SET "
-            "csr_pem = excluded.csr_pem, private_key_pem = excluded.private_key_pem, "
-            "key_spec = excluded.key_spec, created_at = excluded.created_at "
-            "RETURNING (xmax <> 0)",
-            (self.gateway, csr.csr_pem, csr.private_key_pem, csr.key_spec, ts(csr.created_at)),
-        ).fetchone()
-        return bool(row[0])
-
-    def delete_csr(self) -> bool:
-        return bool(
-            self.conn.execute("DELETE FROM pending_csr WHERE gateway = ?", (self.gateway,)).rowcount
-        )
+        self.key = gateway
 
 
 class PgAudit(SqliteAudit):

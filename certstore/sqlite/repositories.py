@@ -460,9 +460,17 @@ class SqliteRejected(_Table):
 
 
 class SqliteDevice(_Table):
+    """The device identity and signing request: one row each, found by ``KEY`` =
+    ``key`` (SQLite: the single row ``id = 1``; PostgreSQL: this gateway's name)."""
+
+    KEY: ClassVar[str] = "id"
+    key: object = 1
+
     def identity(self) -> DeviceIdentity | None:
         row = self.conn.execute(
-            "SELECT kind, chain, private_key_pem, created_at FROM device_identity WHERE id = 1"
+            "SELECT kind, chain, private_key_pem, created_at FROM device_identity "  # noqa: S608
+            f"WHERE {self.KEY} = ?",
+            (self.key,),
         ).fetchone()
         if row is None:
             return None
@@ -474,23 +482,37 @@ class SqliteDevice(_Table):
             created_at=dt(created_at),
         )
 
-    def put_identity(self, identity: DeviceIdentity) -> bool:
-        replaced = self.conn.execute("SELECT 1 FROM device_identity WHERE id = 1").fetchone()
+    def _upsert(self, table: str, values: dict[str, object]) -> bool:
+        """Insert or replace this key's row of ``table``; True when it replaced one."""
+        replaced = self.conn.execute(
+            f"SELECT 1 FROM {table} WHERE {self.KEY} = ?",  # noqa: S608
+            (self.key,),
+        ).fetchone()
+        columns = [self.KEY, *values]
         self.conn.execute(
-            "INSERT OR REPLACE INTO device_identity "
-            "(id, kind, chain, private_key_pem, created_at) VALUES (1, ?, ?, ?, ?)",
-            (
-                identity.kind,
-                pack_chain(c.der for c in identity.chain),
-                identity.private_key_pem,
-                ts(identity.created_at),
-            ),
+            f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({self.KEY}) DO UPDATE SET "
+            + ", ".join(f"{name} = excluded.{name}" for name in values),
+            (self.key, *values.values()),
         )
         return replaced is not None
 
+    def put_identity(self, identity: DeviceIdentity) -> bool:
+        return self._upsert(
+            "device_identity",
+            {
+                "kind": identity.kind,
+                "chain": pack_chain(c.der for c in identity.chain),
+                "private_key_pem": identity.private_key_pem,
+                "created_at": ts(identity.created_at),
+            },
+        )
+
     def csr(self) -> PendingCsr | None:
         row = self.conn.execute(
-            "SELECT csr_pem, private_key_pem, key_spec, created_at FROM pending_csr WHERE id = 1"
+            "SELECT csr_pem, private_key_pem, key_spec, created_at FROM pending_csr "  # noqa: S608
+            f"WHERE {self.KEY} = ?",
+            (self.key,),
         ).fetchone()
         if row is None:
             return None
@@ -503,16 +525,23 @@ class SqliteDevice(_Table):
         )
 
     def put_csr(self, csr: PendingCsr) -> bool:
-        replaced = self.conn.execute("SELECT 1 FROM pending_csr WHERE id = 1").fetchone()
-        self.conn.execute(
-            "INSERT OR REPLACE INTO pending_csr "
-            "(id, csr_pem, private_key_pem, key_spec, created_at) VALUES (1, ?, ?, ?, ?)",
-            (csr.csr_pem, csr.private_key_pem, csr.key_spec, ts(csr.created_at)),
+        return self._upsert(
+            "pending_csr",
+            {
+                "csr_pem": csr.csr_pem,
+                "private_key_pem": csr.private_key_pem,
+                "key_spec": csr.key_spec,
+                "created_at": ts(csr.created_at),
+            },
         )
-        return replaced is not None
 
     def delete_csr(self) -> bool:
-        return bool(self.conn.execute("DELETE FROM pending_csr WHERE id = 1").rowcount)
+        return bool(
+            self.conn.execute(
+                f"DELETE FROM pending_csr WHERE {self.KEY} = ?",  # noqa: S608
+                (self.key,),
+            ).rowcount
+        )
 
 
 class SqliteAudit(_Table):

@@ -4,12 +4,11 @@ one trust state for the fleet, one device identity per gateway."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 from pathlib import Path
 
-from tests.gateway_process import REPO, GatewayProcess, start_gateway, write_config
+from tests.gateway_process import GatewayProcess, start_gateway, write_config
+from tests.integration.test_cli_probe import Cli
+from tests.integration.test_cli_probe import probe as probe_cli
 from tests.pki import CertFactory
 from tests.postgres_server import PostgresServer, postgres_server
 from tests.tls_servers import TlsEchoServer, server_context
@@ -23,23 +22,10 @@ NAMES = ("site-a", "site-b", "site-c")
 
 async def probe(gateway: GatewayProcess, port: int) -> tuple[int, dict[str, object]]:
     """``sipsgate probe --json`` with this gateway's config (so its store)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIPSGATE_")}
-    env["PYTHONPATH"] = str(REPO)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "probe", f"sips:{HOST}",
-        "--connect", f"127.0.0.1:{port}", "--json", "--config", str(gateway.config_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL, env=env, cwd=gateway.workdir,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    assert out, err.decode()
-    return proc.returncode, json.loads(out)
+    cli = Cli(gateway.config_path, gateway.data_dir / "sipsgate.db")
+    run = await probe_cli(cli, f"sips:{HOST}", "--connect", f"127.0.0.1:{port}", "--json")
+    assert run.out, run.err
+    return run.code, run.json()
 
 
 async def test_pin_through_one_gateway_changes_the_others(
