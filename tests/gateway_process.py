@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from certstore.facade import RepositoryStore
+from certstore.sqlite import SqliteStore
 from certstore.x509 import to_pem
 from gateway.config import load_config
 from gateway.storage import open_configured_store
@@ -80,6 +81,8 @@ class GatewayProcess:
     def store(self) -> RepositoryStore:
         """The store this gateway's config names (SQLite in its data directory, or the
         PostgreSQL database of ``store.url``)."""
+        if not self.config_path.exists():  # a test that built this object by hand
+            return SqliteStore(self.data_dir / "sipsgate.db")
         return open_configured_store(load_config(self.config_path, env={}), listen=False)
 
     def client_context(self) -> ssl.SSLContext:
@@ -173,7 +176,8 @@ class GatewayProcess:
             line.removeprefix(PASSWORD_LINE) for line in self.stdout_lines if PASSWORD_LINE in line
         ]
         store_file = self.data_dir / "sipsgate.db"
-        if store_file.exists() or load_config(self.config_path, env={}).store.url:
+        shared = self.config_path.exists() and load_config(self.config_path, env={}).store.url
+        if store_file.exists() or shared:
             store = self.store()
             try:
                 found.append(store.get_settings().http_auth_password)
