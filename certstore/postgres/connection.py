@@ -57,6 +57,19 @@ from certstore.sqlite.codecs import RowCodec, ts
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection or wait for one from the pool
+# Seconds generation() waits for a pooled connection: it runs before every handshake,
+# on the event loop, so an unreachable server must cost little there.
+GENERATION_WAIT = 2.0
+# libpq options of every connection: a server that went silent (a network partition,
+# not a refused connection) is given up within seconds instead of TCP's minutes.
+_LIBPQ: dict[str, Any] = {
+    "connect_timeout": int(CONNECT_TIMEOUT),
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 ATTEMPTS = 5  # tries of a transaction the server aborted as a serialization conflict
 # Connections each store holds open, all made when it opens (a fixed pool never
 # connects on a handshake's path); the listener holds one more.
@@ -130,7 +143,7 @@ class PostgresBackend:
         # One direct connection first: the pool would retry a refused connection until
         # its timeout and then say only that it timed out.
         try:
-            psycopg.connect(self.url, connect_timeout=int(CONNECT_TIMEOUT)).close()
+            psycopg.connect(self.url, **_LIBPQ).close()
         except psycopg.Error as exc:
             raise StorageError(
                 f"{self.where} could not be reached ({str(exc).strip()}): check that "
@@ -141,7 +154,7 @@ class PostgresBackend:
             self.url,
             min_size=self._pool_size,
             max_size=self._pool_size,
-            kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
+            kwargs={"autocommit": True, **_LIBPQ},
             check=ConnectionPool.check_connection,
             timeout=CONNECT_TIMEOUT,
             name="certstore",
@@ -193,9 +206,7 @@ class PostgresBackend:
         delay = 0.1
         while not self._closed:
             try:
-                with psycopg.connect(
-                    self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
-                ) as conn:
+                with psycopg.connect(self.url, autocommit=True, **_LIBPQ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening = True
                     _log.info("store.listener.started", store=redacted(self.url))
@@ -316,7 +327,7 @@ class PostgresBackend:
     def generation(self) -> int:
         """``meta.generation`` in one single-row query (no transaction)."""
         try:
-            with self.pool().connection() as conn:
+            with self.pool().connection(timeout=GENERATION_WAIT) as conn:
                 row = conn.execute("SELECT generation FROM meta WHERE id = 1").fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             raise self.storage_error(exc, "reading the store") from exc
