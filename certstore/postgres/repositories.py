@@ -9,7 +9,6 @@ gateway's name, because one database serves a fleet.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -37,7 +36,8 @@ from certstore.store import PinRequest
 
 @lru_cache(maxsize=512)
 def _marks(sql: str) -> str:
-    # The shared statements use ``?`` marks and no literal ``?`` or ``%``.
+    # The shared statements use ``?`` marks and no literal ``?`` or ``%`` (not even in
+    # a regular expression).
     return sql.replace("?", "%s")
 
 
@@ -118,24 +118,10 @@ class PgDevice(SqliteDevice):
 
 
 class PgAudit(SqliteAudit):
-    def pin_interfaces(self) -> dict[int, str]:
-        interfaces: dict[int, str] = {}
-        for target, interface in self.conn.execute(
-            "SELECT target, interface FROM audit WHERE action = 'pin.add' ORDER BY id"
-        ):
-            if str(target).isdigit():
-                interfaces[int(target)] = str(interface)
-        for details, interface in self.conn.execute(
-            "SELECT details, interface FROM audit "
-            "WHERE action IN ('rejected.accept', 'rejected.reject') ORDER BY id"
-        ):
-            try:
-                pin_id = json.loads(details).get("pin")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(pin_id, int) and not isinstance(pin_id, bool):
-                interfaces[pin_id] = str(interface)
-        return interfaces
+    PIN_OF_DETAILS: ClassVar[str] = (
+        "CASE WHEN (details::jsonb -> 'pin')::text ~ '^-{0,1}[0-9]{1,18}$' "
+        "THEN (details::jsonb ->> 'pin')::bigint END"
+    )
 
 
 class PgBackup(SqliteBackup):

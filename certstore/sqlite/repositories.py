@@ -545,6 +545,9 @@ class SqliteDevice(_Table):
 
 
 class SqliteAudit(_Table):
+    # The integer "pin" of an event's JSON details (NULL when absent or not an integer).
+    PIN_OF_DETAILS: ClassVar[str] = "json_extract(details, '$.pin')"
+
     def append(self, *, at: datetime, actor: Actor, action: str, target: str, details: str) -> int:
         row = self.conn.execute(
             "INSERT INTO audit (at, actor, interface, action, target, details) "
@@ -584,7 +587,7 @@ class SqliteAudit(_Table):
             if str(target).isdigit():
                 interfaces[int(target)] = str(interface)
         for pin_id, interface in self.conn.execute(
-            "SELECT json_extract(details, '$.pin'), interface FROM audit "
+            f"SELECT {self.PIN_OF_DETAILS}, interface FROM audit "  # noqa: S608
             "WHERE action IN ('rejected.accept', 'rejected.reject') ORDER BY id"
         ):
             if isinstance(pin_id, int):
