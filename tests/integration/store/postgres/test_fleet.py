@@ -10,9 +10,8 @@ import pytest
 from certstore.errors import StorageError
 from certstore.model import TrustSource
 from certstore.postgres import SCHEMA_VERSION, PostgresStore
-from tests.integration._store_support import ADMIN, PKI, FakeClock
+from tests.integration._store_support import ADMIN, PKI, FakeClock, csr, identity
 from tests.integration.store._backends import open_postgres
-from tests.integration.store.test_device import csr, identity
 from tests.postgres_server import PostgresServer
 
 

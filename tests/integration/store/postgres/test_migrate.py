@@ -36,8 +36,7 @@ from certstore.repositories import Repositories
 from certstore.sqlite import SqliteStore
 from certstore.store import PinRequest
 from certstore.x509 import parse_der
-from tests.integration._store_support import ADMIN, BASE_TIME
-from tests.integration.store.test_device import csr, identity
+from tests.integration._store_support import ADMIN, BASE_TIME, csr, identity
 from tests.postgres_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[4]
