@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive as real peers and tools.
 DEBIAN_TEST_PACKAGES := openssl kamailio kamailio-tls-modules sip-tester systemd chromium \
-  apache2-bin gnutls-bin baresip-core libnet-sip-perl libio-socket-ssl-perl
+  apache2-bin gnutls-bin baresip-core libnet-sip-perl libio-socket-ssl-perl postgresql
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck pytest bench debian-packages clean

@@ -138,6 +138,8 @@ class ProvisioningSection:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSection:
     rejected_limit: int = 1000  # oldest-last-seen rejected chains are evicted beyond this
+    # "postgresql://user@host/db": a fleet's shared store; empty = SQLite in data_dir
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,7 +210,18 @@ def build_config(raw: Mapping[str, Any], *, env: Mapping[str, str], source: str 
             raise ConfigError(f"Config key {name} must be a table ([{name}]).")
         sections[name] = _build_section(name, section_cls, values, env)
     _check_upstream(sections["sip"])
+    _check_store_url(sections["store"])
     return Config(**sections, source=source or "embedded defaults")
+
+
+def _check_store_url(store: StoreSection) -> None:
+    """Only PostgreSQL is a server-backed store; any other URL is a typo, refused at start."""
+    if store.url and not store.url.lower().startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "Config key store.url must be a PostgreSQL URL like "
+            f'"postgresql://user@host/database", not "{store.url}"; leave it empty for the '
+            "embedded store in the data directory."
+        )
 
 
 def _check_upstream(sip: SipSection) -> None:

@@ -55,6 +55,10 @@ KEY_DOCS: dict[str, str] = {
     "provisioning.url": "HTTPS URL of the provisioning document ({name} and {mac} expand)",
     "provisioning.interval": "time between provisioning fetches",
     "store.rejected_limit": "most rejected chains kept; the oldest last-seen go first",
+    "store.url": (
+        "PostgreSQL URL (postgresql://user@host/database) of a store shared by a fleet "
+        "of gateways; empty: the embedded store (sipsgate.db in data_dir)"
+    ),
     "log.level": "debug, info, warning or error",
     "log.format": "auto (console on a terminal, JSON otherwise), json or console",
 }

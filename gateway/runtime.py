@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from certstore.device_service import AsyncDeviceService, DeviceService
+from certstore.facade import RepositoryStore
 from certstore.model import Actor
-from certstore.sqlite import SqliteStore
 from gateway.admin.app import create_app
 from gateway.admin.auth import ADMIN_USER, AdminAuth, credentials_path, ensure_password
 from gateway.admin.server import AdminServer, ListenAddress, parse_listen_all
@@ -37,6 +37,7 @@ from gateway.provisioning.service import ProvisioningService, build_client
 from gateway.relay.handoff import HandOffLink
 from gateway.relay.service import RelaySettings, SipRelay
 from gateway.relay.status import RelayStatus
+from gateway.storage import open_configured_store
 from gateway.supervisor import Service, Supervisor
 from gateway.systemd import Notifier
 from gateway.tls.connector import TlsConnector
@@ -250,7 +251,7 @@ def _host_port(address: tuple[str, int]) -> str:
 
 def build_services(
     config: Config,
-    store: SqliteStore,
+    store: RepositoryStore,
     device: AsyncDeviceService,
     registry: MetricsRegistry,
     health: ServiceHealth | None = None,
@@ -332,7 +333,7 @@ async def run_gateway(
     data_dir = config.data_dir
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     _tighten(data_dir)
-    store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+    store = open_configured_store(config)
     try:
         service = DeviceService(
             store,

@@ -20,8 +20,11 @@ from typing import Any
 
 import aiohttp
 
+from certstore.facade import RepositoryStore
 from certstore.sqlite import SqliteStore
 from certstore.x509 import to_pem
+from gateway.config import load_config
+from gateway.storage import open_configured_store
 from tests.admin_support import PASSWORD, basic_header
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,17 +36,24 @@ PASSWORD_LINE = "Admin password (user admin), shown only this once: "
 
 
 def write_config(
-    path: Path, data_dir: Path, listen: list[str], host_names: list[str] | None = None
+    path: Path,
+    data_dir: Path,
+    listen: list[str],
+    host_names: list[str] | None = None,
+    *,
+    name: str = "sipsgate-e2e",
+    store_url: str = "",
 ) -> None:
     listen_toml = ", ".join(f'"{item}"' for item in listen)
     names_toml = ", ".join(f'"{item}"' for item in host_names or [])
     path.write_text(
-        f'[gateway]\ndata_dir = "{data_dir}"\nname = "sipsgate-e2e"\n'
+        f'[gateway]\ndata_dir = "{data_dir}"\nname = "{name}"\n'
         f"host_names = [{names_toml}]\n\n"
-        f"[admin]\nlisten = [{listen_toml}]\n\n"
+        + (f'[store]\nurl = "{store_url}"\n\n' if store_url else "")
+        + f"[admin]\nlisten = [{listen_toml}]\n\n"
         # The relay listens too; the OS picks its ports so tests never collide.
-        '[sip]\nlisten_udp = ["127.0.0.1:0"]\nlisten_tcp = ["127.0.0.1:0"]\n\n'
-        '[log]\nformat = "json"\nlevel = "debug"\n',
+        + '[sip]\nlisten_udp = ["127.0.0.1:0"]\nlisten_tcp = ["127.0.0.1:0"]\n\n'
+        + '[log]\nformat = "json"\nlevel = "debug"\n',
         encoding="utf-8",
     )
 
@@ -68,9 +78,16 @@ class GatewayProcess:
     def url(self) -> str:
         return self.urls[0]
 
+    def store(self) -> RepositoryStore:
+        """The store this gateway's config names (SQLite in its data directory, or the
+        PostgreSQL database of ``store.url``)."""
+        if not self.config_path.exists():  # a test that built this object by hand
+            return SqliteStore(self.data_dir / "sipsgate.db")
+        return open_configured_store(load_config(self.config_path, env={}), listen=False)
+
     def client_context(self) -> ssl.SSLContext:
         """Trusts the device certificate the gateway has in its store right now."""
-        store = SqliteStore(self.data_dir / "sipsgate.db")
+        store = self.store()
         try:
             identity = store.device_identity()
         finally:
@@ -159,8 +176,9 @@ class GatewayProcess:
             line.removeprefix(PASSWORD_LINE) for line in self.stdout_lines if PASSWORD_LINE in line
         ]
         store_file = self.data_dir / "sipsgate.db"
-        if store_file.exists():
-            store = SqliteStore(store_file)
+        shared = self.config_path.exists() and load_config(self.config_path, env={}).store.url
+        if store_file.exists() or shared:
+            store = self.store()
             try:
                 found.append(store.get_settings().http_auth_password)
                 identity = store.device_identity()

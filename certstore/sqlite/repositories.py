@@ -1,13 +1,19 @@
 """The SQL of each part of the trust state: one repository per table, all on the
-connection of one transaction (see :mod:`certstore.repositories` for the contract)."""
+connection of one transaction (see :mod:`certstore.repositories` for the contract).
+
+The statements are written in the SQL both engines understand (``RETURNING`` rather
+than ``lastrowid``, ``ON CONFLICT``): the PostgreSQL backend reuses these classes over
+a connection that only changes the parameter marks, and overrides the few statements
+where the dialects differ (:mod:`certstore.postgres.repositories`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any, ClassVar, Protocol
 
 from certstore.errors import StorageError, ValidationError
 from certstore.model import (
@@ -58,8 +64,25 @@ _INSERT_TRUST = (
 _CHUNK = 500
 
 
+class SqlCursor(Protocol):
+    """What the repositories read from a statement's cursor (sqlite3's and psycopg's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class SqlConnection(Protocol):
+    """The connection of one transaction, with ``?`` parameter marks."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> SqlCursor: ...
+    def executemany(self, sql: str, parameters: Any, /) -> SqlCursor: ...
+
+
 class _Table:
-    def __init__(self, conn: sqlite3.Connection, codec: RowCodec) -> None:
+    def __init__(self, conn: SqlConnection, codec: RowCodec) -> None:
         self.conn = conn
         self.codec = codec
 
@@ -176,7 +199,7 @@ class SqliteTrust(_Table):
         if match is PinMatch.CERTIFICATE:
             query = "SELECT der FROM trust WHERE fingerprint = ?"
         else:
-            query = "SELECT der FROM trust WHERE spki_fingerprint = ? LIMIT 1"
+            query = "SELECT der FROM trust WHERE spki_fingerprint = ? ORDER BY id LIMIT 1"
         row = self.conn.execute(query, (fingerprint,)).fetchone()
         return None if row is None else bytes(row[0])
 
@@ -343,8 +366,10 @@ class SqliteRejected(_Table):
         )
 
     def insert(self, chain_key: str, entry: RejectedChain) -> int:
-        cursor = self.conn.execute(_INSERT_REJECTED, self._values(chain_key, entry))
-        return int(cursor.lastrowid or 0)
+        row = self.conn.execute(
+            _INSERT_REJECTED + " RETURNING id", self._values(chain_key, entry)
+        ).fetchone()
+        return int(row[0])
 
     def update(self, entry: RejectedChain) -> None:
         self.conn.execute(
@@ -413,7 +438,7 @@ class SqliteRejected(_Table):
     def leaf_der(self, match: PinMatch, fingerprint: str) -> bytes | None:
         column = "leaf_fingerprint" if match is PinMatch.CERTIFICATE else "leaf_spki_fingerprint"
         row = self.conn.execute(
-            f"SELECT chain FROM rejected WHERE {column} = ? LIMIT 1",  # noqa: S608
+            f"SELECT chain FROM rejected WHERE {column} = ? ORDER BY id LIMIT 1",  # noqa: S608
             (fingerprint,),
         ).fetchone()
         if row is not None:
@@ -435,9 +460,17 @@ class SqliteRejected(_Table):
 
 
 class SqliteDevice(_Table):
+    """The device identity and signing request: one row each, found by ``KEY`` =
+    ``key`` (SQLite: the single row ``id = 1``; PostgreSQL: this gateway's name)."""
+
+    KEY: ClassVar[str] = "id"
+    key: object = 1
+
     def identity(self) -> DeviceIdentity | None:
         row = self.conn.execute(
-            "SELECT kind, chain, private_key_pem, created_at FROM device_identity WHERE id = 1"
+            "SELECT kind, chain, private_key_pem, created_at FROM device_identity "  # noqa: S608
+            f"WHERE {self.KEY} = ?",
+            (self.key,),
         ).fetchone()
         if row is None:
             return None
@@ -449,23 +482,37 @@ class SqliteDevice(_Table):
             created_at=dt(created_at),
         )
 
-    def put_identity(self, identity: DeviceIdentity) -> bool:
-        replaced = self.conn.execute("SELECT 1 FROM device_identity WHERE id = 1").fetchone()
+    def _upsert(self, table: str, values: dict[str, object]) -> bool:
+        """Insert or replace this key's row of ``table``; True when it replaced one."""
+        replaced = self.conn.execute(
+            f"SELECT 1 FROM {table} WHERE {self.KEY} = ?",  # noqa: S608
+            (self.key,),
+        ).fetchone()
+        columns = [self.KEY, *values]
         self.conn.execute(
-            "INSERT OR REPLACE INTO device_identity "
-            "(id, kind, chain, private_key_pem, created_at) VALUES (1, ?, ?, ?, ?)",
-            (
-                identity.kind,
-                pack_chain(c.der for c in identity.chain),
-                identity.private_key_pem,
-                ts(identity.created_at),
-            ),
+            f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT ({self.KEY}) DO UPDATE SET "
+            + ", ".join(f"{name} = excluded.{name}" for name in values),
+            (self.key, *values.values()),
         )
         return replaced is not None
 
+    def put_identity(self, identity: DeviceIdentity) -> bool:
+        return self._upsert(
+            "device_identity",
+            {
+                "kind": identity.kind,
+                "chain": pack_chain(c.der for c in identity.chain),
+                "private_key_pem": identity.private_key_pem,
+                "created_at": ts(identity.created_at),
+            },
+        )
+
     def csr(self) -> PendingCsr | None:
         row = self.conn.execute(
-            "SELECT csr_pem, private_key_pem, key_spec, created_at FROM pending_csr WHERE id = 1"
+            "SELECT csr_pem, private_key_pem, key_spec, created_at FROM pending_csr "  # noqa: S608
+            f"WHERE {self.KEY} = ?",
+            (self.key,),
         ).fetchone()
         if row is None:
             return None
@@ -478,26 +525,36 @@ class SqliteDevice(_Table):
         )
 
     def put_csr(self, csr: PendingCsr) -> bool:
-        replaced = self.conn.execute("SELECT 1 FROM pending_csr WHERE id = 1").fetchone()
-        self.conn.execute(
-            "INSERT OR REPLACE INTO pending_csr "
-            "(id, csr_pem, private_key_pem, key_spec, created_at) VALUES (1, ?, ?, ?, ?)",
-            (csr.csr_pem, csr.private_key_pem, csr.key_spec, ts(csr.created_at)),
+        return self._upsert(
+            "pending_csr",
+            {
+                "csr_pem": csr.csr_pem,
+                "private_key_pem": csr.private_key_pem,
+                "key_spec": csr.key_spec,
+                "created_at": ts(csr.created_at),
+            },
         )
-        return replaced is not None
 
     def delete_csr(self) -> bool:
-        return bool(self.conn.execute("DELETE FROM pending_csr WHERE id = 1").rowcount)
+        return bool(
+            self.conn.execute(
+                f"DELETE FROM pending_csr WHERE {self.KEY} = ?",  # noqa: S608
+                (self.key,),
+            ).rowcount
+        )
 
 
 class SqliteAudit(_Table):
+    # The integer "pin" of an event's JSON details (NULL when absent or not an integer).
+    PIN_OF_DETAILS: ClassVar[str] = "json_extract(details, '$.pin')"
+
     def append(self, *, at: datetime, actor: Actor, action: str, target: str, details: str) -> int:
-        cursor = self.conn.execute(
+        row = self.conn.execute(
             "INSERT INTO audit (at, actor, interface, action, target, details) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (ts(at), actor.name, actor.interface, action, target, details),
-        )
-        return int(cursor.lastrowid or 0)
+        ).fetchone()
+        return int(row[0])
 
     def drop_through(self, event_id: int) -> None:
         self.conn.execute("DELETE FROM audit WHERE id <= ?", (event_id,))
@@ -530,7 +587,7 @@ class SqliteAudit(_Table):
             if str(target).isdigit():
                 interfaces[int(target)] = str(interface)
         for pin_id, interface in self.conn.execute(
-            "SELECT json_extract(details, '$.pin'), interface FROM audit "
+            f"SELECT {self.PIN_OF_DETAILS}, interface FROM audit "  # noqa: S608
             "WHERE action IN ('rejected.accept', 'rejected.reject') ORDER BY id"
         ):
             if isinstance(pin_id, int):
@@ -611,6 +668,12 @@ class SqliteRevocation(_Table):
 
 
 class SqliteBackup(_Table):
+    tables: ClassVar[tuple[type[SqliteTrust], type[SqlitePins], type[SqliteRejected]]] = (
+        SqliteTrust,
+        SqlitePins,
+        SqliteRejected,
+    )
+
     def replace(
         self,
         *,
@@ -622,15 +685,16 @@ class SqliteBackup(_Table):
         self.conn.execute("DELETE FROM trust")
         self.conn.execute("DELETE FROM pins")
         self.conn.execute("DELETE FROM rejected")
-        SqliteTrust(self.conn, self.codec).insert_all(trust)
-        SqlitePins(self.conn, self.codec).insert_all(pins, pin_certificates)
-        SqliteRejected(self.conn, self.codec).insert_all(rejected)
+        trust_table, pin_table, rejected_table = self.tables
+        trust_table(self.conn, self.codec).insert_all(trust)
+        pin_table(self.conn, self.codec).insert_all(pins, pin_certificates)
+        rejected_table(self.conn, self.codec).insert_all(rejected)
 
 
 class SqliteRepositories:
     """The repositories of one transaction on ``conn``."""
 
-    def __init__(self, conn: sqlite3.Connection, codec: RowCodec) -> None:
+    def __init__(self, conn: SqlConnection, codec: RowCodec) -> None:
         self.conn = conn
         self.meta = SqliteMeta(conn, codec)
         self.settings = SqliteSettings(conn, codec)

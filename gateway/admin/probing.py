@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from certstore.facade import RepositoryStore
 from certstore.model import Actor
-from certstore.sqlite import SqliteStore
 from gateway.admin.errors import ApiError
 from gateway.admin.state import AdminState
 from gateway.errors import TlsTimeout
@@ -65,7 +65,7 @@ def parse_request(uri: str, connect: str) -> TlsTarget:
 def _connector(state: AdminState) -> TlsConnector:
     if state.connector is not None:
         return state.connector
-    if not isinstance(state.store, SqliteStore):  # pragma: no cover - the product's store
+    if not isinstance(state.store, RepositoryStore):  # pragma: no cover - the product's store
         raise ApiError(503, "no-connector", "This admin endpoint has no TLS connector.")
     return build_connector(state.config, state.store)
 

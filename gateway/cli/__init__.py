@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from certstore.errors import CertStoreError
 from certstore.render import visible
-from gateway.cli import admin, certs, device, probe, provision, run, status
+from gateway.cli import admin, certs, device, probe, provision, run, status, store
 from gateway.cli.common import visible_stdout
 from gateway.errors import GatewayError
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run, certs, device, probe, provision, admin, status):
+    for module in (run, certs, device, probe, provision, admin, status, store):
         module.register(subparsers, common)
     return parser
 

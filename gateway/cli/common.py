@@ -13,13 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from certstore.facade import RepositoryStore
 from certstore.files import PUBLIC_MODE, SECRET_MODE, write_file
 from certstore.model import Actor
 from certstore.render import visible
-from certstore.sqlite import SqliteStore
 from certstore.validation import parse_time
 from gateway.config import Config, Duration, load_config
 from gateway.errors import UsageError
+from gateway.storage import open_configured_store
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -32,13 +33,14 @@ def config_of(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def store_for(config: Config) -> SqliteStore:
-    """The embedded store of the config's data directory (created on first use)."""
-    return SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+def store_for(config: Config) -> RepositoryStore:
+    """The configured store: PostgreSQL at ``store.url``, else the embedded store of the
+    data directory (created on first use)."""
+    return open_configured_store(config, listen=False)
 
 
 @contextmanager
-def open_store(args: argparse.Namespace) -> Iterator[SqliteStore]:
+def open_store(args: argparse.Namespace) -> Iterator[RepositoryStore]:
     store = store_for(config_of(args))
     try:
         yield store

@@ -16,8 +16,8 @@ from dataclasses import replace
 
 import structlog
 
+from certstore.facade import RepositoryStore
 from certstore.model import Actor
-from certstore.sqlite import SqliteStore
 from gateway.config import Config
 from gateway.metrics import MetricsRegistry
 from gateway.provisioning.client import ProvisioningClient, RetryPolicy
@@ -32,7 +32,7 @@ FAILURE_DELAY = 60.0  # seconds before the first retry of a run that did not suc
 
 def build_client(
     config: Config,
-    store: SqliteStore,
+    store: RepositoryStore,
     *,
     tls: TlsConnector | None = None,
     metrics: MetricsRegistry | None = None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 
 from certstore.decision import decide
+from certstore.facade import RepositoryStore
 from certstore.model import Actor
-from certstore.sqlite import SqliteStore
 from gateway.config import Config
 from gateway.metrics import MetricsRegistry
 from gateway.tls.aiohttp_connector import VerifyingTCPConnector
@@ -18,7 +18,7 @@ from gateway.tls.trust import StoreTrustPolicy
 
 def build_connector(
     config: Config,
-    store: SqliteStore,
+    store: RepositoryStore,
     metrics: MetricsRegistry | None = None,
     *,
     record: bool = True,
@@ -38,7 +38,7 @@ def build_connector(
 
 
 def build_fetcher(
-    connector: TlsConnector, store: SqliteStore, metrics: MetricsRegistry | None = None
+    connector: TlsConnector, store: RepositoryStore, metrics: MetricsRegistry | None = None
 ) -> RevocationFetcher:
     """Fetches OCSP and CRLs over HTTP, and HTTPS through ``connector`` itself."""
     timeout = min(DEFAULT_TIMEOUT, connector.settings.handshake_timeout / 2)

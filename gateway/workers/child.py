@@ -21,7 +21,6 @@ from typing import Any
 
 import structlog
 
-from certstore.sqlite import SqliteStore
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.heap import settle_heap
@@ -31,6 +30,7 @@ from gateway.metrics import MetricsRegistry
 from gateway.relay.handoff import HandOffLink
 from gateway.relay.service import RelaySettings
 from gateway.runtime import STOP_THREADS_SECONDS, RelayService, RevocationService
+from gateway.storage import open_configured_store
 from gateway.supervisor import Service, Supervisor
 from gateway.systemd import Notifier
 from gateway.tls.factory import build_connector
@@ -69,7 +69,9 @@ async def serve_worker(control_fd: int) -> int:
         writer.write(channel.encode(kind, *values))
 
     code = 0
-    store = SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+    # The configured store, as the gateway process opens it (on PostgreSQL each worker
+    # listens for the fleet's changes itself).
+    store = open_configured_store(config)
     handoff = HandOffLink.from_fds(start.inbox, start.outboxes)
     try:
         registry = MetricsRegistry()

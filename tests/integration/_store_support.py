@@ -11,6 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from certstore.model import (
     Actor,
@@ -24,7 +27,8 @@ from certstore.model import (
     VerdictKind,
 )
 from certstore.sqlite import SqliteStore
-from tests.pki import CertFactory
+from certstore.store import DeviceIdentity, PendingCsr
+from tests.pki import CertFactory, key_pem, make_key
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 PKI = CertFactory(now=BASE_TIME, organization=None)
@@ -139,3 +143,25 @@ def make_chain(host: str = "sip.example.net") -> tuple[Certificate, Certificate,
     intermediate = PKI.ca(f"Intermediate for {host}", issuer=root)
     leaf = PKI.leaf(intermediate, cn=host)
     return leaf.model, intermediate.model, root.model
+
+
+def identity(cn: str = "sipsgate", *, days: int = 365, kind: str = "standard") -> DeviceIdentity:
+    issued = PKI.leaf(None, cn=cn, not_after=BASE_TIME + timedelta(days=days))
+    return DeviceIdentity(
+        kind=kind, chain=(issued.model,), private_key_pem=issued.key_pem, created_at=BASE_TIME
+    )
+
+
+def csr(cn: str = "sipsgate") -> PendingCsr:
+    key = make_key()
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .sign(key, hashes.SHA256())
+    )
+    return PendingCsr(
+        csr_pem=request.public_bytes(serialization.Encoding.PEM),
+        private_key_pem=key_pem(key),
+        key_spec="ec-p256",
+        created_at=BASE_TIME,
+    )

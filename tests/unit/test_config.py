@@ -183,3 +183,19 @@ class TestWorkers:
 
     def test_usable_cpus_is_the_affinity_mask(self) -> None:
         assert usable_cpus() == len(os.sched_getaffinity(0))
+
+
+class TestStoreUrl:
+    def test_empty_is_the_embedded_store(self, tmp_path: Path) -> None:
+        assert load_config(write(tmp_path, ""), env={}).store.url == ""
+
+    def test_file_and_environment(self, tmp_path: Path) -> None:
+        path = write(tmp_path, '[store]\nurl = "postgresql://gw@db.lan/sipsgate"\n')
+        assert load_config(path, env={}).store.url == "postgresql://gw@db.lan/sipsgate"
+        env = {"SIPSGATE_STORE_URL": "postgres://other@db2.lan/fleet"}
+        assert load_config(path, env=env).store.url == "postgres://other@db2.lan/fleet"
+
+    @pytest.mark.parametrize("url", ["mysql://db/x", "sqlite:///var/x.db", "db.lan"])
+    def test_other_urls_are_refused(self, tmp_path: Path, url: str) -> None:
+        with pytest.raises(ConfigError, match=r"store\.url must be a PostgreSQL URL"):
+            load_config(write(tmp_path, f'[store]\nurl = "{url}"\n'), env={})

@@ -5,13 +5,17 @@ same state) with the given options."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote
 
 from certstore.facade import DEFAULT_AUDIT_LIMIT, DEFAULT_REJECTED_LIMIT, RepositoryStore
+from certstore.postgres import PostgresStore
 from certstore.sqlite import SqliteStore
+from tests.postgres_server import PostgresServer
 
 
 class Opener(Protocol):
@@ -33,7 +37,48 @@ def open_sqlite(
     )
 
 
-OPENERS: dict[str, Opener] = {"sqlite": open_sqlite}
+class PostgresOpener:
+    """Each location is a schema of its own in one database of the session's cluster
+    (``server``, set by the contract suite's fixture): a new state costs one
+    ``CREATE SCHEMA``, not a new database."""
+
+    DATABASE = "contract"
+
+    def __init__(self) -> None:
+        self.server: PostgresServer | None = None
+        self._schemas: set[str] = set()
+
+    def url(self, location: Path) -> str:
+        assert self.server is not None, "the postgres_server fixture starts the cluster"
+        name = "s_" + hashlib.sha256(str(location).encode()).hexdigest()[:20]
+        if not self._schemas:
+            self.server.create_database(self.DATABASE)
+        if name not in self._schemas:
+            with self.server.admin(self.DATABASE) as conn:
+                conn.execute(f"CREATE SCHEMA {name}")  # the name is hex from a hash
+            self._schemas.add(name)
+        return self.server.url(self.DATABASE) + "?options=" + quote(f"-c search_path={name}")
+
+    def __call__(
+        self,
+        location: Path,
+        *,
+        clock: Callable[[], datetime],
+        rejected_limit: int,
+        audit_limit: int,
+    ) -> RepositoryStore:
+        return PostgresStore(
+            self.url(location),
+            gateway="gateway-1",
+            clock=clock,
+            rejected_limit=rejected_limit,
+            audit_limit=audit_limit,
+        )
+
+
+open_postgres = PostgresOpener()
+
+OPENERS: dict[str, Opener] = {"sqlite": open_sqlite, "postgres": open_postgres}
 STORE_BACKENDS = tuple(OPENERS)
 
 

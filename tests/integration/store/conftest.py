@@ -14,9 +14,10 @@ import pytest
 
 from certstore.facade import DEFAULT_AUDIT_LIMIT, DEFAULT_REJECTED_LIMIT, RepositoryStore
 from tests.integration._store_support import FakeClock, clock
-from tests.integration.store._backends import OPENERS, STORE_BACKENDS, OpenStore
+from tests.integration.store._backends import OPENERS, STORE_BACKENDS, OpenStore, open_postgres
+from tests.postgres_server import postgres_server
 
-__all__ = ["clock"]
+__all__ = ["clock", "postgres_server"]
 
 
 @pytest.fixture(params=STORE_BACKENDS)
@@ -32,7 +33,11 @@ def store_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_store(store_backend: str, store_path: Path, clock: FakeClock) -> Iterator[OpenStore]:
+def open_store(
+    store_backend: str, store_path: Path, clock: FakeClock, request: pytest.FixtureRequest
+) -> Iterator[OpenStore]:
+    if store_backend == "postgres":
+        open_postgres.server = request.getfixturevalue("postgres_server")
     opener = OPENERS[store_backend]
     opened: list[RepositoryStore] = []
 

@@ -6,9 +6,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
 from certstore.errors import Conflict, NotFound, ValidationError
 from certstore.facade import RepositoryStore
@@ -21,33 +18,12 @@ from tests.integration._store_support import (
     PKI,
     FakeClock,
     audit_actions,
+    csr,
     first_use,
+    identity,
     last_details,
 )
 from tests.integration.store._backends import OpenStore
-from tests.pki import key_pem, make_key
-
-
-def identity(cn: str = "sipsgate", *, days: int = 365, kind: str = "standard") -> DeviceIdentity:
-    issued = PKI.leaf(None, cn=cn, not_after=BASE_TIME + timedelta(days=days))
-    return DeviceIdentity(
-        kind=kind, chain=(issued.model,), private_key_pem=issued.key_pem, created_at=BASE_TIME
-    )
-
-
-def csr(cn: str = "sipsgate") -> PendingCsr:
-    key = make_key()
-    request = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .sign(key, hashes.SHA256())
-    )
-    return PendingCsr(
-        csr_pem=request.public_bytes(serialization.Encoding.PEM),
-        private_key_pem=key_pem(key),
-        key_spec="ec-p256",
-        created_at=BASE_TIME,
-    )
 
 
 class TestDeviceIdentity:
