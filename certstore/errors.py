@@ -75,6 +75,13 @@ class StorageError(CertStoreError):
     code = "storage-error"
 
 
+class StoreUnreachable(StorageError):
+    """The store's database server cannot be reached (stopped, restarting, cut off):
+    nothing was read or written; the same request works again once it is back."""
+
+    code = "store-unreachable"
+
+
 class BackupError(InputError):
     """A backup document is malformed, of an unknown version, or fails its checksum."""
 

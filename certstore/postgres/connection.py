@@ -27,6 +27,14 @@ Change notification
     single-row query): a change committed anywhere is seen by the very next
     handshake, with or without a listener.
 
+Fail static
+    A listening backend that loses the server (the listener's connection drops, or a
+    call finds it unreachable) is *unreachable* until the listener connects again:
+    meanwhile every call fails at once with :class:`StoreUnreachable` instead of
+    waiting for a pooled connection, and the store decides on its last snapshot (see
+    :class:`certstore.postgres.PostgresStore`). ``store.database.unreachable`` and
+    ``store.database.recovered`` are logged once per outage.
+
 Schema
     The version is in ``schema_version``; creating or upgrading runs in one transaction
     under an advisory lock, so gateways starting together migrate once.
@@ -38,7 +46,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -48,7 +56,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from certstore.certcache import CertificateCache
-from certstore.errors import StorageError
+from certstore.errors import StorageError, StoreUnreachable
 from certstore.postgres import schema
 from certstore.postgres.repositories import PostgresRepositories
 from certstore.repositories import SchemaHooks
@@ -125,6 +133,11 @@ class PostgresBackend:
         self._listening = False
         self._listener: threading.Thread | None = None
         self._callbacks: list[Callable[[], object]] = []
+        # Fail static: when the server was found unreachable (None: reachable), and the
+        # last time a call reached it.
+        self._unreachable_since: datetime | None = None
+        self._last_contact: datetime | None = None
+        self._state_lock = threading.Lock()
 
     @property
     def where(self) -> str:
@@ -185,6 +198,55 @@ class PostgresBackend:
         if pool is not None:
             pool.close()
 
+    # -- fail static ------------------------------------------------------------------------
+
+    @property
+    def unreachable_since(self) -> datetime | None:
+        """When the server was found unreachable; None while it is reachable."""
+        return self._unreachable_since
+
+    @property
+    def last_contact(self) -> datetime | None:
+        """When a call last reached the server."""
+        return self._last_contact
+
+    def _reached(self) -> None:
+        self._last_contact = datetime.now(UTC)
+        if self._unreachable_since is None:
+            return
+        with self._state_lock:
+            since, self._unreachable_since = self._unreachable_since, None
+        if since is not None:
+            _log.info(
+                "store.database.recovered",
+                store=redacted(self.url),
+                unreachable_since=since.isoformat(),
+            )
+
+    def _lost(self, error: str) -> None:
+        # Only a listening backend has someone (the listener) to notice the return.
+        if not self._listen or self._closed:
+            return
+        with self._state_lock:
+            if self._unreachable_since is not None:
+                return
+            self._unreachable_since = datetime.now(UTC)
+        _log.warning(
+            "store.database.unreachable",
+            store=redacted(self.url),
+            error=error,
+            last_contact=self._last_contact.isoformat() if self._last_contact else None,
+        )
+
+    def _check_reachable(self, what: str) -> None:
+        since = self._unreachable_since
+        if since is not None:
+            raise StoreUnreachable(
+                f"{self.where} cannot be reached since {since.isoformat(timespec='seconds')}: "
+                f"{what} did not happen and nothing was changed. Try again once "
+                "PostgreSQL is back."
+            )
+
     # -- change notification --------------------------------------------------------------
 
     def on_change(self, callback: Callable[[], object]) -> None:
@@ -209,11 +271,17 @@ class PostgresBackend:
                 with psycopg.connect(self.url, autocommit=True, **_LIBPQ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening = True
+                    self._reached()
                     _log.info("store.listener.started", store=redacted(self.url))
                     delay = 0.1
                     self._notify_callbacks()  # anything may have changed while away
                     while not self._closed:
                         if any(True for _ in conn.notifies(timeout=LISTEN_POLL)):
+                            self._notify_callbacks()
+                        elif self._unreachable_since is not None:
+                            # A call failed while this connection stayed up: the
+                            # server is there, so refresh and decide on fresh state.
+                            self._reached()
                             self._notify_callbacks()
             except psycopg.Error as exc:
                 if self._closed:
@@ -221,6 +289,7 @@ class PostgresBackend:
                 _log.warning(
                     "store.listener.lost", store=redacted(self.url), error=str(exc).strip()
                 )
+                self._lost(str(exc).strip())
             finally:
                 self._listening = False
             if not self._closed:
@@ -260,9 +329,11 @@ class PostgresBackend:
                 f"{what} was not saved and the store is unchanged."
             )
         elif isinstance(exc, PoolTimeout | psycopg.OperationalError):
-            message = (
-                f"{where} could not be reached: {what} did not happen ({exc}). Check "
-                "that PostgreSQL is running and reachable."
+            self._lost(str(exc).strip())
+            return StoreUnreachable(
+                f"{where} could not be reached: {what} did not happen and nothing was "
+                f"changed ({str(exc).strip()}). Check that PostgreSQL is running and "
+                "reachable, then try again."
             )
         else:
             message = f"{where} failed while {what}: {exc}."
@@ -287,6 +358,7 @@ class PostgresBackend:
             if write
             else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         )
+        self._check_reachable(what)
         attempt = 0
         while True:
             attempt += 1
@@ -301,6 +373,7 @@ class PostgresBackend:
                             # Delivered to every listener when (and only if) this commits.
                             conn.execute(f"NOTIFY {CHANNEL}")
                         conn.execute("COMMIT")
+                        self._reached()
                     except BaseException:
                         if not conn.closed and not conn.broken:
                             try:
@@ -326,11 +399,13 @@ class PostgresBackend:
 
     def generation(self) -> int:
         """``meta.generation`` in one single-row query (no transaction)."""
+        self._check_reachable("reading the store")
         try:
             with self.pool().connection(timeout=GENERATION_WAIT) as conn:
                 row = conn.execute("SELECT generation FROM meta WHERE id = 1").fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             raise self.storage_error(exc, "reading the store") from exc
+        self._reached()
         if row is None:
             raise StorageError(f"{self.where} has lost its meta row.")
         return int(row[0])

@@ -502,7 +502,21 @@ def readiness(state: AdminState) -> tuple[bool, dict[str, object]]:
     if ready and problem is not None:
         view["status"] = "degraded"
         view["reason"] = problem
+    note = store_note(state)
+    if ready and note is not None:
+        view["status"] = "degraded"
+        view["reason"] = f"{view['reason']} {note}" if view.get("reason") else note
     return ready, view
+
+
+def store_note(state: AdminState) -> str | None:
+    """The fleet store's fail-static sentence while its database cannot be reached (only
+    a PostgreSQL store has one)."""
+    note = getattr(state.store, "unreachable_note", None)
+    if not callable(note):
+        return None
+    text = note()
+    return text if isinstance(text, str) else None
 
 
 async def status_view(state: AdminState) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from certstore.errors import (
     InputTooLarge,
     NotFound,
     StorageError,
+    StoreUnreachable,
     ValidationError,
 )
 from gateway.admin.security import BodyTooLarge
@@ -67,6 +68,8 @@ def status_of(exc: CertStoreError | GatewayError) -> int:
         return 400
     if isinstance(exc, Conflict | AdminTlsError):
         return 409
+    if isinstance(exc, StoreUnreachable):
+        return 503  # the database is down: the same request works once it is back
     if isinstance(exc, StorageError):
         return 503
     return 500

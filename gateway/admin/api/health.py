@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from certstore.errors import CertStoreError
-from gateway.admin.actions import readiness
+from gateway.admin.actions import readiness, store_note
 from gateway.admin.state import state_of
 
 
@@ -17,13 +17,16 @@ async def healthz(request: web.Request) -> web.Response:
         snapshot = await state.call(state.store.snapshot)
     except CertStoreError as exc:
         return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
-    return web.json_response(
-        {
-            "status": "ok",
-            "uptime_seconds": round(time.monotonic() - state.started, 1),
-            "generation": snapshot.generation,
-        }
-    )
+    view: dict[str, object] = {
+        "status": "ok",
+        "uptime_seconds": round(time.monotonic() - state.started, 1),
+        "generation": snapshot.generation,
+    }
+    note = store_note(state)
+    if note is not None:
+        # Alive and deciding, on the last snapshot: fail static, said in the detail.
+        view["detail"] = note
+    return web.json_response(view)
 
 
 async def readyz(request: web.Request) -> web.Response:
