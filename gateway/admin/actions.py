@@ -528,6 +528,9 @@ async def status_view(state: AdminState) -> dict[str, Any]:
     _ready, readiness_view = readiness(state)
     relay = state.relay_status
     problems: list[str] = list(relay.problems()) if relay is not None else []
+    note = store_note(state)
+    if note is not None:
+        problems.insert(0, note)
     view: dict[str, Any] = {
         "generated_at": now.replace(microsecond=0).isoformat(),
         "status": readiness_view["status"],

@@ -132,6 +132,11 @@ async def test_gateway_decides_on_last_snapshot_while_database_is_down(
                 ready = await response.json()
             assert ready["status"] == "degraded"
             assert "decisions use the snapshot" in ready["reason"]
+            async with api.get(f"{API}/status") as response:
+                assert response.status == 200, await response.text()
+                status = await response.json()
+            assert status["status"] == "degraded"
+            assert health["detail"] in status["problems"]
             assert len(events(logs, "store.database.unreachable")) == 1
 
             own_server.start()
