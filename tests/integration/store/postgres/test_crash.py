@@ -7,29 +7,16 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from certstore.errors import StorageError
 from certstore.model import PinDecision, PinMatch
 from certstore.postgres import PostgresStore
 from certstore.store import PinRequest
 from tests.integration._store_support import ADMIN, FakeClock
-from tests.postgres_server import PostgresServer, start_postgres
+from tests.postgres_server import PostgresServer
 
 BEFORE, AFTER = 40, 40  # acknowledged writes wanted before the kill and after the restart
 WAIT = 120.0
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A cluster of this test's own: it is killed."""
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def request(n: int) -> PinRequest:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,12 @@ from gateway.tls.trust import StoreTrustPolicy
 from tests.admin_support import AdminHarness, start_admin
 from tests.integration._store_support import ADMIN
 from tests.pki import CertFactory, Issued
-from tests.postgres_server import PostgresServer, start_postgres
+from tests.postgres_server import PostgresServer
 from tests.tls_servers import GREETING, TlsEchoServer, server_context
 
 HOST = "sip.fleet.example"
 API = "/api/v1"
 WAIT = 30.0
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A cluster of this test's own: it is stopped and killed."""
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
