@@ -52,6 +52,7 @@ class PostgresStore(RepositoryStore):
             rejected_limit=rejected_limit,
             clock=clock,
             audit_limit=audit_limit,
+            gateway=gateway,
         )
 
         # A notification rebuilds the snapshot on the listener's thread: the next
