@@ -15,7 +15,8 @@ Layout (version 1)::
      "rejected": [{"id", "chain": [base64, ...], "reasons", "peer": {"host", "port",
                    "transport", "sni"}, "first_seen", "last_seen", "count",
                    "overridden", "previous": base64|null,
-                   "address": "host:port"|null}, ...],   # address: optional, added later
+                   "address": "host:port"|null,          # optional, added later
+                   "seen_by": ["gateway name", ...]}, ...],  # optional, added later
      "settings": {...},          # http_auth_password only when secrets were asked for
      "checksum": "sha256:<hex>"}
 
@@ -52,7 +53,7 @@ from certstore.model import (
     TrustKind,
     TrustSource,
 )
-from certstore.recording import chain_key
+from certstore.recording import MAX_PEER_TEXT, MAX_SEEN_BY, chain_key
 from certstore.validation import (
     MAX_RECORDED_CHAIN_BYTES,
     MAX_RECORDED_CHAIN_CERTS,
@@ -168,6 +169,7 @@ def export_document(contents: BackupContents) -> bytes:
                 "overridden": r.overridden,
                 "previous": _b64(r.previous.der) if r.previous else None,
                 "address": r.address,
+                "seen_by": list(r.seen_by),
             }
             for r in contents.rejected
         ],
@@ -419,6 +421,8 @@ class _Reader:
             # ``address`` (the host:port dialled) came later: older backups lack it.
             item = dict(item)
             address = item.pop("address", None)
+            # So did ``seen_by`` (the gateways of a fleet that saw the chain).
+            seen_by = self.seen_by(item.pop("seen_by", []))
             self.keys(item, expected)
             entry_id = self.integer(item["id"], "id", 1, 2**62)
             if entry_id in out:
@@ -480,8 +484,17 @@ class _Reader:
                 overridden=overridden,
                 previous=None if previous is None else self.certificate(previous, "previous"),
                 address=None if address is None else self.text(address, "address", 300),
+                seen_by=seen_by,
             )
         return tuple(out.values())
+
+    def seen_by(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or len(value) > MAX_SEEN_BY:
+            raise self.fail(f"seen_by must be a list of at most {MAX_SEEN_BY} gateway names.")
+        names = tuple(self.text(n, "seen_by[]", MAX_PEER_TEXT) for n in value)
+        if len(set(names)) != len(names):
+            raise self.fail("seen_by names a gateway twice.")
+        return names
 
     def settings(self, value: object) -> tuple[Settings, bool]:
         self.where = "settings"

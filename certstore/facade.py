@@ -113,7 +113,9 @@ class RepositoryStore:
     ``rejected_limit`` bounds the rejected list (oldest ``last_seen`` evicted first),
     ``audit_limit`` the audit log (oldest events dropped). ``clock`` stamps changes
     (``added_at``, ``created_at``, audit times) and computes statuses. ``certificates``
-    is the cache the backend's row codecs parse through. The backend is opened (schema
+    is the cache the backend's row codecs parse through. ``gateway`` is the name of the
+    gateway using the store (``gateway.name``): it is kept on the audit events written
+    and in the ``seen_by`` list of the rejected chains recorded. The backend is opened (schema
     created or upgraded) here; on failure it is closed again.
     """
 
@@ -125,9 +127,11 @@ class RepositoryStore:
         rejected_limit: int = DEFAULT_REJECTED_LIMIT,
         clock: Callable[[], datetime] = utc_now,
         audit_limit: int = DEFAULT_AUDIT_LIMIT,
+        gateway: str | None = None,
     ) -> None:
         check_limits(rejected_limit=rejected_limit, audit_limit=audit_limit)
         self._backend = backend
+        self._gateway = gateway
         self._certs = certificates
         self._rejected_limit = rejected_limit
         self._audit_limit = audit_limit
@@ -172,6 +176,7 @@ class RepositoryStore:
             action=action,
             target=target,
             details=checks.audit_text(details),
+            gateway=self._gateway,
         )
         if last > self._audit_limit:
             repos.audit.drop_through(last - self._audit_limit)
@@ -313,7 +318,13 @@ class RepositoryStore:
         if not verdict.should_record:
             return None
         seen = recording.sighting(
-            verdict, chain, peer, now, address=address, previous=verdict.previous
+            verdict,
+            chain,
+            peer,
+            now,
+            address=address,
+            previous=verdict.previous,
+            gateway=self._gateway,
         )
         self._certs.remember(*seen.chain)
 

@@ -306,6 +306,9 @@ class RejectedChain:
     # The host:port actually dialled (DNS, sip.upstream_address or --connect may differ
     # from ``peer``, the identity checked); None for entries recorded before it was kept.
     address: str | None = None
+    # The gateways of a fleet that saw this chain (``gateway.name``), first sighting
+    # first; empty for entries recorded before it was kept.
+    seen_by: tuple[str, ...] = ()
 
     @property
     def leaf(self) -> Certificate:
@@ -341,6 +344,7 @@ class AuditEvent:
     action: str  # e.g. "trust.add", "pin.remove", "settings.update"
     target: str  # fingerprint, pin id, setting names ...
     details: str  # JSON object text; never holds secrets
+    gateway: str | None = None  # ``gateway.name`` of the store that wrote it, if known
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,6 +33,8 @@ from certstore.validation import (
 
 # Peer names and dialled addresses come from the wire: kept to this many characters.
 MAX_PEER_TEXT = 255
+# The gateways named on one rejected entry: a fleet larger than this keeps the first ones.
+MAX_SEEN_BY = 64
 
 
 def bound_chain(chain: Sequence[Certificate]) -> tuple[Certificate, ...]:
@@ -89,6 +91,7 @@ class Sighting:
     previous: Certificate | None
     address: str | None  # shortened
     at: datetime
+    gateway: str | None = None  # the gateway that saw it (``gateway.name``)
 
 
 def sighting(
@@ -99,6 +102,7 @@ def sighting(
     *,
     address: str | None,
     previous: Certificate | None,
+    gateway: str | None = None,
 ) -> Sighting:
     """What a recorded handshake contributes to the rejected list (``chain`` not empty)."""
     recorded = bound_chain(chain)
@@ -112,6 +116,7 @@ def sighting(
         previous=previous,
         address=None if address is None else address[:MAX_PEER_TEXT],
         at=at,
+        gateway=None if gateway is None else gateway[:MAX_PEER_TEXT],
     )
 
 
@@ -125,6 +130,16 @@ class Recorded:
     count: int
     previous: Certificate | None
     address: str | None
+    seen_by: tuple[str, ...] = ()
+
+
+def merged_seen_by(seen_by: Sequence[str], gateway: str | None) -> tuple[str, ...]:
+    """The gateways named on an entry after ``gateway`` saw it: appended when new (and
+    while fewer than ``MAX_SEEN_BY`` are named), the order of first sightings kept."""
+    names = tuple(seen_by)
+    if gateway is None or gateway in names or len(names) >= MAX_SEEN_BY:
+        return names
+    return (*names, gateway)
 
 
 def first_entry(entry_id: int, seen: Sighting) -> RejectedChain:
@@ -140,6 +155,7 @@ def first_entry(entry_id: int, seen: Sighting) -> RejectedChain:
         overridden=seen.overridden,
         previous=seen.previous,
         address=seen.address,
+        seen_by=merged_seen_by((), seen.gateway),
     )
 
 
@@ -147,7 +163,7 @@ def repeat_entry(existing: Recorded, seen: Sighting) -> RejectedChain:
     """The entry after a repeat: counted once more (saturating, so a backup of it always
     restores), ``last_seen`` never goes back, reasons, peer and ``overridden`` are the
     latest; the previous certificate and the dialled address are kept when this sighting
-    does not know them."""
+    does not know them; the sighting's gateway joins ``seen_by``."""
     return RejectedChain(
         id=existing.id,
         chain=seen.chain,
@@ -159,6 +175,7 @@ def repeat_entry(existing: Recorded, seen: Sighting) -> RejectedChain:
         overridden=seen.overridden,
         previous=seen.previous if seen.previous is not None else existing.previous,
         address=seen.address if seen.address is not None else existing.address,
+        seen_by=merged_seen_by(existing.seen_by, seen.gateway),
     )
 
 

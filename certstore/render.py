@@ -152,6 +152,7 @@ def rejected_entry(entry: RejectedChain, now: datetime, *, details: bool = False
         "overridden": entry.overridden,
         "previous": None if entry.previous is None else render(entry.previous, now),
         "address": entry.address,
+        "seen_by": list(entry.seen_by),
     }
 
 
@@ -215,6 +216,7 @@ def audit_event(event: AuditEvent) -> Json:
         "action": event.action,
         "target": event.target,
         "details": event.details,
+        "gateway": event.gateway,
     }
 
 

@@ -160,8 +160,17 @@ class DeviceRepository(Protocol):
 
 
 class AuditRepository(Protocol):
-    def append(self, *, at: datetime, actor: Actor, action: str, target: str, details: str) -> int:
-        """Append one event; its id (ids only grow)."""
+    def append(
+        self,
+        *,
+        at: datetime,
+        actor: Actor,
+        action: str,
+        target: str,
+        details: str,
+        gateway: str | None = None,
+    ) -> int:
+        """Append one event (written by the gateway ``gateway``); its id (ids only grow)."""
         ...
 
     def drop_through(self, event_id: int) -> None:

@@ -10,7 +10,8 @@ from gateway.config import Config
 
 
 def open_configured_store(config: Config, *, listen: bool = True) -> RepositoryStore:
-    """The configured store, created or upgraded on first use. On PostgreSQL this
+    """The configured store, created or upgraded on first use, used as ``gateway.name``
+    (named on the audit events and rejected chains it writes). On PostgreSQL this
     gateway's device identity and signing request are those of ``gateway.name``, and
     ``listen`` follows changes made elsewhere (a running gateway; not a CLI command)."""
     if config.store.url:
@@ -20,4 +21,8 @@ def open_configured_store(config: Config, *, listen: bool = True) -> RepositoryS
             rejected_limit=config.store.rejected_limit,
             listen=listen,
         )
-    return SqliteStore(config.store_path, rejected_limit=config.store.rejected_limit)
+    return SqliteStore(
+        config.store_path,
+        rejected_limit=config.store.rejected_limit,
+        gateway=config.gateway.name,
+    )

@@ -62,6 +62,7 @@ class PostgresStore(RepositoryStore):
             rejected_limit=rejected_limit,
             clock=clock,
             audit_limit=audit_limit,
+            gateway=gateway,
         )
 
         self._identity: object = _UNREAD

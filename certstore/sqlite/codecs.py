@@ -36,7 +36,7 @@ PIN_COLUMNS = "id, decision, match, fingerprint, scope, expires_at, note, create
 TRUST_COLUMNS = "fingerprint, der, kind, source, added_at"
 REJECTED_COLUMNS = (
     "id, chain, reasons, peer_host, peer_port, peer_transport, peer_sni, "
-    "first_seen, last_seen, count, overridden, previous_der, address"
+    "first_seen, last_seen, count, overridden, previous_der, address, seen_by"
 )
 
 
@@ -73,6 +73,18 @@ def unpack_chain(blob: bytes) -> list[bytes]:
 
 def reasons_text(reasons: Sequence[Reason]) -> str:
     return json.dumps([r.value for r in reasons])
+
+
+def seen_by_text(seen_by: Sequence[str]) -> str:
+    return json.dumps(list(seen_by))
+
+
+def seen_by_of(text: object) -> tuple[str, ...]:
+    """The gateway names of a ``seen_by`` column (a JSON list of strings)."""
+    names = json.loads(str(text))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"seen_by is not a list of names: {text!r}")
+    return tuple(names)
 
 
 class RowCodec:
@@ -137,6 +149,7 @@ class RowCodec:
             overridden,
             previous_der,
             address,
+            seen_by,
         ) = row
         return RejectedChain(
             id=int(entry_id),
@@ -154,4 +167,5 @@ class RowCodec:
             overridden=bool(overridden),
             previous=self.certificate(previous_der),
             address=None if address is None else str(address),
+            seen_by=seen_by_of(seen_by),
         )

@@ -39,6 +39,8 @@ from certstore.sqlite.codecs import (
     dt,
     pack_chain,
     reasons_text,
+    seen_by_of,
+    seen_by_text,
     ts,
     unpack_chain,
 )
@@ -53,8 +55,8 @@ _INSERT_PIN = (
 _INSERT_REJECTED = (
     "INSERT INTO rejected (chain_key, chain, leaf_fingerprint, leaf_spki_fingerprint, "
     "reasons, peer_host, peer_port, peer_transport, peer_sni, first_seen, last_seen, "
-    "count, overridden, previous_der, address) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "count, overridden, previous_der, address, seen_by) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_TRUST = (
     "INSERT INTO trust (fingerprint, der, spki_fingerprint, kind, source, added_at) "
@@ -329,13 +331,13 @@ class SqlitePins(_Table):
 class SqliteRejected(_Table):
     def find(self, chain_key: str) -> Recorded | None:
         row = self.conn.execute(
-            "SELECT id, first_seen, last_seen, count, previous_der, address FROM rejected "
-            "WHERE chain_key = ?",
+            "SELECT id, first_seen, last_seen, count, previous_der, address, seen_by "
+            "FROM rejected WHERE chain_key = ?",
             (chain_key,),
         ).fetchone()
         if row is None:
             return None
-        entry_id, first_seen, last_seen, count, previous_der, address = row
+        entry_id, first_seen, last_seen, count, previous_der, address, seen_by = row
         return Recorded(
             id=int(entry_id),
             first_seen=dt(first_seen),
@@ -343,6 +345,7 @@ class SqliteRejected(_Table):
             count=int(count),
             previous=self.codec.certificate(previous_der),
             address=None if address is None else str(address),
+            seen_by=seen_by_of(seen_by),
         )
 
     @staticmethod
@@ -363,6 +366,7 @@ class SqliteRejected(_Table):
             int(entry.overridden),
             entry.previous.der if entry.previous else None,
             entry.address,
+            seen_by_text(entry.seen_by),
         )
 
     def insert(self, chain_key: str, entry: RejectedChain) -> int:
@@ -375,7 +379,7 @@ class SqliteRejected(_Table):
         self.conn.execute(
             "UPDATE rejected SET count = ?, last_seen = ?, reasons = ?, overridden = ?, "
             "peer_host = ?, peer_port = ?, peer_transport = ?, peer_sni = ?, "
-            "previous_der = ?, address = ? WHERE id = ?",
+            "previous_der = ?, address = ?, seen_by = ? WHERE id = ?",
             (
                 entry.count,
                 ts(entry.last_seen),
@@ -387,6 +391,7 @@ class SqliteRejected(_Table):
                 entry.peer.sni,
                 entry.previous.der if entry.previous else None,
                 entry.address,
+                seen_by_text(entry.seen_by),
                 entry.id,
             ),
         )
@@ -450,8 +455,8 @@ class SqliteRejected(_Table):
         self.conn.executemany(
             "INSERT INTO rejected (id, chain_key, chain, leaf_fingerprint, "
             "leaf_spki_fingerprint, reasons, peer_host, peer_port, peer_transport, "
-            "peer_sni, first_seen, last_seen, count, overridden, previous_der, address) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "peer_sni, first_seen, last_seen, count, overridden, previous_der, address, "
+            "seen_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (r.id, *self._values(chain_key([c.fingerprint for c in r.chain]), r))
                 for r in rejected
@@ -548,11 +553,20 @@ class SqliteAudit(_Table):
     # The integer "pin" of an event's JSON details (NULL when absent or not an integer).
     PIN_OF_DETAILS: ClassVar[str] = "json_extract(details, '$.pin')"
 
-    def append(self, *, at: datetime, actor: Actor, action: str, target: str, details: str) -> int:
+    def append(
+        self,
+        *,
+        at: datetime,
+        actor: Actor,
+        action: str,
+        target: str,
+        details: str,
+        gateway: str | None = None,
+    ) -> int:
         row = self.conn.execute(
-            "INSERT INTO audit (at, actor, interface, action, target, details) "
-            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (ts(at), actor.name, actor.interface, action, target, details),
+            "INSERT INTO audit (at, actor, interface, action, target, details, gateway) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (ts(at), actor.name, actor.interface, action, target, details, gateway),
         ).fetchone()
         return int(row[0])
 
@@ -569,9 +583,10 @@ class SqliteAudit(_Table):
                 action=r[4],
                 target=r[5],
                 details=r[6],
+                gateway=r[7],
             )
             for r in self.conn.execute(
-                "SELECT id, at, actor, interface, action, target, details FROM audit "
+                "SELECT id, at, actor, interface, action, target, details, gateway FROM audit "
                 "WHERE id < ? ORDER BY id DESC LIMIT ?",
                 (before_id, limit),
             ).fetchall()

@@ -9,7 +9,7 @@ is a new entry at the end, and :data:`SCHEMA_VERSION` grows by one.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -103,6 +103,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             fingerprint TEXT NOT NULL,
             fetched_at TEXT NOT NULL
         )""",
+    ),
+    (
+        # Version 4: a fleet's gateways on one database. Which gateways saw a rejected
+        # chain (a JSON list of names; earlier entries: none known), and which gateway
+        # wrote an audit event (earlier events: NULL).
+        "ALTER TABLE rejected ADD COLUMN seen_by TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE audit ADD COLUMN gateway TEXT",
     ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

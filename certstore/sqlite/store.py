@@ -36,6 +36,7 @@ class SqliteStore(RepositoryStore):
     transaction. ``rejected_limit`` bounds the rejected list (oldest ``last_seen``
     evicted first), ``audit_limit`` the audit log (oldest rows dropped). ``clock``
     stamps changes (``added_at``, ``created_at``, audit times) and computes statuses.
+    ``gateway`` names the gateway using it (kept on audit events and rejected chains).
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class SqliteStore(RepositoryStore):
         clock: Callable[[], datetime] = utc_now,
         audit_limit: int = DEFAULT_AUDIT_LIMIT,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        gateway: str | None = None,
     ) -> None:
         check_limits(rejected_limit=rejected_limit, audit_limit=audit_limit)
         self._path = Path(path)
@@ -59,6 +61,7 @@ class SqliteStore(RepositoryStore):
             rejected_limit=rejected_limit,
             clock=clock,
             audit_limit=audit_limit,
+            gateway=gateway,
         )
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tests.e2e.test_hardening import login_session
 from tests.gateway_process import GatewayProcess, start_gateway, write_config
 from tests.integration.test_cli_probe import Cli
 from tests.integration.test_cli_probe import probe as probe_cli
@@ -32,7 +33,8 @@ async def test_pin_through_one_gateway_changes_the_others(
     tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
     """A pin made through site-a's admin API turns the next probe verdict of site-b and
-    site-c from reject to accept; the chain both rejected is one entry seen twice; each
+    site-c from reject to accept; the chain both rejected is one entry seen twice, naming
+    both (API, page), and the audit log names the gateway of each change; each
     gateway has its own device identity in the shared database."""
     url = postgres_server.create_database("fleet_e2e")
     for name in NAMES:
@@ -76,9 +78,28 @@ async def test_pin_through_one_gateway_changes_the_others(
                     rejected = await response.json()
                 (entry,) = rejected
                 assert entry["count"] == 2
+                # One entry, naming both gateways that saw the chain, in that order.
+                assert entry["seen_by"] == ["site-b", "site-c"]
+            # The pages of another gateway show it too, in one short line each.
+            async with await login_session(site_c) as browser:
+                async with browser.get("/rejected") as response:
+                    assert "by site-b, site-c" in await response.text()
+                async with browser.get(f"/rejected/{entry['id']}") as response:
+                    assert '<dd id="seen-by">site-b, site-c</dd>' in await response.text()
+                async with browser.get("/audit") as response:
+                    assert '<small class="gateway">at site-b</small>' in await response.text()
+            async with site_a.session() as api:
                 body = {"decision": "accept", "fingerprint": leaf.model.fingerprint}
                 async with api.post("/api/v1/decisions", json=body) as response:
                     assert response.status == 201, await response.text()
+            async with site_c.session() as api:
+                async with api.get(f"/api/v1/rejected/{entry['id']}") as response:
+                    assert (await response.json())["seen_by"] == ["site-b", "site-c"]
+                async with api.get("/api/v1/audit") as response:
+                    events = await response.json()
+                # Each event names the gateway whose store wrote it.
+                written = [(e["action"], e["gateway"]) for e in events]
+                assert written[:2] == [("pin.add", "site-a"), ("rejected.record", "site-b")]
             for gateway in (site_b, site_c):
                 code, verdict = await probe(gateway, server.port)
                 assert (code, verdict["verdict"], verdict["rule"]) == (0, "accept", "pinned-accept")

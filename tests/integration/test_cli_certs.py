@@ -358,6 +358,33 @@ class TestSettingsAndBackup:
             store.close()
         assert events[0].action == "trust.add" and events[0].interface == "cli"
 
+    def test_gateway_names_in_json_and_audit(self, run: Run, ca_file: Path, data_dir: Path) -> None:
+        """``--json`` lists the gateways that saw a rejected chain; the CLI opens the
+        store as the configured ``gateway.name``, which its audit events name."""
+        run("certs", "list")
+        chain = load_certificates(
+            trustme.CA().issue_cert("sip.fleet.example").cert_chain_pems[0].bytes()
+        )
+        peer = Peer(host="sip.fleet.example", port=5061, transport=Transport.SIPS)
+        now = datetime.now(UTC)
+        for name in ("site-a", "site-b", "site-a"):
+            store = SqliteStore(data_dir / "sipsgate.db", gateway=name)
+            try:
+                verdict = decide(chain.certificates, peer, now, store.snapshot())
+                store.record_handshake(verdict, chain.certificates, peer, now)
+            finally:
+                store.close()
+        (entry,) = run_json(run, "certs", "rejected", "list")
+        assert (entry["count"], entry["seen_by"]) == (3, ["site-a", "site-b"])
+        run("certs", "add", str(ca_file))
+        store = SqliteStore(data_dir / "sipsgate.db")
+        try:
+            events = store.audit(limit=500)
+        finally:
+            store.close()
+        assert (events[0].action, events[0].gateway) == ("trust.add", "sipsgate")
+        assert [e.gateway for e in events if e.action == "rejected.record"] == ["site-a"]
+
 
 def test_config_file_and_env_select_the_store(run: Run, tmp_path: Path) -> None:
     """--config picks the data dir; the environment override wins over the file."""

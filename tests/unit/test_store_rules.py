@@ -3,6 +3,7 @@ snapshot patch): every backend records, checks and bounds the trust state with t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -243,6 +244,48 @@ class TestRepeat:
         entry = recording.first_entry(3, seen)
         assert (entry.id, entry.count, entry.first_seen, entry.last_seen) == (3, 1, NOW, NOW)
         assert entry.address == "192.0.2.1:5061"
+        assert entry.seen_by == ()
+        named = recording.first_entry(3, replace(seen, gateway="site-a"))
+        assert named.seen_by == ("site-a",)
+
+    @given(
+        before=st.lists(st.sampled_from("abcdef"), unique=True, max_size=6),
+        gateway=st.none() | st.sampled_from("abcdefg"),
+    )
+    def test_seen_by_merge(self, before: list[str], gateway: str | None) -> None:
+        """The sighting's gateway joins the names once, at the end; the order of first
+        sightings stays; a sighting of no named gateway changes nothing."""
+        existing = recording.Recorded(
+            id=7,
+            first_seen=NOW,
+            last_seen=NOW,
+            count=1,
+            previous=None,
+            address=None,
+            seen_by=tuple(before),
+        )
+        seen = replace(_sighting(NOW, previous=None, address=None), gateway=gateway)
+        entry = recording.repeat_entry(existing, seen)
+        expected = before if gateway is None or gateway in before else [*before, gateway]
+        assert entry.seen_by == tuple(expected)
+
+    def test_seen_by_is_bounded(self) -> None:
+        full = tuple(f"gw-{n}" for n in range(recording.MAX_SEEN_BY))
+        assert recording.merged_seen_by(full, "one-more") == full
+        assert recording.merged_seen_by(full[:-1], "one-more") == (*full[:-1], "one-more")
+
+    def test_gateway_name_is_shortened(self) -> None:
+        long_name = "g" * (recording.MAX_PEER_TEXT + 9)
+        seen = recording.sighting(
+            verdict(Reason.UNKNOWN_ISSUER),
+            (sized(0),),
+            PEER,
+            NOW,
+            address=None,
+            previous=None,
+            gateway=long_name,
+        )
+        assert seen.gateway == long_name[: recording.MAX_PEER_TEXT]
 
 
 def _rejected(entry_id: int, last_seen: datetime) -> RejectedChain:

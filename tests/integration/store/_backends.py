@@ -26,14 +26,24 @@ class Opener(Protocol):
         clock: Callable[[], datetime],
         rejected_limit: int,
         audit_limit: int,
+        gateway: str,
     ) -> RepositoryStore: ...
 
 
 def open_sqlite(
-    location: Path, *, clock: Callable[[], datetime], rejected_limit: int, audit_limit: int
+    location: Path,
+    *,
+    clock: Callable[[], datetime],
+    rejected_limit: int,
+    audit_limit: int,
+    gateway: str,
 ) -> RepositoryStore:
     return SqliteStore(
-        location / "store.db", clock=clock, rejected_limit=rejected_limit, audit_limit=audit_limit
+        location / "store.db",
+        clock=clock,
+        rejected_limit=rejected_limit,
+        audit_limit=audit_limit,
+        gateway=gateway,
     )
 
 
@@ -66,10 +76,11 @@ class PostgresOpener:
         clock: Callable[[], datetime],
         rejected_limit: int,
         audit_limit: int,
+        gateway: str,
     ) -> RepositoryStore:
         return PostgresStore(
             self.url(location),
-            gateway="gateway-1",
+            gateway=gateway,
             clock=clock,
             rejected_limit=rejected_limit,
             audit_limit=audit_limit,
@@ -77,6 +88,9 @@ class PostgresOpener:
 
 
 open_postgres = PostgresOpener()
+
+# The name a store of the contract suite uses unless a test names another.
+DEFAULT_GATEWAY = "gateway-1"
 
 OPENERS: dict[str, Opener] = {"sqlite": open_sqlite, "postgres": open_postgres}
 STORE_BACKENDS = tuple(OPENERS)
@@ -86,7 +100,7 @@ class OpenStore(Protocol):
     """Open a store object of the backend under test over the named state: ``main`` is
     what ``store`` holds; another name is a state of its own, new and empty when first
     opened. Two objects over one state are like two gateways (or a gateway and the CLI)
-    sharing it."""
+    sharing it; ``gateway`` is the name each uses (``gateway.name``)."""
 
     def __call__(
         self,
@@ -95,4 +109,5 @@ class OpenStore(Protocol):
         clock: Callable[[], datetime] | None = None,
         rejected_limit: int = DEFAULT_REJECTED_LIMIT,
         audit_limit: int = DEFAULT_AUDIT_LIMIT,
+        gateway: str = DEFAULT_GATEWAY,
     ) -> RepositoryStore: ...

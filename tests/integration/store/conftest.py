@@ -14,7 +14,13 @@ import pytest
 
 from certstore.facade import DEFAULT_AUDIT_LIMIT, DEFAULT_REJECTED_LIMIT, RepositoryStore
 from tests.integration._store_support import FakeClock, clock
-from tests.integration.store._backends import OPENERS, STORE_BACKENDS, OpenStore, open_postgres
+from tests.integration.store._backends import (
+    DEFAULT_GATEWAY,
+    OPENERS,
+    STORE_BACKENDS,
+    OpenStore,
+    open_postgres,
+)
 from tests.postgres_server import postgres_server
 
 __all__ = ["clock", "postgres_server"]
@@ -47,6 +53,7 @@ def open_store(
         clock: Callable[[], datetime] | None = None,
         rejected_limit: int = DEFAULT_REJECTED_LIMIT,
         audit_limit: int = DEFAULT_AUDIT_LIMIT,
+        gateway: str = DEFAULT_GATEWAY,
     ) -> RepositoryStore:
         location = store_path.parent if state == "main" else store_path.parent.parent / state
         store = opener(
@@ -54,6 +61,7 @@ def open_store(
             clock=clock or default_clock,
             rejected_limit=rejected_limit,
             audit_limit=audit_limit,
+            gateway=gateway,
         )
         opened.append(store)
         return store

@@ -4,13 +4,31 @@ identity and signing request are its own; the database is checked before use."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from certstore.errors import StorageError
-from certstore.model import TrustSource
+from certstore.model import (
+    Finding,
+    Reason,
+    RejectedChain,
+    Rule,
+    TrustSource,
+    Verdict,
+    VerdictKind,
+)
 from certstore.postgres import SCHEMA_VERSION, PostgresStore
-from tests.integration._store_support import ADMIN, PKI, FakeClock, csr, identity
+from tests.integration._store_support import (
+    ADMIN,
+    PEER,
+    PKI,
+    FakeClock,
+    csr,
+    identity,
+    make_chain,
+)
 from tests.integration.store._backends import open_postgres
 from tests.postgres_server import PostgresServer
 
@@ -92,3 +110,34 @@ def test_unreachable_server_is_a_sentence(clock: FakeClock) -> None:
 def test_bad_url_is_a_sentence(clock: FakeClock) -> None:
     with pytest.raises(StorageError, match="not a valid PostgreSQL connection string"):
         gateway("postgresql://[bad", "site-a", clock)
+
+
+def test_upgrade_from_version_3_names_no_gateway(url: str, clock: FakeClock) -> None:
+    """A database of schema version 3 (no ``seen_by``, no audit ``gateway``) upgrades
+    to the current version: its rejected chains name no gateway, its events none, and
+    a later sighting adds the gateway that saw it."""
+    verdict = Verdict(
+        verdict=VerdictKind.REJECT,
+        rule=Rule.UNTRUSTED,
+        findings=(Finding(reason=Reason.UNKNOWN_ISSUER, message=""),),
+        leaf_fingerprint="",
+    )
+    chain = make_chain()
+    with gateway(url, "site-a", clock) as store:
+        entry = store.record_handshake(verdict, chain, PEER, clock.now)
+        assert isinstance(entry, RejectedChain)
+
+        def back_to_version_3(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("ALTER TABLE rejected DROP COLUMN seen_by")
+            conn.execute("ALTER TABLE audit DROP COLUMN gateway")
+            conn.execute("UPDATE schema_version SET version = 3")
+
+        store.backend.transaction("test", back_to_version_3, write=True)
+    with gateway(url, "site-b", clock) as store:
+        assert store.get_rejected(entry.id).seen_by == ()
+        events = store.audit(limit=500)
+        assert events[0].action == "store.migrate" and events[0].gateway == "site-b"
+        assert {e.gateway for e in events[1:]} == {None}
+        again = store.record_handshake(verdict, chain, PEER, clock.now)
+        assert isinstance(again, RejectedChain)
+        assert (again.id, again.count, again.seen_by) == (entry.id, 2, ("site-b",))

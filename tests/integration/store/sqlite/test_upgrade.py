@@ -3,7 +3,7 @@ migrates to the current version, and a schema migration is preceded by a complet
 of the old store.
 
 The fixtures are SQL dumps of real store files: version 1 as the first release wrote
-it, versions 2 and 3 as the code of that schema wrote them. They are never regenerated:
+it, versions 2 to 4 as the code of that schema wrote them. They are never regenerated:
 a change to an existing migration shows up here as a failing test."""
 
 from __future__ import annotations
@@ -163,6 +163,10 @@ def test_store_of_every_schema_version_opens_and_upgrades(tmp_path: Path, versio
         (rejected,) = store.list_rejected()
         assert rejected.peer.host == "sip.other.example"
         assert rejected.address == (None if version == 1 else "192.0.2.10:5061")
+        # Older entries and events name no gateway (version 4 kept them).
+        assert rejected.seen_by == (("site-a", "site-b") if version >= 4 else ())
+        events = store.audit(limit=500)
+        assert events[-1].gateway == ("site-a" if version >= 4 else None)
         settings = store.get_settings()
         assert settings.http_auth_username == "dect01" and settings.allow_wildcards
         identity = store.device_identity()
