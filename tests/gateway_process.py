@@ -25,7 +25,7 @@ from certstore.sqlite import SqliteStore
 from certstore.x509 import to_pem
 from gateway.config import load_config
 from gateway.storage import open_configured_store
-from tests.admin_support import PASSWORD, basic_header
+from tests.admin_support import PASSWORD, basic_header, login
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 30.0
@@ -106,6 +106,12 @@ class GatewayProcess:
             headers={"Authorization": basic_header()} if basic else None,
             cookie_jar=aiohttp.CookieJar(unsafe=True),
         )
+
+    async def logged_in(self) -> aiohttp.ClientSession:
+        """A client logged in through the form (a session cookie, no Basic)."""
+        client = self.session(basic=False)
+        assert (await login(client)).status == 303
+        return client
 
     async def relay_listeners(self) -> dict[str, tuple[str, int]]:
         """Where the SIP relay listens, from its start-up line

@@ -28,8 +28,9 @@ Change notification
     handshake, with or without a listener.
 
 Fail static
-    A listening backend that loses the server (the listener's connection drops, or a
-    call finds it unreachable) is *unreachable* until the listener connects again:
+    A listening backend that loses the server (the listener cannot connect again after
+    its connection dropped, or a call finds it unreachable) is *unreachable* until the
+    listener connects again:
     meanwhile every call fails at once with :class:`StoreUnreachable` instead of
     waiting for a pooled connection, and the store decides on its last snapshot (see
     :class:`certstore.postgres.PostgresStore`). ``store.database.unreachable`` and
@@ -267,9 +268,11 @@ class PostgresBackend:
     def _listen_forever(self) -> None:
         delay = 0.1
         while not self._closed:
+            connected = False
             try:
                 with psycopg.connect(self.url, autocommit=True, **_LIBPQ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    connected = True
                     self._listening = True
                     self._reached()
                     _log.info("store.listener.started", store=redacted(self.url))
@@ -289,12 +292,16 @@ class PostgresBackend:
                 _log.warning(
                     "store.listener.lost", store=redacted(self.url), error=str(exc).strip()
                 )
-                self._lost(str(exc).strip())
+                # A listening connection that ends (the server restarting, or an admin
+                # or an idle timeout ending that one session) says nothing yet: the
+                # server is unreachable only when connecting to it fails.
+                if not connected:
+                    self._lost(str(exc).strip())
             finally:
                 self._listening = False
             if not self._closed:
                 time.sleep(delay)
-                delay = min(delay * 2, LISTEN_RETRY_MAX)
+                delay = 0.1 if connected else min(delay * 2, LISTEN_RETRY_MAX)
 
     def _notify_callbacks(self) -> None:
         for callback in self._callbacks:

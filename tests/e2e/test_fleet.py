@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.e2e.test_hardening import login_session
 from tests.gateway_process import GatewayProcess, start_gateway, write_config
 from tests.integration.test_cli_probe import Cli
 from tests.integration.test_cli_probe import probe as probe_cli
@@ -81,7 +80,7 @@ async def test_pin_through_one_gateway_changes_the_others(
                 # One entry, naming both gateways that saw the chain, in that order.
                 assert entry["seen_by"] == ["site-b", "site-c"]
             # The pages of another gateway show it too, in one short line each.
-            async with await login_session(site_c) as browser:
+            async with await site_c.logged_in() as browser:
                 async with browser.get("/rejected") as response:
                     assert "by site-b, site-c" in await response.text()
                 async with browser.get(f"/rejected/{entry['id']}") as response:

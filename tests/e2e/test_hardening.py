@@ -99,13 +99,6 @@ class TestBodyLimitBeforeLogin:
             assert await gateway.stop() == 0
 
 
-async def login_session(gateway: GatewayProcess) -> aiohttp.ClientSession:
-    """A client logged in through the form (a session cookie, no Basic)."""
-    client = gateway.session(basic=False)
-    assert (await login(client)).status == 303
-    return client
-
-
 class TestThrottleUnderConcurrency:
     async def test_concurrent_wrong_basic_logins_are_admitted_only_up_to_the_limit(
         self, tmp_path: Path
@@ -138,7 +131,7 @@ class TestThrottleUnderConcurrency:
         answered without waiting for the attacker's password checks."""
         gateway = await start_gateway(tmp_path)
         try:
-            admin = await login_session(gateway)
+            admin = await gateway.logged_in()
             async with admin, gateway.session(basic=False) as attacker:
                 token = await csrf_token(attacker, "/login")
 
@@ -172,7 +165,7 @@ class TestPasswordChangeEndsSessions:
         shows a page nor changes a setting; a login with the new password works."""
         gateway = await start_gateway(tmp_path)
         try:
-            admin = await login_session(gateway)
+            admin = await gateway.logged_in()
             async with admin:
                 token = await csrf_token(admin, "/settings")
                 process = await asyncio.create_subprocess_exec(
