@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -10,13 +9,9 @@ from aiohttp import web
 from certstore.errors import InputError
 from certstore.revocation import MAX_CRL_BYTES, RevocationSource
 from gateway.admin import actions
-from gateway.admin.html import back, needs_confirmation, page
+from gateway.admin.html import back, needs_confirmation, page, when
 from gateway.admin.parsing import FP_RE, fingerprint_of, read_form
 from gateway.admin.state import principal_of, state_of
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else ""
 
 
 async def revocation_page(request: web.Request) -> web.Response:
@@ -32,8 +27,8 @@ async def revocation_page(request: web.Request) -> web.Response:
             "source": s.source.value,
             "where": s.url or "uploaded",
             "issuer": s.issuer,
-            "this_update": _when(s.this_update),
-            "next_update": _when(s.next_update) or "none",
+            "this_update": when(s.this_update),
+            "next_update": when(s.next_update) if s.next_update else "none",
             "stale": s.next_update is not None and s.next_update < state.now(),
             "entries": s.entries,
             "error": errors.get(s.url or "", ""),
@@ -73,7 +68,7 @@ async def revocation_upload_form(request: web.Request) -> web.StreamResponse:
         "/revocation",
         "ok",
         f"The CRL of {source.issuer} was stored ({source.entries} revoked, next update "
-        f"{_when(source.next_update) or 'none'}).",
+        f"{when(source.next_update) if source.next_update else 'none'}).",
     )
 
 

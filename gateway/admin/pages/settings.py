@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiohttp import web
 
 from certstore import render
@@ -28,13 +26,8 @@ async def settings_page(request: web.Request) -> web.Response:
     value = await state.call(state.store.get_settings)
     rejected = await actions.rejected_view(state)
     provisioning = None
-    last_at = ""
     if state.provisioning is not None:
         provisioning = await actions.provisioning_status(state.provisioning)
-        last = provisioning["last_result"]
-        if last is not None:
-            at = datetime.fromisoformat(last["at"]).astimezone(UTC)
-            last_at = at.strftime("%Y-%m-%d %H:%M:%S UTC")
     return await page(
         request,
         "settings.html",
@@ -43,7 +36,6 @@ async def settings_page(request: web.Request) -> web.Response:
             "overridden": rejected.overridden,
             "rejected_total": len(rejected.open),
             "provisioning": provisioning,
-            "provisioning_last_at": last_at,
         },
         active="settings",
     )
